@@ -1,0 +1,103 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <optional>
+
+#include "actors/core/task.hpp"
+
+namespace taskmaster::core {
+
+/// Liveness of a worker as the master sees it.
+///   UP ──drain──► DRAINING ──last task done──► LEFT
+///   UP/DRAINING ──connection lost or heartbeats stop──► LOST
+///   LOST/LEFT ──registers again──► UP
+enum class worker_status : uint8_t { up = 0, draining = 1, lost = 2, left = 3 };
+
+std::string_view to_string(worker_status x);
+
+/// What a worker says about itself when it registers.
+struct worker_info {
+  std::string id;
+  std::string host;
+  uint32_t slots = 1;
+  string_map labels;
+  /// Random per worker process: tells a reconnect of the same process from a
+  /// second process that uses the same id.
+  uint64_t incarnation = 0;
+};
+
+struct worker_state {
+  worker_info info;
+  worker_status status = worker_status::up;
+  time_ms connected_at = 0;
+  time_ms last_heartbeat = 0;
+  time_ms status_since = 0;
+  /// Attempts the master believes occupy a slot on this worker.
+  std::set<attempt_ref> running;
+  /// Load average reported by the worker's heartbeat (informational).
+  double load_average = 0;
+  /// Increasing counter of the last assignment, for round-robin tie breaks.
+  uint64_t last_assigned = 0;
+  uint64_t tasks_finished = 0;
+
+  uint32_t free_slots() const {
+    auto used = static_cast<uint32_t>(running.size());
+    return used >= info.slots ? 0 : info.slots - used;
+  }
+
+  bool accepts_work() const {
+    return status == worker_status::up && free_slots() > 0;
+  }
+};
+
+/// Where a task of a given placement class could go, or why it cannot.
+struct placement {
+  /// Empty when no worker can take the task now.
+  std::string worker_id;
+  /// Set when `worker_id` is empty.
+  std::string reason;
+  /// True when some live worker matches the labels but all are busy (the
+  /// ordinary case of waiting for a slot, as opposed to a constraint that no
+  /// connected worker can satisfy).
+  bool waiting_for_slot = false;
+};
+
+/// The master's view of its workers. Placement lives here because it is a
+/// pure question about this view: which live worker with a free slot and the
+/// right labels is least loaded?
+class cluster_view {
+public:
+  std::map<std::string, worker_state>& workers() {
+    return workers_;
+  }
+
+  const std::map<std::string, worker_state>& workers() const {
+    return workers_;
+  }
+
+  worker_state* find(const std::string& id);
+
+  const worker_state* find(const std::string& id) const;
+
+  /// Least loaded (running/slots, then fewest running, then longest since its
+  /// last assignment) UP worker with a free slot whose labels cover `want`.
+  placement place(const string_map& want) const;
+
+  /// Marks that `worker` got one more attempt.
+  void assign(worker_state& worker, const attempt_ref& ref);
+
+  uint32_t free_slots() const;
+  uint32_t total_slots() const;
+  uint32_t used_slots() const;
+  size_t count(worker_status status) const;
+
+private:
+  std::map<std::string, worker_state> workers_;
+  uint64_t assign_counter_ = 0;
+};
+
+} // namespace taskmaster::core

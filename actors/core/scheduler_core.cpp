@@ -1,0 +1,678 @@
+#include "actors/core/scheduler_core.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace taskmaster::core {
+
+namespace {
+
+size_t index_of(task_status x) {
+  return static_cast<size_t>(x);
+}
+
+size_t index_of(priority x) {
+  return static_cast<size_t>(x);
+}
+
+std::string describe_exit(const attempt_result& r) {
+  if (!r.reason.empty())
+    return r.reason;
+  if (r.has_exit_code)
+    return fmt::format("exit code {}", r.exit_code);
+  return std::string{to_string(r.outcome)};
+}
+
+} // namespace
+
+scheduler_core::scheduler_core(scheduler_settings settings,
+                               std::function<double()> random)
+  : settings_(settings),
+    random_(std::move(random)),
+    queue_(settings.aging_interval) {
+}
+
+// -- tasks --------------------------------------------------------------------
+
+admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
+  admission result;
+  // Count what would really be new, so a retried batch that only repeats
+  // idempotency keys is never refused by the queue bound.
+  size_t fresh = 0;
+  std::unordered_set<std::string> batch_keys;
+  for (const auto& spec : specs) {
+    const auto& key = spec.idempotency_key;
+    if (key.empty()
+        || (by_idempotency_key_.count(key) == 0 && batch_keys.insert(key).second))
+      ++fresh;
+  }
+  if (settings_.max_queued > 0
+      && by_status_[index_of(task_status::queued)].size() + fresh
+           > settings_.max_queued) {
+    result.queue_full = true;
+    return result;
+  }
+  result.ids.reserve(specs.size());
+  result.created.reserve(specs.size());
+  for (auto& spec : specs) {
+    if (!spec.idempotency_key.empty()) {
+      auto i = by_idempotency_key_.find(spec.idempotency_key);
+      if (i != by_idempotency_key_.end()) {
+        result.ids.push_back(i->second);
+        result.created.push_back(false);
+        continue;
+      }
+    }
+    auto id = next_id_++;
+    task_record task;
+    task.id = id;
+    task.created_at = now;
+    task.status = task_status::queued;
+    task.max_retries = spec.max_retries >= 0
+                         ? static_cast<uint32_t>(spec.max_retries)
+                         : settings_.default_max_retries;
+    task.spec = std::move(spec);
+    if (!task.spec.idempotency_key.empty())
+      by_idempotency_key_.emplace(task.spec.idempotency_key, id);
+    by_status_[index_of(task_status::queued)].insert(id);
+    ++queued_by_priority_[index_of(task.spec.prio)];
+    pending_.insert(id);
+    tasks_.emplace(id, std::move(task));
+    result.ids.push_back(id);
+    result.created.push_back(true);
+  }
+  return result;
+}
+
+void scheduler_core::activate(const std::vector<task_id>& ids, time_ms now,
+                              plan& out) {
+  for (auto id : ids) {
+    if (pending_.erase(id) == 0)
+      continue;
+    auto* task = find_mutable(id);
+    if (task == nullptr || task->status != task_status::queued)
+      continue;
+    task_change change;
+    change.id = id;
+    change.to = task_status::queued;
+    change.prio = task->spec.prio;
+    change.at = now;
+    out.task_changes.push_back(change);
+    task->not_before = task->spec.run_at > now ? task->spec.run_at : 0;
+    if (task->not_before > 0)
+      task->reason = fmt::format("scheduled to start at {}",
+                                 format_rfc3339(task->not_before));
+    enqueue(*task, now);
+  }
+  dispatch(now, out);
+}
+
+cancel_outcome scheduler_core::cancel(task_id id, time_ms now, plan& out) {
+  auto* task = find_mutable(id);
+  if (task == nullptr)
+    return cancel_outcome::not_found;
+  if (task->status == task_status::cancelled)
+    return cancel_outcome::already_cancelled;
+  if (is_final(task->status))
+    return cancel_outcome::conflict;
+  task_change change;
+  if (task->status == task_status::queued) {
+    queue_.erase(id);
+    delayed_.erase({task->not_before, id});
+    pending_.erase(id);
+    task->not_before = 0;
+  } else {
+    auto& attempt = task->attempts.back();
+    attempt.outcome = attempt_outcome::cancelled;
+    attempt.finished_at = now;
+    attempt.reason = "cancelled by request";
+    change.run_time = now - attempt.started_at;
+    change.attempt_end = attempt_outcome::cancelled;
+    orphans_.erase(task->current_ref());
+    // The slot stays taken until the worker reports the process gone.
+    out.kills.emplace_back(task->worker_id, task->current_ref());
+  }
+  task->reason = "cancelled by request";
+  finish(*task, task_status::cancelled, now, out, change);
+  return cancel_outcome::cancelled;
+}
+
+// -- workers ------------------------------------------------------------------
+
+register_outcome
+scheduler_core::register_worker(const worker_info& info,
+                                const std::vector<attempt_ref>& running,
+                                const std::vector<attempt_result>& results,
+                                time_ms now, plan& out) {
+  auto* worker = cluster_.find(info.id);
+  if (worker != nullptr
+      && (worker->status == worker_status::up
+          || worker->status == worker_status::draining)
+      && worker->info.incarnation != info.incarnation)
+    return register_outcome::duplicate_id;
+  std::set<attempt_ref> previously;
+  if (worker == nullptr) {
+    worker = &cluster_.workers()[info.id];
+    worker->status = worker_status::up;
+    worker->status_since = now;
+    worker_change change;
+    change.id = info.id;
+    change.to = worker_status::up;
+    out.worker_changes.push_back(std::move(change));
+  } else {
+    previously = std::move(worker->running);
+    worker->running.clear();
+    set_worker_status(*worker, worker_status::up, now, out);
+  }
+  worker->info = info;
+  worker->connected_at = now;
+  worker->last_heartbeat = now;
+  std::set<attempt_ref> claimed;
+  for (const auto& ref : running) {
+    claimed.insert(ref);
+    // A process occupies a slot whatever the master thinks of it.
+    worker->running.insert(ref);
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->status == task_status::running
+        && task->current_ref() == ref && task->worker_id == info.id) {
+      orphans_.erase(ref);
+    } else {
+      out.kills.emplace_back(info.id, ref);
+    }
+  }
+  for (const auto& result : results)
+    claimed.insert(result.ref);
+  // What the master had on this worker but the worker does not know about
+  // is gone: requeue it.
+  std::vector<attempt_ref> missing;
+  for (const auto& ref : previously)
+    if (claimed.count(ref) == 0)
+      missing.push_back(ref);
+  for (const auto& [ref, deadline] : orphans_) {
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->worker_id == info.id && claimed.count(ref) == 0)
+      missing.push_back(ref);
+  }
+  for (const auto& ref : missing) {
+    orphans_.erase(ref);
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->status == task_status::running
+        && task->current_ref() == ref)
+      requeue_attempt(*task, attempt_outcome::lost,
+                      fmt::format("worker {} came back without this attempt",
+                                  info.id),
+                      now, out);
+  }
+  report(info.id, results, now, out);
+  return register_outcome::accepted;
+}
+
+heartbeat_outcome scheduler_core::heartbeat(const std::string& worker_id,
+                                            uint64_t incarnation,
+                                            double load_average, time_ms now) {
+  auto* worker = cluster_.find(worker_id);
+  if (worker == nullptr || worker->info.incarnation != incarnation
+      || worker->status == worker_status::lost
+      || worker->status == worker_status::left)
+    return heartbeat_outcome::must_register;
+  worker->last_heartbeat = now;
+  worker->load_average = load_average;
+  return heartbeat_outcome::ok;
+}
+
+void scheduler_core::report(const std::string& worker_id,
+                            const std::vector<attempt_result>& results,
+                            time_ms now, plan& out) {
+  auto* worker = cluster_.find(worker_id);
+  for (const auto& result : results) {
+    out.acks.emplace_back(worker_id, result.ref);
+    if (worker != nullptr && worker->running.erase(result.ref) > 0)
+      ++worker->tasks_finished;
+    orphans_.erase(result.ref);
+    auto* task = find_mutable(result.ref.task);
+    // A result for an attempt that is no longer current (the task was
+    // requeued, cancelled or forgotten) is acknowledged and ignored.
+    if (task == nullptr || task->status != task_status::running
+        || task->current_ref() != result.ref)
+      continue;
+    apply_result(*task, result, now, out);
+  }
+  if (worker != nullptr && worker->status == worker_status::draining
+      && worker->running.empty())
+    set_worker_status(*worker, worker_status::left, now, out);
+  dispatch(now, out);
+}
+
+void scheduler_core::drain(const std::string& worker_id, time_ms now,
+                           plan& out) {
+  auto* worker = cluster_.find(worker_id);
+  if (worker == nullptr || worker->status != worker_status::up)
+    return;
+  set_worker_status(*worker, worker_status::draining, now, out);
+}
+
+void scheduler_core::leave(const std::string& worker_id, time_ms now,
+                           plan& out) {
+  auto* worker = cluster_.find(worker_id);
+  if (worker == nullptr)
+    return;
+  auto held = std::move(worker->running);
+  worker->running.clear();
+  for (const auto& ref : held) {
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->status == task_status::running
+        && task->current_ref() == ref)
+      requeue_attempt(*task, attempt_outcome::returned,
+                      fmt::format("worker {} left", worker_id), now, out);
+  }
+  set_worker_status(*worker, worker_status::left, now, out);
+  dispatch(now, out);
+}
+
+void scheduler_core::worker_lost(const std::string& worker_id,
+                                 const std::string& reason, time_ms now,
+                                 plan& out) {
+  auto* worker = cluster_.find(worker_id);
+  if (worker == nullptr || worker->status == worker_status::lost
+      || worker->status == worker_status::left)
+    return;
+  auto held = std::move(worker->running);
+  worker->running.clear();
+  set_worker_status(*worker, worker_status::lost, now, out);
+  for (const auto& ref : held) {
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->status == task_status::running
+        && task->current_ref() == ref)
+      requeue_attempt(*task, attempt_outcome::lost,
+                      fmt::format("worker {} lost: {}", worker_id, reason),
+                      now, out);
+  }
+  dispatch(now, out);
+}
+
+// -- time ---------------------------------------------------------------------
+
+void scheduler_core::tick(time_ms now, plan& out) {
+  std::vector<std::string> silent;
+  for (const auto& [id, worker] : cluster_.workers())
+    if ((worker.status == worker_status::up
+         || worker.status == worker_status::draining)
+        && now - worker.last_heartbeat > settings_.heartbeat_timeout)
+      silent.push_back(id);
+  for (const auto& id : silent)
+    worker_lost(id,
+                fmt::format("no heartbeat for {} ms",
+                            now - cluster_.find(id)->last_heartbeat),
+                now, out);
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    auto id = delayed_.begin()->second;
+    delayed_.erase(delayed_.begin());
+    auto* task = find_mutable(id);
+    if (task == nullptr || task->status != task_status::queued)
+      continue;
+    task->not_before = 0;
+    task->reason.clear();
+    enqueue(*task, now);
+  }
+  std::vector<attempt_ref> expired;
+  for (const auto& [ref, deadline] : orphans_)
+    if (deadline <= now)
+      expired.push_back(ref);
+  for (const auto& ref : expired) {
+    orphans_.erase(ref);
+    auto* task = find_mutable(ref.task);
+    if (task != nullptr && task->status == task_status::running
+        && task->current_ref() == ref)
+      requeue_attempt(
+        *task, attempt_outcome::lost,
+        fmt::format("worker {} did not reclaim the attempt within {} ms of "
+                    "the master restarting",
+                    task->worker_id, settings_.reconcile_grace),
+        now, out);
+  }
+  prune(now, out);
+  dispatch(now, out);
+}
+
+void scheduler_core::dispatch(time_ms now, plan& out) {
+  if (queue_.size() == 0)
+    return;
+  auto free = cluster_.free_slots();
+  while (free > 0 && queue_.size() > 0) {
+    const std::string* best_class = nullptr;
+    std::pair<time_ms, task_id> best_entry;
+    std::string best_worker;
+    for (const auto& [key, cls] : queue_.classes()) {
+      const auto& head = *cls.entries.begin();
+      if (best_class != nullptr && !(head < best_entry))
+        continue;
+      auto where = cluster_.place(cls.labels);
+      if (where.worker_id.empty())
+        continue;
+      best_class = &key;
+      best_entry = head;
+      best_worker = std::move(where.worker_id);
+    }
+    if (best_class == nullptr)
+      break;
+    auto id = queue_.pop_front(*best_class);
+    start_attempt(*find_mutable(id), *cluster_.find(best_worker), now, out);
+    --free;
+  }
+}
+
+// -- recovery -----------------------------------------------------------------
+
+void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
+                             time_ms now) {
+  task_id max_id = last_id;
+  for (auto& record : records) {
+    auto id = record.id;
+    max_id = std::max(max_id, id);
+    if (!record.spec.idempotency_key.empty())
+      by_idempotency_key_[record.spec.idempotency_key] = id;
+    by_status_[index_of(record.status)].insert(id);
+    auto& task = tasks_[id] = std::move(record);
+    switch (task.status) {
+      case task_status::queued:
+        ++queued_by_priority_[index_of(task.spec.prio)];
+        if (task.not_before > now) {
+          delayed_.emplace(task.not_before, id);
+        } else {
+          // Keep the original rank so the order survives the restart.
+          task.not_before = 0;
+          auto ready_since = task.queued_at != 0 ? task.queued_at
+                                                 : task.created_at;
+          queue_.push(id, task.spec.prio, task.spec.labels, ready_since);
+          task.queued_at = ready_since;
+        }
+        break;
+      case task_status::running:
+        orphans_[task.current_ref()] = now + settings_.reconcile_grace;
+        break;
+      default:
+        finished_.emplace(task.finished_at, id);
+    }
+  }
+  next_id_ = max_id + 1;
+}
+
+// -- queries ------------------------------------------------------------------
+
+const task_record* scheduler_core::find(task_id id) const {
+  auto i = tasks_.find(id);
+  return i == tasks_.end() ? nullptr : &i->second;
+}
+
+std::string scheduler_core::reason_of(const task_record& task) const {
+  if (task.status != task_status::queued)
+    return task.reason;
+  if (pending_.count(task.id) != 0)
+    return "being written to the journal";
+  if (task.not_before > 0)
+    return task.reason;
+  const auto* cls = queue_.class_of(task.id);
+  if (cls == nullptr)
+    return task.reason;
+  auto where = cluster_.place(cls->labels);
+  if (!where.worker_id.empty())
+    return "about to be dispatched";
+  if (!task.reason.empty() && where.waiting_for_slot)
+    return task.reason;
+  return where.reason;
+}
+
+task_page scheduler_core::list(const task_filter& filter) const {
+  task_page page;
+  auto limit = std::clamp<size_t>(filter.limit, 1, 1000);
+  auto accept = [&](const task_record& task) {
+    if (filter.prio && task.spec.prio != *filter.prio)
+      return true;
+    page.tasks.push_back(&task);
+    return page.tasks.size() <= limit;
+  };
+  if (filter.status) {
+    const auto& ids = by_status_[index_of(*filter.status)];
+    auto i = filter.cursor != 0 ? ids.lower_bound(filter.cursor) : ids.end();
+    while (i != ids.begin()) {
+      --i;
+      if (!accept(tasks_.at(*i)))
+        break;
+    }
+  } else {
+    auto i = filter.cursor != 0 ? tasks_.lower_bound(filter.cursor)
+                                : tasks_.end();
+    while (i != tasks_.begin()) {
+      --i;
+      if (!accept(i->second))
+        break;
+    }
+  }
+  if (page.tasks.size() > limit) {
+    page.tasks.pop_back();
+    page.next_cursor = page.tasks.back()->id;
+  }
+  return page;
+}
+
+scheduler_stats scheduler_core::stats() const {
+  scheduler_stats s;
+  s.queued_by_priority = queued_by_priority_;
+  s.queued = by_status_[index_of(task_status::queued)].size();
+  s.delayed = delayed_.size();
+  s.running = by_status_[index_of(task_status::running)].size();
+  for (size_t i = 0; i < task_status_count; ++i)
+    s.tasks_by_status[i] = by_status_[i].size();
+  s.workers_up = cluster_.count(worker_status::up);
+  s.workers_lost = cluster_.count(worker_status::lost);
+  s.workers_draining = cluster_.count(worker_status::draining);
+  s.slots_total = cluster_.total_slots();
+  s.slots_used = cluster_.used_slots();
+  return s;
+}
+
+// -- private ------------------------------------------------------------------
+
+task_record* scheduler_core::find_mutable(task_id id) {
+  auto i = tasks_.find(id);
+  return i == tasks_.end() ? nullptr : &i->second;
+}
+
+void scheduler_core::set_status(task_record& task, task_status to, time_ms now,
+                                plan& out, task_change change) {
+  auto from = task.status;
+  by_status_[index_of(from)].erase(task.id);
+  by_status_[index_of(to)].insert(task.id);
+  if (from == task_status::queued)
+    --queued_by_priority_[index_of(task.spec.prio)];
+  if (to == task_status::queued)
+    ++queued_by_priority_[index_of(task.spec.prio)];
+  task.status = to;
+  change.id = task.id;
+  change.from = from;
+  change.to = to;
+  change.prio = task.spec.prio;
+  change.at = now;
+  out.task_changes.push_back(change);
+}
+
+void scheduler_core::enqueue(task_record& task, time_ms now) {
+  if (task.not_before > now) {
+    delayed_.emplace(task.not_before, task.id);
+    return;
+  }
+  task.not_before = 0;
+  task.queued_at = now;
+  queue_.push(task.id, task.spec.prio, task.spec.labels, now);
+}
+
+void scheduler_core::start_attempt(task_record& task, worker_state& worker,
+                                   time_ms now, plan& out) {
+  attempt_record attempt;
+  attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
+  attempt.worker_id = worker.info.id;
+  attempt.started_at = now;
+  task.attempts.push_back(std::move(attempt));
+  task.worker_id = worker.info.id;
+  task.started_at = now;
+  task.finished_at = 0;
+  task.has_exit_code = false;
+  task.reason.clear();
+  auto ref = task.current_ref();
+  cluster_.assign(worker, ref);
+  assignment work;
+  work.ref = ref;
+  work.command = task.spec.command;
+  work.env = task.spec.env;
+  work.timeout_seconds = task.spec.timeout_seconds;
+  out.assignments.emplace_back(worker.info.id, std::move(work));
+  task_change change;
+  change.queue_wait = now - task.queued_at;
+  set_status(task, task_status::running, now, out, change);
+}
+
+void scheduler_core::apply_result(task_record& task,
+                                  const attempt_result& result, time_ms now,
+                                  plan& out) {
+  auto& attempt = task.attempts.back();
+  if (result.started_at != 0)
+    attempt.started_at = result.started_at;
+  attempt.finished_at = result.finished_at != 0 ? result.finished_at : now;
+  attempt.exit_code = result.exit_code;
+  attempt.has_exit_code = result.has_exit_code;
+  attempt.outcome = result.outcome;
+  attempt.reason = result.reason;
+  task.started_at = attempt.started_at;
+  task.exit_code = result.exit_code;
+  task.has_exit_code = result.has_exit_code;
+  task.stdout_tail = result.stdout_tail;
+  task.stderr_tail = result.stderr_tail;
+  task_change change;
+  change.run_time = std::max<time_ms>(0, attempt.finished_at - attempt.started_at);
+  change.attempt_end = result.outcome;
+  switch (result.outcome) {
+    case attempt_outcome::succeeded:
+      task.reason.clear();
+      finish(task, task_status::succeeded, attempt.finished_at, out, change);
+      return;
+    case attempt_outcome::returned:
+    case attempt_outcome::lost:
+      requeue_attempt(task, result.outcome, describe_exit(result), now, out);
+      return;
+    case attempt_outcome::cancelled:
+      task.reason = describe_exit(result);
+      finish(task, task_status::cancelled, attempt.finished_at, out, change);
+      return;
+    case attempt_outcome::running:
+    case attempt_outcome::failed:
+    case attempt_outcome::timed_out:
+      break;
+  }
+  auto final_status = result.outcome == attempt_outcome::timed_out
+                        ? task_status::timed_out
+                        : task_status::failed;
+  auto failed = failures(task);
+  if (failed > task.max_retries) {
+    task.reason = describe_exit(result);
+    finish(task, final_status, attempt.finished_at, out, change);
+    return;
+  }
+  auto policy = settings_.retry;
+  if (task.spec.retry_backoff_ms > 0)
+    policy.base = task.spec.retry_backoff_ms;
+  if (task.spec.retry_backoff_max_ms > 0)
+    policy.cap = task.spec.retry_backoff_max_ms;
+  task.not_before = now + policy.delay(failed, random_());
+  task.reason = fmt::format("attempt {} {}; retry {} of {} at {}",
+                            attempt.number, describe_exit(result), failed,
+                            task.max_retries, format_rfc3339(task.not_before));
+  set_status(task, task_status::queued, now, out, change);
+  enqueue(task, now);
+}
+
+void scheduler_core::requeue_attempt(task_record& task,
+                                     attempt_outcome outcome,
+                                     const std::string& reason, time_ms now,
+                                     plan& out) {
+  auto& attempt = task.attempts.back();
+  attempt.outcome = outcome;
+  if (attempt.finished_at == 0)
+    attempt.finished_at = now;
+  attempt.reason = reason;
+  task_change change;
+  change.run_time = std::max<time_ms>(0, attempt.finished_at - attempt.started_at);
+  change.attempt_end = outcome;
+  if (outcome == attempt_outcome::lost) {
+    auto lost = std::count_if(task.attempts.begin(), task.attempts.end(),
+                              [](const attempt_record& a) {
+                                return a.outcome == attempt_outcome::lost;
+                              });
+    if (static_cast<uint32_t>(lost) >= settings_.max_lost_attempts) {
+      task.reason = fmt::format("its worker was lost {} times; last: {}", lost,
+                                reason);
+      finish(task, task_status::failed, now, out, change);
+      return;
+    }
+  }
+  task.reason = reason;
+  task.not_before = 0;
+  set_status(task, task_status::queued, now, out, change);
+  enqueue(task, now);
+}
+
+void scheduler_core::finish(task_record& task, task_status status, time_ms now,
+                            plan& out, task_change change) {
+  task.finished_at = now;
+  set_status(task, status, now, out, change);
+  finished_.emplace(task.finished_at, task.id);
+}
+
+void scheduler_core::prune(time_ms now, plan& out) {
+  while (!finished_.empty()) {
+    auto [at, id] = *finished_.begin();
+    bool too_many = settings_.retention_max_finished > 0
+                    && finished_.size() > settings_.retention_max_finished;
+    bool too_old = settings_.retention > 0 && at < now - settings_.retention;
+    if (!too_many && !too_old)
+      break;
+    finished_.erase(finished_.begin());
+    auto i = tasks_.find(id);
+    if (i == tasks_.end())
+      continue;
+    by_status_[index_of(i->second.status)].erase(id);
+    const auto& key = i->second.spec.idempotency_key;
+    if (!key.empty()) {
+      auto k = by_idempotency_key_.find(key);
+      if (k != by_idempotency_key_.end() && k->second == id)
+        by_idempotency_key_.erase(k);
+    }
+    tasks_.erase(i);
+    out.removed.push_back(id);
+  }
+}
+
+void scheduler_core::set_worker_status(worker_state& worker, worker_status to,
+                                       time_ms now, plan& out) {
+  if (worker.status == to)
+    return;
+  worker_change change;
+  change.id = worker.info.id;
+  change.from = worker.status;
+  change.to = to;
+  worker.status = to;
+  worker.status_since = now;
+  out.worker_changes.push_back(std::move(change));
+}
+
+uint32_t scheduler_core::failures(const task_record& task) const {
+  return static_cast<uint32_t>(
+    std::count_if(task.attempts.begin(), task.attempts.end(),
+                  [](const attempt_record& a) {
+                    return a.outcome == attempt_outcome::failed
+                           || a.outcome == attempt_outcome::timed_out;
+                  }));
+}
+
+} // namespace taskmaster::core

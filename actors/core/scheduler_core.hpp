@@ -1,0 +1,279 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "actors/core/cluster_view.hpp"
+#include "actors/core/retry_policy.hpp"
+#include "actors/core/task.hpp"
+#include "actors/core/task_queue.hpp"
+
+namespace taskmaster::core {
+
+/// Tunables of the scheduling logic (filled from the daemon's config).
+struct scheduler_settings {
+  /// One priority level per this much waiting (see task_queue).
+  time_ms aging_interval = 60'000;
+  /// Retry budget for tasks that do not set `max_retries`.
+  uint32_t default_max_retries = 0;
+  retry_policy retry;
+  /// A worker without a heartbeat for this long is LOST.
+  time_ms heartbeat_timeout = 5'000;
+  /// After a master restart, how long a RUNNING task waits for its worker to
+  /// reconnect and claim it before it is requeued.
+  time_ms reconcile_grace = 30'000;
+  /// A task whose worker vanished this many times fails instead of being
+  /// requeued again (it is probably what kills its workers).
+  uint32_t max_lost_attempts = 5;
+  /// Bound on queued tasks (0: unbounded); submissions beyond it are refused.
+  size_t max_queued = 1'000'000;
+  /// Finished tasks are forgotten after this long (0: never) ...
+  time_ms retention = 7LL * 24 * 3600 * 1000;
+  /// ... or when more than this many are kept (0: no bound).
+  size_t retention_max_finished = 100'000;
+};
+
+/// A task moved from one status to another (or appeared).
+struct task_change {
+  task_id id = 0;
+  /// nullopt when the task is new.
+  std::optional<task_status> from;
+  task_status to = task_status::queued;
+  priority prio = priority::medium;
+  time_ms at = 0;
+  /// For QUEUED -> RUNNING: how long the task waited since it became ready.
+  time_ms queue_wait = 0;
+  /// For RUNNING -> anything: how long the attempt ran.
+  time_ms run_time = 0;
+  /// For RUNNING -> QUEUED: why it went back.
+  attempt_outcome attempt_end = attempt_outcome::running;
+};
+
+struct worker_change {
+  std::string id;
+  std::optional<worker_status> from;
+  worker_status to = worker_status::up;
+};
+
+/// Everything one call into the core decided. The actor shell carries it out:
+/// journal the changed tasks, send assignments and kills, acknowledge durable
+/// results, publish the changes.
+struct plan {
+  std::vector<std::pair<std::string, assignment>> assignments;
+  std::vector<std::pair<std::string, attempt_ref>> kills;
+  /// Results to acknowledge to their worker once the journal has them.
+  std::vector<std::pair<std::string, attempt_ref>> acks;
+  std::vector<task_change> task_changes;
+  std::vector<worker_change> worker_changes;
+  /// Tasks forgotten by retention (to delete from the journal).
+  std::vector<task_id> removed;
+
+  bool empty() const {
+    return assignments.empty() && kills.empty() && acks.empty()
+           && task_changes.empty() && worker_changes.empty() && removed.empty();
+  }
+};
+
+/// Result of `admit`.
+struct admission {
+  /// Set when the queue bound refused the whole batch.
+  bool queue_full = false;
+  /// One id per spec, in order.
+  std::vector<task_id> ids;
+  /// Per spec: false when an idempotency key matched an existing task.
+  std::vector<bool> created;
+};
+
+enum class cancel_outcome {
+  cancelled,
+  already_cancelled,
+  /// The task already reached another final status.
+  conflict,
+  not_found,
+};
+
+enum class register_outcome { accepted, duplicate_id };
+
+enum class heartbeat_outcome { ok, must_register };
+
+/// Filter and page for listings. `cursor` is exclusive: only ids below it.
+struct task_filter {
+  std::optional<task_status> status;
+  std::optional<priority> prio;
+  task_id cursor = 0;
+  size_t limit = 100;
+};
+
+struct task_page {
+  std::vector<const task_record*> tasks;
+  /// 0 when there is nothing after this page.
+  task_id next_cursor = 0;
+};
+
+/// Counts for gauges and the dashboard summary.
+struct scheduler_stats {
+  std::array<size_t, priority_count> queued_by_priority{};
+  size_t queued = 0;
+  /// Ready-but-delayed tasks (run_at, retry backoff) are part of `queued`.
+  size_t delayed = 0;
+  size_t running = 0;
+  std::array<size_t, task_status_count> tasks_by_status{};
+  size_t workers_up = 0;
+  size_t workers_lost = 0;
+  size_t workers_draining = 0;
+  uint32_t slots_total = 0;
+  uint32_t slots_used = 0;
+};
+
+/// The scheduler's decisions as plain code: the task table, the queue, the
+/// cluster view, placement, retries and liveness. No CAF, no I/O, no clock:
+/// every call takes `now` and appends what it decided to a `plan`.
+class scheduler_core {
+public:
+  /// `random` returns uniform values in [0, 1] for retry jitter.
+  scheduler_core(scheduler_settings settings, std::function<double()> random);
+
+  const scheduler_settings& settings() const {
+    return settings_;
+  }
+
+  // -- tasks ----------------------------------------------------------------
+
+  /// Creates records for `specs` (or finds them by idempotency key) but does
+  /// not queue them yet: call `activate` once they are durable.
+  admission admit(std::vector<task_spec> specs, time_ms now);
+
+  /// Queues admitted tasks (their journal entries are committed) and
+  /// dispatches.
+  void activate(const std::vector<task_id>& ids, time_ms now, plan& out);
+
+  cancel_outcome cancel(task_id id, time_ms now, plan& out);
+
+  // -- workers --------------------------------------------------------------
+
+  /// A worker (re)connects. `running` are attempts it still runs, `results`
+  /// attempts it finished but the master has not acknowledged.
+  register_outcome register_worker(const worker_info& info,
+                                   const std::vector<attempt_ref>& running,
+                                   const std::vector<attempt_result>& results,
+                                   time_ms now, plan& out);
+
+  heartbeat_outcome heartbeat(const std::string& worker_id,
+                              uint64_t incarnation, double load_average,
+                              time_ms now);
+
+  /// Attempts ended on a worker.
+  void report(const std::string& worker_id,
+              const std::vector<attempt_result>& results, time_ms now,
+              plan& out);
+
+  /// The worker stops taking work (graceful shutdown begins).
+  void drain(const std::string& worker_id, time_ms now, plan& out);
+
+  /// The worker is gone for good (graceful shutdown ends). Attempts it still
+  /// held go back to the queue.
+  void leave(const std::string& worker_id, time_ms now, plan& out);
+
+  /// The worker's connection dropped or it stopped answering.
+  void worker_lost(const std::string& worker_id, const std::string& reason,
+                   time_ms now, plan& out);
+
+  // -- time -----------------------------------------------------------------
+
+  /// Liveness deadlines, delayed tasks coming due, reconciliation grace,
+  /// retention, then dispatch.
+  void tick(time_ms now, plan& out);
+
+  /// Places ready tasks into free slots.
+  void dispatch(time_ms now, plan& out);
+
+  // -- recovery -------------------------------------------------------------
+
+  /// Rebuilds state from journaled records after a restart (before any
+  /// worker registers). `last_id` is the highest id ever handed out.
+  void restore(std::vector<task_record> records, task_id last_id, time_ms now);
+
+  // -- queries --------------------------------------------------------------
+
+  const task_record* find(task_id id) const;
+
+  /// Why a QUEUED task is not running yet (empty for other statuses).
+  std::string reason_of(const task_record& task) const;
+
+  task_page list(const task_filter& filter) const;
+
+  scheduler_stats stats() const;
+
+  const cluster_view& cluster() const {
+    return cluster_;
+  }
+
+  size_t task_count() const {
+    return tasks_.size();
+  }
+
+  task_id last_id() const {
+    return next_id_ - 1;
+  }
+
+private:
+  task_record* find_mutable(task_id id);
+
+  /// Every status change goes through here so the indexes stay right.
+  void set_status(task_record& task, task_status to, time_ms now, plan& out,
+                  task_change change);
+
+  /// Puts a QUEUED task where it belongs: the ready queue, or the delayed
+  /// set while `not_before` is in the future.
+  void enqueue(task_record& task, time_ms now);
+
+  void start_attempt(task_record& task, worker_state& worker, time_ms now,
+                     plan& out);
+
+  void apply_result(task_record& task, const attempt_result& result,
+                    time_ms now, plan& out);
+
+  /// The current attempt ended without a result of the command (worker lost,
+  /// returned, reconciliation): back to the queue or, past the limit, FAILED.
+  void requeue_attempt(task_record& task, attempt_outcome outcome,
+                       const std::string& reason, time_ms now, plan& out);
+
+  void finish(task_record& task, task_status status, time_ms now, plan& out,
+              task_change change);
+
+  void prune(time_ms now, plan& out);
+
+  void set_worker_status(worker_state& worker, worker_status to, time_ms now,
+                         plan& out);
+
+  uint32_t failures(const task_record& task) const;
+
+  scheduler_settings settings_;
+  std::function<double()> random_;
+  task_id next_id_ = 1;
+  std::map<task_id, task_record> tasks_;
+  std::array<std::set<task_id>, task_status_count> by_status_;
+  std::array<size_t, priority_count> queued_by_priority_{};
+  std::unordered_map<std::string, task_id> by_idempotency_key_;
+  /// Admitted, not yet durable.
+  std::unordered_set<task_id> pending_;
+  task_queue queue_;
+  /// QUEUED tasks waiting for a time (run_at, retry backoff).
+  std::set<std::pair<time_ms, task_id>> delayed_;
+  /// RUNNING tasks restored after a restart, unclaimed by their worker yet,
+  /// with their deadline.
+  std::map<attempt_ref, time_ms> orphans_;
+  /// Final tasks by finish time, for retention.
+  std::set<std::pair<time_ms, task_id>> finished_;
+  cluster_view cluster_;
+};
+
+} // namespace taskmaster::core

@@ -1,0 +1,102 @@
+#include "actors/core/task.hpp"
+
+#include <array>
+
+#include <fmt/format.h>
+
+namespace taskmaster::core {
+
+namespace {
+
+constexpr std::array<std::string_view, priority_count> priority_names{
+  "LOW", "MEDIUM", "HIGH", "CRITICAL"};
+
+constexpr std::array<std::string_view, task_status_count> status_names{
+  "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
+
+constexpr std::array<std::string_view, 7> outcome_names{
+  "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "LOST",
+  "RETURNED"};
+
+template <class Enum, size_t N>
+std::optional<Enum> parse_enum(const std::array<std::string_view, N>& names,
+                               std::string_view text) {
+  for (size_t i = 0; i < N; ++i)
+    if (names[i] == text)
+      return static_cast<Enum>(i);
+  return std::nullopt;
+}
+
+} // namespace
+
+std::string_view to_string(priority x) {
+  return priority_names[static_cast<size_t>(x)];
+}
+
+std::string_view to_string(task_status x) {
+  return status_names[static_cast<size_t>(x)];
+}
+
+std::string_view to_string(attempt_outcome x) {
+  return outcome_names[static_cast<size_t>(x)];
+}
+
+std::optional<priority> parse_priority(std::string_view text) {
+  return parse_enum<priority>(priority_names, text);
+}
+
+std::optional<task_status> parse_task_status(std::string_view text) {
+  return parse_enum<task_status>(status_names, text);
+}
+
+std::optional<attempt_outcome> parse_attempt_outcome(std::string_view text) {
+  return parse_enum<attempt_outcome>(outcome_names, text);
+}
+
+bool is_final(task_status x) {
+  return x != task_status::queued && x != task_status::running;
+}
+
+std::string to_string(const attempt_ref& x) {
+  return fmt::format("{}#{}", x.task, x.attempt);
+}
+
+std::optional<string_map> parse_labels(std::string_view text) {
+  string_map result;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    auto entry = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{}
+                                           : text.substr(comma + 1);
+    if (entry.empty())
+      continue;
+    auto eq = entry.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      return std::nullopt;
+    result[std::string{entry.substr(0, eq)}] = std::string{entry.substr(eq + 1)};
+  }
+  return result;
+}
+
+std::string format_labels(const string_map& labels) {
+  std::string result;
+  for (const auto& [key, value] : labels) {
+    if (!result.empty())
+      result += ',';
+    result += key;
+    result += '=';
+    result += value;
+  }
+  return result;
+}
+
+bool labels_match(const string_map& want, const string_map& have) {
+  for (const auto& [key, value] : want) {
+    auto i = have.find(key);
+    if (i == have.end() || i->second != value)
+      return false;
+  }
+  return true;
+}
+
+} // namespace taskmaster::core

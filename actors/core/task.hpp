@@ -1,0 +1,182 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/core/time.hpp"
+
+/// The task model: what a user submits, what the master keeps about it, and
+/// the attempt history. Plain data, shared by the scheduling core, the store,
+/// the JSON codec and (through `inspect` overloads in actors/messages.hpp) the
+/// actors.
+namespace taskmaster::core {
+
+using task_id = uint64_t;
+
+/// Scheduling priority. The numeric value is the rank used by the queue.
+enum class priority : uint8_t { low = 0, medium = 1, high = 2, critical = 3 };
+
+constexpr size_t priority_count = 4;
+
+/// The status of a task. QUEUED and RUNNING are live; the others are final.
+enum class task_status : uint8_t {
+  queued = 0,
+  running = 1,
+  succeeded = 2,
+  failed = 3,
+  timed_out = 4,
+  cancelled = 5,
+};
+
+constexpr size_t task_status_count = 6;
+
+/// How one attempt ended. `lost` (the worker vanished) and `returned` (the
+/// worker handed the task back unstarted or on shutdown) put the task back in
+/// the queue without counting as a failure of the command.
+enum class attempt_outcome : uint8_t {
+  running = 0,
+  succeeded = 1,
+  failed = 2,
+  timed_out = 3,
+  cancelled = 4,
+  lost = 5,
+  returned = 6,
+};
+
+std::string_view to_string(priority x);
+std::string_view to_string(task_status x);
+std::string_view to_string(attempt_outcome x);
+
+std::optional<priority> parse_priority(std::string_view text);
+std::optional<task_status> parse_task_status(std::string_view text);
+std::optional<attempt_outcome> parse_attempt_outcome(std::string_view text);
+
+/// True for SUCCEEDED, FAILED, TIMED_OUT and CANCELLED.
+bool is_final(task_status x);
+
+using string_map = std::map<std::string, std::string>;
+
+/// What a client asks for. Validated by the HTTP codec before it gets here.
+struct task_spec {
+  std::string command;
+  std::string name;
+  std::string description;
+  priority prio = priority::medium;
+  /// 0 means no timeout.
+  uint32_t timeout_seconds = 0;
+  /// -1 means "use the master's default".
+  int32_t max_retries = -1;
+  /// Placement constraints: a worker must carry every one of these labels.
+  string_map labels;
+  string_map env;
+  /// Earliest start (ms since epoch); 0 means "as soon as possible".
+  time_ms run_at = 0;
+  /// Empty means "no deduplication".
+  std::string idempotency_key;
+  /// Per-task retry backoff overrides in milliseconds; 0 means the default.
+  uint32_t retry_backoff_ms = 0;
+  uint32_t retry_backoff_max_ms = 0;
+};
+
+/// Identifies one attempt of one task. A report that names an attempt that is
+/// no longer the task's current one is stale.
+struct attempt_ref {
+  task_id task = 0;
+  uint32_t attempt = 0;
+
+  friend bool operator==(const attempt_ref& a, const attempt_ref& b) {
+    return a.task == b.task && a.attempt == b.attempt;
+  }
+  friend bool operator!=(const attempt_ref& a, const attempt_ref& b) {
+    return !(a == b);
+  }
+  friend bool operator<(const attempt_ref& a, const attempt_ref& b) {
+    return a.task < b.task || (a.task == b.task && a.attempt < b.attempt);
+  }
+};
+
+std::string to_string(const attempt_ref& x);
+
+/// The history entry for one attempt.
+struct attempt_record {
+  uint32_t number = 0;
+  std::string worker_id;
+  time_ms started_at = 0;
+  time_ms finished_at = 0;
+  /// Meaningful only when `has_exit_code`.
+  int32_t exit_code = 0;
+  bool has_exit_code = false;
+  attempt_outcome outcome = attempt_outcome::running;
+  std::string reason;
+};
+
+/// The master's full record of a task.
+struct task_record {
+  task_id id = 0;
+  task_spec spec;
+  task_status status = task_status::queued;
+  time_ms created_at = 0;
+  time_ms started_at = 0;
+  time_ms finished_at = 0;
+  /// While QUEUED: not dispatched before this time (delayed start, retry
+  /// backoff). 0 when the task may run now.
+  time_ms not_before = 0;
+  /// When the task last entered the queue (for the queue-wait metric).
+  time_ms queued_at = 0;
+  /// The effective retry budget (spec value or the master's default).
+  uint32_t max_retries = 0;
+  std::vector<attempt_record> attempts;
+  /// The worker of the current or last attempt.
+  std::string worker_id;
+  int32_t exit_code = 0;
+  bool has_exit_code = false;
+  std::string stdout_tail;
+  std::string stderr_tail;
+  /// Why the task is where it is (placement problems, retry, cancel, ...).
+  std::string reason;
+
+  /// The attempt currently running or last run, if any.
+  const attempt_record* current_attempt() const {
+    return attempts.empty() ? nullptr : &attempts.back();
+  }
+  attempt_ref current_ref() const {
+    return {id, attempts.empty() ? 0u : attempts.back().number};
+  }
+};
+
+/// What a worker reports when an attempt ends.
+struct attempt_result {
+  attempt_ref ref;
+  attempt_outcome outcome = attempt_outcome::failed;
+  int32_t exit_code = 0;
+  bool has_exit_code = false;
+  time_ms started_at = 0;
+  time_ms finished_at = 0;
+  std::string stdout_tail;
+  std::string stderr_tail;
+  std::string reason;
+};
+
+/// What the master hands to a worker.
+struct assignment {
+  attempt_ref ref;
+  std::string command;
+  string_map env;
+  uint32_t timeout_seconds = 0;
+};
+
+/// Labels are written `k=v,k=v` on command lines and in config files.
+/// Returns nullopt when an entry has no `=` or an empty key.
+std::optional<string_map> parse_labels(std::string_view text);
+
+/// Canonical `k=v,k=v` form (sorted by key); the empty string for no labels.
+std::string format_labels(const string_map& labels);
+
+/// True when `have` carries every key of `want` with the same value.
+bool labels_match(const string_map& want, const string_map& have);
+
+} // namespace taskmaster::core

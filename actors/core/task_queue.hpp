@@ -1,0 +1,89 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "actors/core/task.hpp"
+
+namespace taskmaster::core {
+
+/// The ready queue: tasks that may start now, waiting for a slot.
+///
+/// Order: every task gets a rank when it enters the queue,
+/// `rank = ready_since - priority * aging_interval`, and the lowest rank goes
+/// first. Within one priority that is FIFO. Across priorities a higher one
+/// wins, but only by `aging_interval` per level: a LOW task that has waited
+/// three intervals longer than a CRITICAL one goes before it. That is aging
+/// with a fixed rank, so the queue stays a plain ordered set (O(log n) push,
+/// erase and pop) and LOW tasks cannot starve under a steady stream of
+/// higher ones.
+///
+/// Tasks are grouped into placement classes by their label constraints, so a
+/// task no worker can take does not block the tasks behind it.
+class task_queue {
+public:
+  explicit task_queue(time_ms aging_interval);
+
+  /// One group of tasks with identical label constraints.
+  struct placement_class {
+    string_map labels;
+    /// Ordered by (rank, id).
+    std::set<std::pair<time_ms, task_id>> entries;
+  };
+
+  void push(task_id id, priority prio, const string_map& labels,
+            time_ms ready_since);
+
+  /// Removes a queued task; false when it is not queued.
+  bool erase(task_id id);
+
+  bool contains(task_id id) const {
+    return index_.count(id) != 0;
+  }
+
+  size_t size() const {
+    return index_.size();
+  }
+
+  size_t size(priority prio) const {
+    return per_priority_[static_cast<size_t>(prio)];
+  }
+
+  /// The classes with at least one task, keyed by canonical label text.
+  std::map<std::string, placement_class>& classes() {
+    return classes_;
+  }
+
+  const std::map<std::string, placement_class>& classes() const {
+    return classes_;
+  }
+
+  /// The class a queued task belongs to, or nullptr.
+  const placement_class* class_of(task_id id) const;
+
+  /// Removes and returns the head of `cls` (which must not be empty).
+  task_id pop_front(const std::string& class_key);
+
+  time_ms rank(priority prio, time_ms ready_since) const {
+    return ready_since - static_cast<time_ms>(prio) * aging_interval_;
+  }
+
+private:
+  struct location {
+    std::string class_key;
+    time_ms rank;
+    priority prio;
+  };
+
+  time_ms aging_interval_;
+  std::map<std::string, placement_class> classes_;
+  std::unordered_map<task_id, location> index_;
+  std::array<size_t, priority_count> per_priority_{};
+};
+
+} // namespace taskmaster::core

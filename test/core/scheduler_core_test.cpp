@@ -1,0 +1,511 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "actors/core/scheduler_core.hpp"
+
+using namespace taskmaster::core;
+
+namespace {
+
+scheduler_settings test_settings() {
+  scheduler_settings s;
+  s.aging_interval = 60'000;
+  s.retry = retry_policy{1000, 30'000};
+  s.heartbeat_timeout = 5'000;
+  s.reconcile_grace = 10'000;
+  s.max_queued = 1000;
+  s.retention = 0;
+  s.retention_max_finished = 0;
+  return s;
+}
+
+struct fixture {
+  double random_value = 1.0;
+  scheduler_core core{test_settings(), [this] { return random_value; }};
+  time_ms now = 1'000'000;
+  plan last;
+
+  task_spec spec(const std::string& command,
+                 priority prio = priority::medium) {
+    task_spec s;
+    s.command = command;
+    s.prio = prio;
+    return s;
+  }
+
+  task_id submit(task_spec s) {
+    auto admitted = core.admit({std::move(s)}, now);
+    REQUIRE(admitted.ids.size() == 1);
+    last = plan{};
+    core.activate(admitted.ids, now, last);
+    return admitted.ids[0];
+  }
+
+  task_id submit(const std::string& command,
+                 priority prio = priority::medium) {
+    return submit(spec(command, prio));
+  }
+
+  worker_info info(const std::string& id, uint32_t slots,
+                   string_map labels = {}, uint64_t incarnation = 7) {
+    worker_info w;
+    w.id = id;
+    w.host = id + ".local";
+    w.slots = slots;
+    w.labels = std::move(labels);
+    w.incarnation = incarnation;
+    return w;
+  }
+
+  plan join(const std::string& id, uint32_t slots, string_map labels = {}) {
+    plan p;
+    CHECK(core.register_worker(info(id, slots, std::move(labels)), {}, {}, now,
+                               p)
+          == register_outcome::accepted);
+    return p;
+  }
+
+  attempt_result result(attempt_ref ref, attempt_outcome outcome,
+                        int32_t exit_code = 0) {
+    attempt_result r;
+    r.ref = ref;
+    r.outcome = outcome;
+    r.exit_code = exit_code;
+    r.has_exit_code = outcome == attempt_outcome::succeeded
+                      || outcome == attempt_outcome::failed;
+    r.started_at = now - 10;
+    r.finished_at = now;
+    r.stdout_tail = "out";
+    return r;
+  }
+
+  plan report(const std::string& worker, attempt_result r) {
+    plan p;
+    core.report(worker, {std::move(r)}, now, p);
+    return p;
+  }
+
+  const task_record& task(task_id id) {
+    auto* t = core.find(id);
+    REQUIRE(t != nullptr);
+    return *t;
+  }
+};
+
+std::vector<task_id> assigned_ids(const plan& p) {
+  std::vector<task_id> ids;
+  for (const auto& [worker, work] : p.assignments)
+    ids.push_back(work.ref.task);
+  return ids;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a task waits for a worker and runs when one joins",
+                 "[core][scheduler]") {
+  auto id = submit("echo hi");
+  CHECK(last.assignments.empty());
+  CHECK(task(id).status == task_status::queued);
+  CHECK(core.reason_of(task(id)) == "no worker is connected");
+  auto p = join("w1", 2);
+  REQUIRE(p.assignments.size() == 1);
+  CHECK(p.assignments[0].first == "w1");
+  CHECK(p.assignments[0].second.command == "echo hi");
+  CHECK(p.assignments[0].second.ref == attempt_ref{id, 1});
+  CHECK(task(id).status == task_status::running);
+  CHECK(task(id).worker_id == "w1");
+  now += 50;
+  auto done = report("w1", result({id, 1}, attempt_outcome::succeeded));
+  CHECK(task(id).status == task_status::succeeded);
+  CHECK(task(id).stdout_tail == "out");
+  CHECK(task(id).finished_at == now);
+  REQUIRE(done.acks.size() == 1);
+  CHECK(done.acks[0].second == attempt_ref{id, 1});
+}
+
+TEST_CASE_METHOD(fixture, "tasks are dispatched only into free slots",
+                 "[core][scheduler]") {
+  join("w1", 2);
+  for (int i = 0; i < 5; ++i)
+    submit("true");
+  CHECK(core.stats().running == 2);
+  CHECK(core.stats().queued == 3);
+  CHECK(core.cluster().free_slots() == 0);
+  CHECK(core.reason_of(task(3)) == "waiting for a free slot");
+  auto p = report("w1", result({1, 1}, attempt_outcome::succeeded));
+  CHECK(assigned_ids(p) == std::vector<task_id>{3});
+}
+
+TEST_CASE_METHOD(fixture,
+                 "with every slot busy, a CRITICAL task submitted after 100 "
+                 "LOW tasks is the next to start",
+                 "[core][scheduler][priority]") {
+  join("w1", 1);
+  auto busy = submit("sleep 10");
+  for (int i = 0; i < 100; ++i) {
+    now += 1;
+    submit("low", priority::low);
+  }
+  now += 1;
+  auto critical = submit("critical", priority::critical);
+  CHECK(core.stats().queued_by_priority[3] == 1);
+  CHECK(core.stats().queued_by_priority[0] == 100);
+  auto p = report("w1", result({busy, 1}, attempt_outcome::succeeded));
+  CHECK(assigned_ids(p) == std::vector<task_id>{critical});
+  p = report("w1", result({critical, 1}, attempt_outcome::succeeded));
+  CHECK(assigned_ids(p) == std::vector<task_id>{busy + 1});
+}
+
+TEST_CASE_METHOD(fixture, "LOW tasks do not starve under a stream of HIGH ones",
+                 "[core][scheduler][aging]") {
+  join("w1", 1);
+  auto running = submit("first", priority::high);
+  auto low = submit("low", priority::low);
+  // A new HIGH task arrives every 10 s; each runs 10 s.
+  bool low_started = false;
+  for (int round = 0; round < 30 && !low_started; ++round) {
+    now += 10'000;
+    submit("high", priority::high);
+    auto p = report("w1", result({running, 1}, attempt_outcome::succeeded));
+    REQUIRE(p.assignments.size() == 1);
+    running = p.assignments[0].second.ref.task;
+    low_started = running == low;
+  }
+  CHECK(low_started);
+  // Two levels of aging at 60 s each: it starts after about 120 s.
+  CHECK(now - task(low).created_at <= 130'000);
+}
+
+TEST_CASE_METHOD(fixture, "the least loaded worker gets the next task",
+                 "[core][scheduler][placement]") {
+  join("a", 4);
+  join("b", 4);
+  std::map<std::string, int> per_worker;
+  for (int i = 0; i < 8; ++i) {
+    submit("true");
+    REQUIRE(last.assignments.size() == 1);
+    ++per_worker[last.assignments[0].first];
+  }
+  CHECK(per_worker["a"] == 4);
+  CHECK(per_worker["b"] == 4);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a task with labels no worker has stays queued with a "
+                 "reason, and runs when a fitting worker joins",
+                 "[core][scheduler][labels]") {
+  join("cpu", 4);
+  auto s = spec("nvidia-smi");
+  s.labels = {{"gpu", "1"}};
+  auto gpu_task = submit(s);
+  auto plain = submit("true");
+  CHECK(task(gpu_task).status == task_status::queued);
+  CHECK(core.reason_of(task(gpu_task))
+        == "no connected worker has the labels gpu=1");
+  CHECK(task(plain).status == task_status::running);
+  auto p = join("gpu-box", 1, {{"gpu", "1"}});
+  REQUIRE(p.assignments.size() == 1);
+  CHECK(p.assignments[0].first == "gpu-box");
+  CHECK(p.assignments[0].second.ref.task == gpu_task);
+}
+
+TEST_CASE_METHOD(fixture, "a failing task is retried with backoff",
+                 "[core][scheduler][retry]") {
+  join("w1", 1);
+  auto s = spec("flaky");
+  s.max_retries = 2;
+  auto id = submit(s);
+  report("w1", result({id, 1}, attempt_outcome::failed, 3));
+  CHECK(task(id).status == task_status::queued);
+  CHECK(task(id).not_before == now + 1000);
+  CHECK(core.reason_of(task(id)).find("retry 1 of 2") != std::string::npos);
+  plan p;
+  core.tick(now + 999, p);
+  CHECK(p.assignments.empty());
+  now += 1000;
+  core.tick(now, p);
+  REQUIRE(assigned_ids(p) == std::vector<task_id>{id});
+  CHECK(p.assignments[0].second.ref.attempt == 2);
+  report("w1", result({id, 2}, attempt_outcome::failed, 3));
+  CHECK(task(id).not_before == now + 2000);
+  now += 2000;
+  p = plan{};
+  core.tick(now, p);
+  report("w1", result({id, 3}, attempt_outcome::failed, 3));
+  CHECK(task(id).status == task_status::failed);
+  CHECK(task(id).exit_code == 3);
+  REQUIRE(task(id).attempts.size() == 3);
+  CHECK(task(id).attempts[0].outcome == attempt_outcome::failed);
+}
+
+TEST_CASE_METHOD(fixture, "a timed-out attempt ends TIMED_OUT without retries",
+                 "[core][scheduler]") {
+  join("w1", 1);
+  auto id = submit("sleep 60");
+  auto r = result({id, 1}, attempt_outcome::timed_out);
+  r.reason = "timed out after 1 s";
+  report("w1", r);
+  CHECK(task(id).status == task_status::timed_out);
+  CHECK(task(id).reason == "timed out after 1 s");
+}
+
+TEST_CASE_METHOD(fixture,
+                 "tasks of a lost worker are requeued as a new attempt and "
+                 "its late result is ignored",
+                 "[core][scheduler][liveness]") {
+  join("a", 1);
+  auto id = submit("work");
+  REQUIRE(task(id).worker_id == "a");
+  join("b", 1);
+  plan p;
+  core.worker_lost("a", "connection closed", now, p);
+  REQUIRE(assigned_ids(p) == std::vector<task_id>{id});
+  CHECK(p.assignments[0].first == "b");
+  CHECK(p.assignments[0].second.ref.attempt == 2);
+  CHECK(task(id).attempts[0].outcome == attempt_outcome::lost);
+  CHECK(core.cluster().find("a")->status == worker_status::lost);
+  // "a" comes back still running attempt 1: it is told to kill it.
+  plan back;
+  core.register_worker(info("a", 1), {{id, 1}}, {}, now, back);
+  REQUIRE(back.kills.size() == 1);
+  CHECK(back.kills[0].second == attempt_ref{id, 1});
+  // Its late result is acknowledged but changes nothing.
+  auto late = report("a", result({id, 1}, attempt_outcome::succeeded));
+  CHECK(late.acks.size() == 1);
+  CHECK(task(id).status == task_status::running);
+  report("b", result({id, 2}, attempt_outcome::succeeded));
+  CHECK(task(id).status == task_status::succeeded);
+  CHECK(task(id).attempts.size() == 2);
+}
+
+TEST_CASE_METHOD(fixture, "a worker without heartbeats is declared LOST",
+                 "[core][scheduler][liveness]") {
+  join("a", 1);
+  auto id = submit("work");
+  now += 4000;
+  CHECK(core.heartbeat("a", 7, 0.5, now) == heartbeat_outcome::ok);
+  plan p;
+  core.tick(now + 5000, p);
+  CHECK(core.cluster().find("a")->status == worker_status::up);
+  core.tick(now + 5001, p);
+  CHECK(core.cluster().find("a")->status == worker_status::lost);
+  CHECK(task(id).status == task_status::queued);
+  CHECK(core.heartbeat("a", 7, 0.5, now) == heartbeat_outcome::must_register);
+}
+
+TEST_CASE_METHOD(fixture, "a second process with a connected worker's id is "
+                          "refused",
+                 "[core][scheduler]") {
+  join("a", 1);
+  plan p;
+  CHECK(core.register_worker(info("a", 1, {}, 99), {}, {}, now, p)
+        == register_outcome::duplicate_id);
+  // The same process reconnecting is fine.
+  CHECK(core.register_worker(info("a", 1, {}, 7), {}, {}, now, p)
+        == register_outcome::accepted);
+}
+
+TEST_CASE_METHOD(fixture, "a task that keeps losing its worker fails",
+                 "[core][scheduler][liveness]") {
+  auto id = submit("crash-the-box");
+  for (int i = 0; i < 5; ++i) {
+    join("a", 1);
+    plan p;
+    core.worker_lost("a", "gone", now, p);
+  }
+  CHECK(task(id).status == task_status::failed);
+  CHECK(task(id).attempts.size() == 5);
+}
+
+TEST_CASE_METHOD(fixture, "cancel follows the documented rules",
+                 "[core][scheduler][cancel]") {
+  join("w1", 1);
+  auto running = submit("sleep 60");
+  auto queued = submit("sleep 60");
+  plan p;
+  CHECK(core.cancel(queued, now, p) == cancel_outcome::cancelled);
+  CHECK(task(queued).status == task_status::cancelled);
+  CHECK(core.stats().queued == 0);
+  CHECK(core.cancel(queued, now, p) == cancel_outcome::already_cancelled);
+  p = plan{};
+  CHECK(core.cancel(running, now, p) == cancel_outcome::cancelled);
+  REQUIRE(p.kills.size() == 1);
+  CHECK(p.kills[0] == std::make_pair(std::string{"w1"}, attempt_ref{running, 1}));
+  // The slot frees when the worker reports the process gone.
+  CHECK(core.cluster().free_slots() == 0);
+  report("w1", result({running, 1}, attempt_outcome::cancelled));
+  CHECK(core.cluster().free_slots() == 1);
+  CHECK(task(running).status == task_status::cancelled);
+  auto done = submit("true");
+  report("w1", result({done, 1}, attempt_outcome::succeeded));
+  CHECK(core.cancel(done, now, p) == cancel_outcome::conflict);
+  CHECK(core.cancel(9999, now, p) == cancel_outcome::not_found);
+}
+
+TEST_CASE_METHOD(fixture, "the queue bound refuses a whole batch",
+                 "[core][scheduler][backpressure]") {
+  std::vector<task_spec> batch(1000, spec("true"));
+  CHECK_FALSE(core.admit(batch, now).queue_full);
+  auto refused = core.admit({spec("one more")}, now);
+  CHECK(refused.queue_full);
+  CHECK(refused.ids.empty());
+  CHECK(core.task_count() == 1000);
+}
+
+TEST_CASE_METHOD(fixture, "an idempotency key returns the existing task",
+                 "[core][scheduler][idempotency]") {
+  auto s = spec("true");
+  s.idempotency_key = "nightly-2026-11-26";
+  auto first = submit(s);
+  auto again = core.admit({s, s}, now);
+  CHECK(again.ids == std::vector<task_id>{first, first});
+  CHECK(again.created == std::vector<bool>{false, false});
+  CHECK(core.task_count() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a delayed task stays queued until its time",
+                 "[core][scheduler][delay]") {
+  join("w1", 1);
+  auto s = spec("later");
+  s.run_at = now + 5000;
+  auto id = submit(s);
+  CHECK(task(id).status == task_status::queued);
+  CHECK(core.reason_of(task(id)).rfind("scheduled to start at", 0) == 0);
+  plan p;
+  core.tick(now + 4999, p);
+  CHECK(p.assignments.empty());
+  core.tick(now + 5000, p);
+  CHECK(assigned_ids(p) == std::vector<task_id>{id});
+}
+
+TEST_CASE_METHOD(fixture, "a draining worker takes nothing new and leaves",
+                 "[core][scheduler][shutdown]") {
+  join("a", 2);
+  auto id = submit("work");
+  plan p;
+  core.drain("a", now, p);
+  submit("next");
+  CHECK(last.assignments.empty());
+  auto done = report("a", result({id, 1}, attempt_outcome::succeeded));
+  CHECK(core.cluster().find("a")->status == worker_status::left);
+}
+
+TEST_CASE_METHOD(fixture, "a worker leaving hands back what it still holds",
+                 "[core][scheduler][shutdown]") {
+  join("a", 1);
+  auto id = submit("work");
+  plan p;
+  core.leave("a", now, p);
+  CHECK(task(id).status == task_status::queued);
+  CHECK(task(id).attempts[0].outcome == attempt_outcome::returned);
+  join("b", 1);
+  CHECK(task(id).status == task_status::running);
+}
+
+TEST_CASE("after a restart, queued tasks keep their order and running ones "
+          "wait for their worker",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto running = before.submit("sleep 60");
+  auto first = before.submit("q1");
+  before.now += 1;
+  auto second = before.submit("q2");
+  std::vector<task_record> saved;
+  for (auto id : {running, first, second})
+    saved.push_back(before.task(id));
+
+  fixture after;
+  after.core.restore(saved, second, after.now);
+  CHECK(after.core.stats().queued == 2);
+  CHECK(after.core.stats().running == 1);
+  CHECK(after.submit("new") == second + 1);
+  plan p;
+  // The worker comes back still running the attempt, and with a result.
+  REQUIRE(after.core.register_worker(after.info("a", 2), {{running, 1}}, {},
+                                     after.now, p)
+          == register_outcome::accepted);
+  CHECK(p.kills.empty());
+  CHECK(assigned_ids(p) == std::vector<task_id>{first});
+  after.report("a", after.result({running, 1}, attempt_outcome::succeeded));
+  CHECK(after.task(running).status == task_status::succeeded);
+}
+
+TEST_CASE("after a restart, an unclaimed running task is requeued after the "
+          "grace period",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto id = before.submit("sleep 60");
+  fixture after;
+  after.core.restore({before.task(id)}, id, after.now);
+  plan p;
+  after.core.tick(after.now + 9'999, p);
+  CHECK(after.task(id).status == task_status::running);
+  after.core.tick(after.now + 10'000, p);
+  CHECK(after.task(id).status == task_status::queued);
+  CHECK(after.task(id).attempts[0].outcome == attempt_outcome::lost);
+}
+
+TEST_CASE("after a restart, a worker's held result completes its task",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto id = before.submit("echo done");
+  fixture after;
+  after.core.restore({before.task(id)}, id, after.now);
+  plan p;
+  after.core.register_worker(after.info("a", 1), {},
+                             {after.result({id, 1}, attempt_outcome::succeeded)},
+                             after.now, p);
+  CHECK(after.task(id).status == task_status::succeeded);
+  CHECK(p.acks.size() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "listings are newest first and page with a cursor",
+                 "[core][scheduler][query]") {
+  for (int i = 0; i < 25; ++i)
+    submit(i % 2 == 0 ? spec("even", priority::high) : spec("odd"));
+  task_filter f;
+  f.limit = 10;
+  auto page1 = core.list(f);
+  REQUIRE(page1.tasks.size() == 10);
+  CHECK(page1.tasks.front()->id == 25);
+  CHECK(page1.next_cursor == 16);
+  f.cursor = page1.next_cursor;
+  auto page2 = core.list(f);
+  CHECK(page2.tasks.front()->id == 15);
+  f.cursor = 6;
+  auto page3 = core.list(f);
+  CHECK(page3.tasks.size() == 5);
+  CHECK(page3.next_cursor == 0);
+  task_filter high;
+  high.prio = priority::high;
+  high.status = task_status::queued;
+  high.limit = 100;
+  CHECK(core.list(high).tasks.size() == 13);
+}
+
+TEST_CASE("retention forgets the oldest finished tasks",
+          "[core][scheduler][retention]") {
+  auto settings = test_settings();
+  settings.retention_max_finished = 2;
+  scheduler_core core{settings, [] { return 0.0; }};
+  time_ms now = 1000;
+  plan p;
+  core.register_worker(worker_info{"w", "h", 1, {}, 1}, {}, {}, now, p);
+  for (int i = 0; i < 3; ++i) {
+    auto a = core.admit({task_spec{"true"}}, now);
+    core.activate(a.ids, now, p);
+    attempt_result r;
+    r.ref = {a.ids[0], 1};
+    r.outcome = attempt_outcome::succeeded;
+    core.report("w", {r}, ++now, p);
+  }
+  plan pruned;
+  core.tick(now, pruned);
+  CHECK(pruned.removed == std::vector<task_id>{1});
+  CHECK(core.find(1) == nullptr);
+  CHECK(core.task_count() == 2);
+}

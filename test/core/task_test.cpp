@@ -1,0 +1,55 @@
+#include <catch2/catch.hpp>
+
+#include "actors/core/task.hpp"
+#include "actors/core/time.hpp"
+
+using namespace taskmaster::core;
+
+TEST_CASE("priorities and statuses print and parse by their API names",
+          "[core][task]") {
+  CHECK(to_string(priority::critical) == "CRITICAL");
+  CHECK(parse_priority("LOW") == priority::low);
+  CHECK(parse_priority("HIGH") == priority::high);
+  CHECK_FALSE(parse_priority("high"));
+  CHECK_FALSE(parse_priority("URGENT"));
+  CHECK(to_string(task_status::timed_out) == "TIMED_OUT");
+  CHECK(parse_task_status("CANCELLED") == task_status::cancelled);
+  CHECK_FALSE(parse_task_status("DONE"));
+  CHECK(is_final(task_status::succeeded));
+  CHECK_FALSE(is_final(task_status::running));
+}
+
+TEST_CASE("labels parse from k=v lists and print canonically",
+          "[core][task]") {
+  auto labels = parse_labels("zone=b,gpu=1");
+  REQUIRE(labels);
+  CHECK(labels->size() == 2);
+  CHECK(format_labels(*labels) == "gpu=1,zone=b");
+  CHECK(parse_labels("")->empty());
+  CHECK(parse_labels("a=")->at("a").empty());
+  CHECK_FALSE(parse_labels("novalue"));
+  CHECK_FALSE(parse_labels("=x"));
+}
+
+TEST_CASE("a worker matches when it carries every wanted label",
+          "[core][task]") {
+  string_map worker{{"gpu", "1"}, {"zone", "b"}};
+  CHECK(labels_match({}, worker));
+  CHECK(labels_match({{"gpu", "1"}}, worker));
+  CHECK_FALSE(labels_match({{"gpu", "0"}}, worker));
+  CHECK_FALSE(labels_match({{"ssd", "1"}}, worker));
+}
+
+TEST_CASE("timestamps are RFC 3339 UTC with milliseconds", "[core][time]") {
+  CHECK(format_rfc3339(0).empty());
+  CHECK(format_rfc3339(1) == "1970-01-01T00:00:00.001Z");
+  CHECK(format_rfc3339(1795718103123) == "2026-11-26T18:35:03.123Z");
+  CHECK(parse_rfc3339("2026-11-26T18:35:03.123Z") == 1795718103123);
+  CHECK(parse_rfc3339("2026-11-26T19:35:03.123+01:00") == 1795718103123);
+  CHECK(parse_rfc3339("2026-11-26T18:35:03Z") == 1795718103000);
+  CHECK(parse_rfc3339("2026-11-26T18:35:03.1Z") == 1795718103100);
+  CHECK_FALSE(parse_rfc3339("2026-11-26"));
+  CHECK_FALSE(parse_rfc3339("2026-13-01T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2026-11-26T18:35:03"));
+  CHECK_FALSE(parse_rfc3339("2026-11-26T18:35:03Zjunk"));
+}
