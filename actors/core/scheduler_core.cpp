@@ -96,6 +96,7 @@ void scheduler_core::activate(const std::vector<task_id>& ids, time_ms now,
       continue;
     task_change change;
     change.id = id;
+    change.created = true;
     change.to = task_status::queued;
     change.prio = task->spec.prio;
     change.at = now;
@@ -107,6 +108,23 @@ void scheduler_core::activate(const std::vector<task_id>& ids, time_ms now,
     enqueue(*task, now);
   }
   dispatch(now, out);
+}
+
+void scheduler_core::abandon(const std::vector<task_id>& ids) {
+  for (auto id : ids) {
+    if (pending_.erase(id) == 0)
+      continue;
+    auto i = tasks_.find(id);
+    if (i == tasks_.end())
+      continue;
+    by_status_[index_of(i->second.status)].erase(id);
+    if (i->second.status == task_status::queued)
+      --queued_by_priority_[index_of(i->second.spec.prio)];
+    const auto& key = i->second.spec.idempotency_key;
+    if (!key.empty())
+      by_idempotency_key_.erase(key);
+    tasks_.erase(i);
+  }
 }
 
 cancel_outcome scheduler_core::cancel(task_id id, time_ms now, plan& out) {
@@ -159,6 +177,7 @@ scheduler_core::register_worker(const worker_info& info,
     worker->status_since = now;
     worker_change change;
     change.id = info.id;
+    change.created = true;
     change.to = worker_status::up;
     out.worker_changes.push_back(std::move(change));
   } else {
@@ -378,6 +397,13 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     switch (task.status) {
       case task_status::queued:
         ++queued_by_priority_[index_of(task.spec.prio)];
+        // A delayed task is journaled when admitted, before its not_before
+        // is set: derive it from the spec.
+        if (task.not_before == 0 && task.spec.run_at > now) {
+          task.not_before = task.spec.run_at;
+          task.reason = fmt::format("scheduled to start at {}",
+                                    format_rfc3339(task.not_before));
+        }
         if (task.not_before > now) {
           delayed_.emplace(task.not_before, id);
         } else {

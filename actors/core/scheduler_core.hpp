@@ -44,8 +44,9 @@ struct scheduler_settings {
 /// A task moved from one status to another (or appeared).
 struct task_change {
   task_id id = 0;
-  /// nullopt when the task is new.
-  std::optional<task_status> from;
+  /// True when the task is new (then `from` is meaningless).
+  bool created = false;
+  task_status from = task_status::queued;
   task_status to = task_status::queued;
   priority prio = priority::medium;
   time_ms at = 0;
@@ -59,7 +60,9 @@ struct task_change {
 
 struct worker_change {
   std::string id;
-  std::optional<worker_status> from;
+  /// True when the worker is new (then `from` is meaningless).
+  bool created = false;
+  worker_status from = worker_status::up;
   worker_status to = worker_status::up;
 };
 
@@ -154,6 +157,10 @@ public:
   /// Queues admitted tasks (their journal entries are committed) and
   /// dispatches.
   void activate(const std::vector<task_id>& ids, time_ms now, plan& out);
+
+  /// Drops admitted tasks whose journal write failed (never activated, so
+  /// nothing else knows them).
+  void abandon(const std::vector<task_id>& ids);
 
   cancel_outcome cancel(task_id id, time_ms now, plan& out);
 

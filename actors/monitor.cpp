@@ -1,0 +1,36 @@
+#include "actors/monitor.hpp"
+
+#include <algorithm>
+
+namespace taskmaster {
+
+monitor_actor::behavior_type
+monitor(monitor_actor::stateful_pointer<monitor_state> self,
+        std::shared_ptr<task_metrics> metrics) {
+  self->state.metrics = std::move(metrics);
+  self->set_down_handler([=](const caf::down_msg& msg) {
+    auto& subs = self->state.subscribers;
+    subs.erase(std::remove_if(subs.begin(), subs.end(),
+                              [&](const subscriber_actor& s) {
+                                return s.address() == msg.source;
+                              }),
+               subs.end());
+  });
+  return {
+    [=](event_atom, event_batch& events) {
+      self->state.metrics->record(events);
+      for (const auto& s : self->state.subscribers)
+        self->send(s, event_atom::value, events);
+    },
+    [=](caf::subscribe_atom, subscriber_actor& s) {
+      self->monitor(s);
+      self->state.subscribers.push_back(std::move(s));
+    },
+    [=](caf::unsubscribe_atom, const subscriber_actor& s) {
+      auto& subs = self->state.subscribers;
+      subs.erase(std::remove(subs.begin(), subs.end(), s), subs.end());
+    },
+  };
+}
+
+} // namespace taskmaster

@@ -1,0 +1,477 @@
+#include "actors/process_runner.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+extern char** environ;
+
+namespace taskmaster {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+core::time_ms wall_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? fmt::format("SIG{}", abbrev)
+                           : fmt::format("signal {}", sig);
+}
+
+void close_fd(int& fd) {
+  if (fd >= 0) {
+    ::close(fd);
+    fd = -1;
+  }
+}
+
+/// Appends `data` and keeps only the last `limit` bytes (amortised: trims
+/// once the buffer holds twice the limit).
+void append_tail(std::string& buf, const char* data, size_t n, size_t limit) {
+  buf.append(data, n);
+  if (buf.size() > 2 * limit)
+    buf.erase(0, buf.size() - limit);
+}
+
+void trim_tail(std::string& buf, size_t limit) {
+  if (buf.size() > limit)
+    buf.erase(0, buf.size() - limit);
+}
+
+} // namespace
+
+struct process_runner::child {
+  core::assignment work;
+  pid_t pid = -1;
+  int pidfd = -1;
+  int out_fd = -1;
+  int err_fd = -1;
+  std::string out;
+  std::string err;
+  core::time_ms started_at = 0;
+  std::optional<steady::time_point> deadline;
+  std::optional<steady::time_point> kill_at;
+  /// After the shell exited: read what is left in the pipes until then.
+  std::optional<steady::time_point> drain_until;
+  bool exited = false;
+  int wait_status = 0;
+  core::time_ms finished_at = 0;
+  /// Set when the runner ended the attempt (timeout, kill request).
+  core::attempt_outcome forced = core::attempt_outcome::running;
+  std::string reason;
+};
+
+process_runner::process_runner(runner_options options, exit_handler on_exit)
+  : options_(std::move(options)), on_exit_(std::move(on_exit)) {
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry{*e};
+    auto name = entry.substr(0, entry.find('='));
+    if (std::find(options_.hidden_env.begin(), options_.hidden_env.end(), name)
+        == options_.hidden_env.end())
+      base_env_.push_back(std::move(entry));
+  }
+  if (!options_.run_as.empty()) {
+    auto* pw = ::getpwnam(options_.run_as.c_str());
+    if (pw == nullptr)
+      throw std::runtime_error(
+        fmt::format("--run-as: no such user '{}'", options_.run_as));
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    int count = 64;
+    groups_.resize(static_cast<size_t>(count));
+    if (::getgrouplist(pw->pw_name, pw->pw_gid, groups_.data(), &count) < 0) {
+      groups_.resize(static_cast<size_t>(count));
+      ::getgrouplist(pw->pw_name, pw->pw_gid, groups_.data(), &count);
+    }
+    groups_.resize(static_cast<size_t>(count));
+    // Replace identity variables so the task sees its own user.
+    auto drop = [&](const char* name) {
+      std::string prefix = std::string{name} + "=";
+      base_env_.erase(std::remove_if(base_env_.begin(), base_env_.end(),
+                                     [&](const std::string& e) {
+                                       return e.rfind(prefix, 0) == 0;
+                                     }),
+                      base_env_.end());
+    };
+    for (auto* name : {"HOME", "USER", "LOGNAME"})
+      drop(name);
+    base_env_.push_back(fmt::format("HOME={}", pw->pw_dir));
+    base_env_.push_back(fmt::format("USER={}", pw->pw_name));
+    base_env_.push_back(fmt::format("LOGNAME={}", pw->pw_name));
+  }
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0)
+    throw std::runtime_error(fmt::format("eventfd: {}", std::strerror(errno)));
+  thread_ = std::thread{[this] { run(); }};
+}
+
+process_runner::~process_runner() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stopping_ = true;
+  }
+  wake();
+  if (thread_.joinable())
+    thread_.join();
+  close_fd(wake_fd_);
+}
+
+void process_runner::start(core::assignment work) {
+  ++active_;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    command cmd{command::start, std::move(work), {}};
+    inbox_.push_back(std::move(cmd));
+  }
+  wake();
+}
+
+void process_runner::kill(const core::attempt_ref& ref,
+                          core::attempt_outcome outcome, std::string reason) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    command cmd{command::kill, {}, ref, outcome, std::move(reason)};
+    inbox_.push_back(std::move(cmd));
+  }
+  wake();
+}
+
+void process_runner::wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
+}
+
+void process_runner::handle(command& cmd) {
+  if (cmd.kind == command::start) {
+    spawn(std::move(cmd.work));
+    return;
+  }
+  auto i = children_.find(cmd.ref);
+  if (i == children_.end())
+    return;
+  auto& c = *i->second;
+  if (c.exited || c.forced != core::attempt_outcome::running)
+    return;
+  c.forced = cmd.outcome;
+  c.reason = std::move(cmd.reason);
+  signal_group(c, SIGTERM);
+  c.kill_at = steady::now() + options_.kill_grace;
+}
+
+void process_runner::spawn(core::assignment work) {
+  auto c = std::make_unique<child>();
+  c->work = std::move(work);
+  c->started_at = wall_now();
+  auto fail = [&](const std::string& why) {
+    core::attempt_result r;
+    r.ref = c->work.ref;
+    r.outcome = core::attempt_outcome::failed;
+    r.started_at = c->started_at;
+    r.finished_at = wall_now();
+    r.reason = why;
+    --active_;
+    on_exit_(std::move(r));
+  };
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    fail(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    return;
+  }
+  if (::pipe2(err, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    fail(fmt::format("cannot create a pipe: {}", std::strerror(errno)));
+    return;
+  }
+  std::vector<std::string> env = base_env_;
+  env.push_back(fmt::format("TASKMASTER_TASK_ID={}", c->work.ref.task));
+  env.push_back(fmt::format("TASKMASTER_ATTEMPT={}", c->work.ref.attempt));
+  for (const auto& [key, value] : c->work.env) {
+    auto prefix = key + "=";
+    env.erase(std::remove_if(env.begin(), env.end(),
+                             [&](const std::string& e) {
+                               return e.rfind(prefix, 0) == 0;
+                             }),
+              env.end());
+    env.push_back(prefix + value);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string sh = "/bin/sh";
+  std::string dash_c = "-c";
+  char* argv[] = {sh.data(), dash_c.data(), c->work.command.data(), nullptr};
+  sigset_t no_signals;
+  sigemptyset(&no_signals);
+  sigset_t defaults;
+  sigfillset(&defaults);
+  sigdelset(&defaults, SIGKILL);
+  sigdelset(&defaults, SIGSTOP);
+  pid_t pid = -1;
+  int rc = 0;
+  if (!uid_) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP
+                                      | POSIX_SPAWN_SETSIGMASK
+                                      | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &no_signals);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    rc = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, envp.data());
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+  } else {
+    // posix_spawn cannot change the user: fork and drop privileges in the
+    // child only. Everything the child needs is prepared above, and it calls
+    // only async-signal-safe functions.
+    auto uid = *uid_;
+    auto gid = *gid_;
+    pid = ::fork();
+    if (pid == 0) {
+      ::setpgid(0, 0);
+      for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP)
+          ::signal(sig, SIG_DFL);
+      ::sigprocmask(SIG_SETMASK, &no_signals, nullptr);
+      int devnull = ::open("/dev/null", O_RDONLY);
+      ::dup2(devnull, 0);
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      if (::setgroups(groups_.size(), groups_.data()) != 0
+          || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
+        static const char msg[] = "taskmaster: cannot switch user\n";
+        [[maybe_unused]] auto n = ::write(2, msg, sizeof(msg) - 1);
+        ::_exit(126);
+      }
+      ::execve("/bin/sh", argv, envp.data());
+      ::_exit(127);
+    }
+    rc = pid < 0 ? errno : 0;
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    ::close(err[0]);
+    fail(fmt::format("cannot start /bin/sh: {}", std::strerror(rc)));
+    return;
+  }
+  c->pid = pid;
+  c->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  c->out_fd = out[0];
+  c->err_fd = err[0];
+  ::fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
+  ::fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+  if (c->work.timeout_seconds > 0)
+    c->deadline = steady::now() + std::chrono::seconds(c->work.timeout_seconds);
+  auto ref = c->work.ref;
+  children_[ref] = std::move(c);
+}
+
+void process_runner::signal_group(child& c, int sig) {
+  // The group id is the shell's pid. The shell is not reaped before its group
+  // is killed (see run), so the id cannot have been reused.
+  ::kill(-c.pid, sig);
+}
+
+void process_runner::finish(child& c) {
+  close_fd(c.pidfd);
+  close_fd(c.out_fd);
+  close_fd(c.err_fd);
+  core::attempt_result r;
+  r.ref = c.work.ref;
+  r.started_at = c.started_at;
+  r.finished_at = c.finished_at != 0 ? c.finished_at : wall_now();
+  trim_tail(c.out, options_.output_tail_bytes);
+  trim_tail(c.err, options_.output_tail_bytes);
+  r.stdout_tail = std::move(c.out);
+  r.stderr_tail = std::move(c.err);
+  if (WIFEXITED(c.wait_status)) {
+    r.has_exit_code = true;
+    r.exit_code = WEXITSTATUS(c.wait_status);
+  } else if (WIFSIGNALED(c.wait_status)) {
+    // Shell convention: 128 + signal number.
+    r.has_exit_code = true;
+    r.exit_code = 128 + WTERMSIG(c.wait_status);
+  }
+  if (c.forced != core::attempt_outcome::running) {
+    r.outcome = c.forced;
+    r.reason = c.reason;
+  } else if (WIFEXITED(c.wait_status) && WEXITSTATUS(c.wait_status) == 0) {
+    r.outcome = core::attempt_outcome::succeeded;
+  } else {
+    r.outcome = core::attempt_outcome::failed;
+    if (WIFSIGNALED(c.wait_status))
+      r.reason = fmt::format("killed by {}", signal_name(WTERMSIG(c.wait_status)));
+  }
+  --active_;
+  on_exit_(std::move(r));
+}
+
+void process_runner::run() {
+  std::vector<pollfd> fds;
+  std::vector<std::pair<child*, int>> owners; // which child, which stream
+  char buf[65536];
+  for (;;) {
+    std::vector<command> commands;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      commands.swap(inbox_);
+      if (stopping_ && commands.empty())
+        break;
+    }
+    for (auto& cmd : commands)
+      handle(cmd);
+    auto now = steady::now();
+    // Deadlines: timeouts, grace periods, pipe drains.
+    std::optional<steady::time_point> next;
+    auto consider = [&](const std::optional<steady::time_point>& t) {
+      if (t && (!next || *t < *next))
+        next = t;
+    };
+    std::vector<core::attempt_ref> done;
+    for (auto& [ref, cp] : children_) {
+      auto& c = *cp;
+      if (!c.exited && c.deadline && now >= *c.deadline
+          && c.forced == core::attempt_outcome::running) {
+        c.forced = core::attempt_outcome::timed_out;
+        c.reason = fmt::format("timed out after {} s", c.work.timeout_seconds);
+        signal_group(c, SIGTERM);
+        c.kill_at = now + options_.kill_grace;
+      }
+      if (!c.exited && c.kill_at && now >= *c.kill_at) {
+        signal_group(c, SIGKILL);
+        c.kill_at.reset();
+      }
+      if (c.exited && (c.out_fd < 0 && c.err_fd < 0
+                       || (c.drain_until && now >= *c.drain_until))) {
+        done.push_back(ref);
+        continue;
+      }
+      if (!c.exited) {
+        if (c.forced == core::attempt_outcome::running)
+          consider(c.deadline);
+        consider(c.kill_at);
+      }
+      consider(c.drain_until);
+    }
+    for (const auto& ref : done) {
+      auto node = children_.extract(ref);
+      finish(*node.mapped());
+    }
+    fds.clear();
+    owners.clear();
+    fds.push_back({wake_fd_, POLLIN, 0});
+    owners.emplace_back(nullptr, 0);
+    for (auto& [ref, cp] : children_) {
+      auto& c = *cp;
+      if (!c.exited && c.pidfd >= 0) {
+        fds.push_back({c.pidfd, POLLIN, 0});
+        owners.emplace_back(&c, 0);
+      }
+      if (c.out_fd >= 0) {
+        fds.push_back({c.out_fd, POLLIN, 0});
+        owners.emplace_back(&c, 1);
+      }
+      if (c.err_fd >= 0) {
+        fds.push_back({c.err_fd, POLLIN, 0});
+        owners.emplace_back(&c, 2);
+      }
+    }
+    int timeout_ms = -1;
+    if (next) {
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    *next - steady::now())
+                    .count();
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(wait + 1, 0, 60'000));
+    }
+    if (!done.empty())
+      timeout_ms = 0;
+    int n = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (n <= 0)
+      continue;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0)
+        continue;
+      auto [c, stream] = owners[i];
+      if (c == nullptr) {
+        uint64_t value;
+        [[maybe_unused]] auto r = ::read(wake_fd_, &value, sizeof(value));
+        continue;
+      }
+      if (stream == 0) {
+        // The shell exited. Kill what it left in its group before reaping it,
+        // so the group id cannot be reused in between.
+        ::kill(-c->pid, SIGKILL);
+        int status = 0;
+        if (::waitpid(c->pid, &status, WNOHANG) == c->pid) {
+          c->exited = true;
+          c->wait_status = status;
+          c->finished_at = wall_now();
+          close_fd(c->pidfd);
+          // Processes that left the group could hold the pipes open.
+          c->drain_until = steady::now() + std::chrono::milliseconds(200);
+        }
+        continue;
+      }
+      int& fd = stream == 1 ? c->out_fd : c->err_fd;
+      std::string& tail = stream == 1 ? c->out : c->err;
+      for (;;) {
+        auto got = ::read(fd, buf, sizeof(buf));
+        if (got > 0) {
+          append_tail(tail, buf, static_cast<size_t>(got),
+                      options_.output_tail_bytes);
+          continue;
+        }
+        if (got == 0 || (errno != EAGAIN && errno != EINTR))
+          close_fd(fd);
+        break;
+      }
+    }
+  }
+  // Stopping: kill and report whatever still runs.
+  for (auto& [ref, cp] : children_) {
+    auto& c = *cp;
+    if (!c.exited) {
+      ::kill(-c.pid, SIGKILL);
+      ::waitpid(c.pid, &c.wait_status, 0);
+      c.exited = true;
+    }
+    if (c.forced == core::attempt_outcome::running) {
+      c.forced = core::attempt_outcome::returned;
+      c.reason = "the worker shut down";
+    }
+    finish(c);
+  }
+  children_.clear();
+}
+
+} // namespace taskmaster

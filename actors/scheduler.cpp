@@ -1,0 +1,460 @@
+#include "actors/scheduler.hpp"
+
+#include <unordered_set>
+
+#include "actors/log.hpp"
+
+namespace taskmaster {
+
+namespace {
+
+using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+
+cluster_summary summarize(const core::scheduler_core& core) {
+  auto s = core.stats();
+  cluster_summary out;
+  out.queued_by_priority.assign(s.queued_by_priority.begin(),
+                                s.queued_by_priority.end());
+  out.queued = s.queued;
+  out.delayed = s.delayed;
+  out.running = s.running;
+  out.tasks_by_status.assign(s.tasks_by_status.begin(),
+                             s.tasks_by_status.end());
+  out.workers_up = s.workers_up;
+  out.workers_lost = s.workers_lost;
+  out.workers_draining = s.workers_draining;
+  out.slots_total = s.slots_total;
+  out.slots_used = s.slots_used;
+  return out;
+}
+
+worker_view view_of(const core::worker_state& w) {
+  worker_view v;
+  v.info = w.info;
+  v.status = w.status;
+  v.connected_at = w.connected_at;
+  v.last_heartbeat = w.last_heartbeat;
+  v.status_since = w.status_since;
+  v.running.assign(w.running.begin(), w.running.end());
+  v.load_average = w.load_average;
+  v.tasks_finished = w.tasks_finished;
+  return v;
+}
+
+/// Carries out what the core decided.
+void carry_out(self_ptr self, core::plan& plan) {
+  if (plan.empty())
+    return;
+  auto& st = self->state;
+  // 1. Journal every changed task. New tasks were journaled when admitted.
+  std::vector<core::task_record> upserts;
+  std::unordered_set<core::task_id> seen;
+  for (const auto& c : plan.task_changes) {
+    if (c.created || !seen.insert(c.id).second)
+      continue;
+    if (const auto* t = st.core->find(c.id))
+      upserts.push_back(*t);
+  }
+  if (!upserts.empty() || !plan.removed.empty() || !plan.acks.empty()) {
+    store::task_journal::commit_callback done;
+    if (!plan.acks.empty()) {
+      // Workers drop a result only once the master has it on disk.
+      auto token = ++st.next_token;
+      st.acks.emplace(token, std::move(plan.acks));
+      auto me = caf::actor_cast<scheduler_actor>(self);
+      done = [me, token](bool ok) {
+        caf::anon_send(me, committed_atom::value, token, ok);
+      };
+    }
+    st.journal->write(std::move(upserts), std::move(plan.removed),
+                      std::move(done));
+  }
+  // 2. Assignments and kills, one message per worker.
+  std::map<std::string, std::vector<core::assignment>> work;
+  for (auto& [worker, a] : plan.assignments)
+    work[worker].push_back(std::move(a));
+  for (auto& [worker, batch] : work) {
+    auto i = st.workers.find(worker);
+    if (i != st.workers.end())
+      self->send(i->second, assign_atom::value, std::move(batch));
+  }
+  std::map<std::string, std::vector<core::attempt_ref>> kills;
+  for (auto& [worker, ref] : plan.kills)
+    kills[worker].push_back(ref);
+  for (auto& [worker, refs] : kills) {
+    auto i = st.workers.find(worker);
+    if (i != st.workers.end())
+      self->send(i->second, kill_atom::value, std::move(refs));
+  }
+  // 3. Events for the monitor, and answers for long-polling clients.
+  if (plan.task_changes.empty() && plan.worker_changes.empty())
+    return;
+  event_batch events;
+  events.tasks.reserve(plan.task_changes.size());
+  for (const auto& c : plan.task_changes) {
+    const auto* t = st.core->find(c.id);
+    if (t == nullptr)
+      continue;
+    events.tasks.push_back(task_event{c, client_view(*st.core, *t, false)});
+    if (core::is_final(c.to)) {
+      auto w = st.waiters.find(c.id);
+      if (w != st.waiters.end()) {
+        auto full = client_view(*st.core, *t, true);
+        for (auto& waiter : w->second)
+          waiter.promise.deliver(task_lookup{true, full});
+        st.waiters.erase(w);
+      }
+    }
+  }
+  for (const auto& c : plan.worker_changes) {
+    const auto* w = st.core->cluster().find(c.id);
+    if (w == nullptr)
+      continue;
+    events.workers.push_back(worker_event{c, view_of(*w)});
+    if (c.to == core::worker_status::lost)
+      log::warn("worker {} is LOST", c.id);
+  }
+  events.summary = summarize(*st.core);
+  self->send(st.monitor, event_atom::value, std::move(events));
+}
+
+/// Answers long polls whose time is up.
+void expire_waiters(self_ptr self, core::time_ms now) {
+  auto& st = self->state;
+  for (auto i = st.waiters.begin(); i != st.waiters.end();) {
+    auto& list = i->second;
+    auto* task = st.core->find(i->first);
+    for (auto w = list.begin(); w != list.end();) {
+      if (w->deadline <= now || task == nullptr) {
+        w->promise.deliver(task == nullptr
+                             ? task_lookup{}
+                             : task_lookup{true,
+                                           client_view(*st.core, *task, true)});
+        w = list.erase(w);
+      } else {
+        ++w;
+      }
+    }
+    i = list.empty() ? st.waiters.erase(i) : std::next(i);
+  }
+}
+
+} // namespace
+
+core::task_record client_view(const core::scheduler_core& core,
+                              const core::task_record& task, bool full) {
+  core::task_record copy;
+  if (full) {
+    copy = task;
+  } else {
+    // Copy field by field to avoid copying the output tails.
+    copy.id = task.id;
+    copy.spec.command = task.spec.command;
+    copy.spec.name = task.spec.name;
+    copy.spec.description = task.spec.description;
+    copy.spec.prio = task.spec.prio;
+    copy.spec.timeout_seconds = task.spec.timeout_seconds;
+    copy.spec.max_retries = task.spec.max_retries;
+    copy.spec.labels = task.spec.labels;
+    copy.spec.run_at = task.spec.run_at;
+    copy.spec.idempotency_key = task.spec.idempotency_key;
+    copy.status = task.status;
+    copy.created_at = task.created_at;
+    copy.started_at = task.started_at;
+    copy.finished_at = task.finished_at;
+    copy.not_before = task.not_before;
+    copy.queued_at = task.queued_at;
+    copy.max_retries = task.max_retries;
+    copy.attempts = task.attempts;
+    copy.worker_id = task.worker_id;
+    copy.exit_code = task.exit_code;
+    copy.has_exit_code = task.has_exit_code;
+  }
+  copy.reason = core.reason_of(task);
+  return copy;
+}
+
+scheduler_actor::behavior_type
+scheduler(self_ptr self, scheduler_options options,
+          std::shared_ptr<store::task_journal> journal,
+          store::journal_contents restored, monitor_actor monitor) {
+  auto& st = self->state;
+  st.options = options;
+  st.journal = std::move(journal);
+  st.monitor = std::move(monitor);
+  st.rng.seed(std::random_device{}());
+  st.core = std::make_unique<core::scheduler_core>(
+    options.settings, [self] {
+      return std::uniform_real_distribution<double>{0.0, 1.0}(self->state.rng);
+    });
+  auto now = log::wall_clock_ms();
+  if (!restored.tasks.empty()) {
+    auto count = restored.tasks.size();
+    st.core->restore(std::move(restored.tasks), restored.last_id, now);
+    auto stats = st.core->stats();
+    log::info("journal: restored {} tasks ({} queued, {} running awaiting "
+              "their workers)",
+              count, stats.queued, stats.running);
+  }
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    auto& st = self->state;
+    for (auto i = st.workers.begin(); i != st.workers.end(); ++i) {
+      if (i->second.address() != msg.source)
+        continue;
+      auto id = i->first;
+      st.workers.erase(i);
+      core::plan plan;
+      st.core->worker_lost(id, "connection lost", log::wall_clock_ms(), plan);
+      carry_out(self, plan);
+      return;
+    }
+  });
+  self->send(self, tick_atom::value);
+  return {
+    // -- the worker protocol ---------------------------------------------------
+    [self](register_atom, register_request& req,
+           worker_actor& handle) -> register_reply {
+      auto& st = self->state;
+      core::plan plan;
+      auto id = req.info.id;
+      auto outcome = st.core->register_worker(req.info, req.running,
+                                              req.results,
+                                              log::wall_clock_ms(), plan);
+      if (outcome == core::register_outcome::duplicate_id) {
+        log::warn("refused worker {}: that id is connected from another "
+                  "process",
+                  id);
+        return {false,
+                fmt::format("worker id '{}' is already connected from "
+                            "another process",
+                            id),
+                st.options.heartbeat_interval_ms};
+      }
+      auto i = st.workers.find(id);
+      if (i != st.workers.end() && i->second != handle)
+        self->demonitor(i->second.address());
+      st.workers[id] = handle;
+      self->monitor(handle);
+      log::info("worker {} registered from {} ({} slots{}{}, {} running, {} "
+                "results held)",
+                id, req.info.host, req.info.slots,
+                req.info.labels.empty() ? "" : ", labels ",
+                core::format_labels(req.info.labels), req.running.size(),
+                req.results.size());
+      carry_out(self, plan);
+      return {true, {}, st.options.heartbeat_interval_ms};
+    },
+    [self](heartbeat_atom, const std::string& id, uint64_t incarnation,
+           double load) -> bool {
+      return self->state.core->heartbeat(id, incarnation, load,
+                                         log::wall_clock_ms())
+             == core::heartbeat_outcome::ok;
+    },
+    [self](report_atom, const std::string& id,
+           const std::vector<core::attempt_result>& results) {
+      core::plan plan;
+      self->state.core->report(id, results, log::wall_clock_ms(), plan);
+      carry_out(self, plan);
+    },
+    [self](drain_atom, const std::string& id) {
+      core::plan plan;
+      self->state.core->drain(id, log::wall_clock_ms(), plan);
+      log::info("worker {} is draining", id);
+      carry_out(self, plan);
+    },
+    [self](leave_atom, const std::string& id) -> bool {
+      auto& st = self->state;
+      core::plan plan;
+      st.core->leave(id, log::wall_clock_ms(), plan);
+      auto i = st.workers.find(id);
+      if (i != st.workers.end()) {
+        self->demonitor(i->second.address());
+        st.workers.erase(i);
+      }
+      log::info("worker {} left", id);
+      carry_out(self, plan);
+      return true;
+    },
+    // -- the gateway --------------------------------------------------------------
+    [self](submit_atom,
+           std::vector<core::task_spec>& specs) -> caf::result<submit_reply> {
+      auto& st = self->state;
+      if (st.stopping)
+        return submit_reply{submit_status::stopping, {}, {}};
+      auto admitted = st.core->admit(std::move(specs), log::wall_clock_ms());
+      if (admitted.queue_full)
+        return submit_reply{submit_status::queue_full, {}, {}};
+      std::vector<core::task_record> fresh;
+      for (size_t i = 0; i < admitted.ids.size(); ++i)
+        if (admitted.created[i])
+          fresh.push_back(*st.core->find(admitted.ids[i]));
+      auto token = ++st.next_token;
+      auto promise = self->make_response_promise<submit_reply>();
+      st.submits.emplace(token,
+                         scheduler_state::pending_submit{promise,
+                                                         std::move(admitted)});
+      auto me = caf::actor_cast<scheduler_actor>(self);
+      st.journal->write(std::move(fresh), {}, [me, token](bool ok) {
+        caf::anon_send(me, committed_atom::value, token, ok);
+      });
+      return promise;
+    },
+    [self](committed_atom, uint64_t token, bool ok) {
+      auto& st = self->state;
+      if (!ok && st.journal)
+        log::error("journal commit failed: {}", st.journal->failure());
+      if (auto i = st.submits.find(token); i != st.submits.end()) {
+        auto pending = std::move(i->second);
+        st.submits.erase(i);
+        std::vector<core::task_id> created;
+        for (size_t k = 0; k < pending.admission.ids.size(); ++k)
+          if (pending.admission.created[k])
+            created.push_back(pending.admission.ids[k]);
+        if (!ok) {
+          st.core->abandon(created);
+          pending.promise.deliver(
+            submit_reply{submit_status::journal_failed, {}, {}});
+          return;
+        }
+        core::plan plan;
+        st.core->activate(created, log::wall_clock_ms(), plan);
+        submit_reply reply;
+        reply.tasks.reserve(pending.admission.ids.size());
+        for (size_t k = 0; k < pending.admission.ids.size(); ++k) {
+          if (const auto* t = st.core->find(pending.admission.ids[k])) {
+            reply.tasks.push_back(client_view(*st.core, *t, false));
+            reply.created.push_back(pending.admission.created[k] ? 1 : 0);
+          }
+        }
+        carry_out(self, plan);
+        pending.promise.deliver(std::move(reply));
+      }
+      if (auto i = st.acks.find(token); i != st.acks.end()) {
+        std::map<std::string, std::vector<core::attempt_ref>> by_worker;
+        for (auto& [worker, ref] : i->second)
+          by_worker[worker].push_back(ref);
+        st.acks.erase(i);
+        if (!ok)
+          return;
+        for (auto& [worker, refs] : by_worker) {
+          auto w = st.workers.find(worker);
+          if (w != st.workers.end())
+            self->send(w->second, ack_atom::value, std::move(refs));
+        }
+      }
+      if (auto i = st.barriers.find(token); i != st.barriers.end()) {
+        i->second.deliver(ok);
+        st.barriers.erase(i);
+      }
+    },
+    [self](lookup_atom, core::task_id id,
+           uint32_t wait_ms) -> caf::result<task_lookup> {
+      auto& st = self->state;
+      const auto* task = st.core->find(id);
+      if (task == nullptr)
+        return task_lookup{};
+      if (wait_ms == 0 || core::is_final(task->status))
+        return task_lookup{true, client_view(*st.core, *task, true)};
+      auto promise = self->make_response_promise<task_lookup>();
+      st.waiters[id].push_back(
+        scheduler_state::waiter{promise, log::wall_clock_ms() + wait_ms});
+      return promise;
+    },
+    [self](list_atom, const task_query& query) -> task_listing {
+      auto& st = self->state;
+      core::task_filter filter;
+      if (query.status >= 0)
+        filter.status = static_cast<core::task_status>(query.status);
+      if (query.prio >= 0)
+        filter.prio = static_cast<core::priority>(query.prio);
+      filter.cursor = query.cursor;
+      filter.limit = query.limit;
+      auto page = st.core->list(filter);
+      task_listing result;
+      result.next_cursor = page.next_cursor;
+      result.tasks.reserve(page.tasks.size());
+      for (const auto* t : page.tasks)
+        result.tasks.push_back(client_view(*st.core, *t, false));
+      return result;
+    },
+    [self](cancel_atom, core::task_id id) -> cancel_reply {
+      auto& st = self->state;
+      core::plan plan;
+      auto outcome = st.core->cancel(id, log::wall_clock_ms(), plan);
+      carry_out(self, plan);
+      cancel_reply reply;
+      switch (outcome) {
+        case core::cancel_outcome::cancelled:
+          reply.result = cancel_result::cancelled;
+          break;
+        case core::cancel_outcome::already_cancelled:
+          reply.result = cancel_result::already_cancelled;
+          break;
+        case core::cancel_outcome::conflict:
+          reply.result = cancel_result::conflict;
+          break;
+        case core::cancel_outcome::not_found:
+          reply.result = cancel_result::not_found;
+          break;
+      }
+      if (const auto* t = st.core->find(id))
+        reply.task = client_view(*st.core, *t, false);
+      return reply;
+    },
+    [self](workers_atom) -> std::vector<worker_view> {
+      std::vector<worker_view> result;
+      for (const auto& [id, w] : self->state.core->cluster().workers())
+        result.push_back(view_of(w));
+      return result;
+    },
+    [self](stats_atom) -> cluster_summary {
+      return summarize(*self->state.core);
+    },
+    [self](shutdown_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      st.stopping = true;
+      auto token = ++st.next_token;
+      auto promise = self->make_response_promise<bool>();
+      st.barriers.emplace(token, promise);
+      auto me = caf::actor_cast<scheduler_actor>(self);
+      st.journal->write({}, {}, [me, token](bool ok) {
+        caf::anon_send(me, committed_atom::value, token, ok);
+      });
+      return promise;
+    },
+    // -- time -----------------------------------------------------------------------
+    [self](tick_atom) {
+      auto& st = self->state;
+      auto now = log::wall_clock_ms();
+      core::plan plan;
+      st.core->tick(now, plan);
+      carry_out(self, plan);
+      expire_waiters(self, now);
+      self->delayed_send(self, st.options.tick_interval, tick_atom::value);
+    },
+  };
+}
+
+cluster_actor::behavior_type cluster_endpoint(cluster_actor::pointer self,
+                                              scheduler_actor scheduler) {
+  return {
+    [=](register_atom a, register_request& req, worker_actor& w) {
+      return self->delegate(scheduler, a, std::move(req), std::move(w));
+    },
+    [=](heartbeat_atom a, std::string& id, uint64_t incarnation, double load) {
+      return self->delegate(scheduler, a, std::move(id), incarnation, load);
+    },
+    [=](report_atom a, std::string& id,
+        std::vector<core::attempt_result>& results) {
+      self->send(scheduler, a, std::move(id), std::move(results));
+    },
+    [=](drain_atom a, std::string& id) {
+      self->send(scheduler, a, std::move(id));
+    },
+    [=](leave_atom a, std::string& id) {
+      return self->delegate(scheduler, a, std::move(id));
+    },
+  };
+}
+
+} // namespace taskmaster

@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/core/scheduler_core.hpp"
+#include "actors/messages.hpp"
+#include "actors/store/task_journal.hpp"
+
+/// The scheduler actor: the actor shell around core::scheduler_core.
+///
+/// Owns: the core (task table, queue, cluster view), the handles of
+/// registered workers, pending submissions waiting for their journal commit,
+/// and long-poll waiters.
+///
+/// Takes: from workers (through cluster_endpoint) `register`, `heartbeat`,
+/// `report`, `drain`, `leave`; from the gateway `submit`, `lookup`, `list`,
+/// `cancel`, `workers`, `stats`, `shutdown`; from itself `tick` and
+/// `committed` (the journal's commit callback).
+///
+/// Sends: `assign`, `kill`, `ack` to workers; `event` batches to the monitor.
+///
+/// Every handler decodes, calls one core function with `now`, and carries out
+/// the returned plan: journal the changed tasks, send assignments and kills,
+/// acknowledge results once durable, publish events.
+namespace taskmaster {
+
+struct scheduler_options {
+  core::scheduler_settings settings;
+  caf::timespan tick_interval = std::chrono::milliseconds(100);
+  uint32_t heartbeat_interval_ms = 1000;
+};
+
+struct scheduler_state {
+  static inline const char* name = "scheduler";
+
+  struct pending_submit {
+    caf::typed_response_promise<submit_reply> promise;
+    core::admission admission;
+  };
+
+  struct waiter {
+    caf::typed_response_promise<task_lookup> promise;
+    core::time_ms deadline;
+  };
+
+  std::unique_ptr<core::scheduler_core> core;
+  std::shared_ptr<store::task_journal> journal;
+  monitor_actor monitor;
+  scheduler_options options;
+  std::map<std::string, worker_actor> workers;
+  std::mt19937_64 rng;
+  uint64_t next_token = 0;
+  std::unordered_map<uint64_t, pending_submit> submits;
+  std::unordered_map<uint64_t,
+                     std::vector<std::pair<std::string, core::attempt_ref>>>
+    acks;
+  std::unordered_map<uint64_t, caf::typed_response_promise<bool>> barriers;
+  std::unordered_map<core::task_id, std::vector<waiter>> waiters;
+  bool stopping = false;
+};
+
+/// `restored` is what the journal held at start.
+scheduler_actor::behavior_type
+scheduler(scheduler_actor::stateful_pointer<scheduler_state> self,
+          scheduler_options options,
+          std::shared_ptr<store::task_journal> journal,
+          store::journal_contents restored, monitor_actor monitor);
+
+/// The actor published on the cluster port. It only forwards the worker
+/// protocol to the scheduler, so whoever reaches the port cannot submit,
+/// cancel or read tasks.
+cluster_actor::behavior_type cluster_endpoint(cluster_actor::pointer self,
+                                              scheduler_actor scheduler);
+
+/// A task as clients see it: the record with its current `reason`, and
+/// without output tails and environment unless `full`.
+core::task_record client_view(const core::scheduler_core& core,
+                              const core::task_record& task, bool full);
+
+} // namespace taskmaster

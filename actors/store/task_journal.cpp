@@ -1,0 +1,418 @@
+#include "actors/store/task_journal.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace taskmaster::store {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int schema_version = 1;
+
+constexpr const char* schema = R"sql(
+CREATE TABLE IF NOT EXISTS tasks (
+  id INTEGER PRIMARY KEY,
+  status INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  command TEXT NOT NULL,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  timeout_seconds INTEGER NOT NULL,
+  spec_max_retries INTEGER NOT NULL,
+  max_retries INTEGER NOT NULL,
+  labels TEXT NOT NULL,
+  env TEXT NOT NULL,
+  run_at INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  retry_backoff_ms INTEGER NOT NULL,
+  retry_backoff_max_ms INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL,
+  not_before INTEGER NOT NULL,
+  queued_at INTEGER NOT NULL,
+  attempts TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  exit_code INTEGER,
+  stdout BLOB NOT NULL,
+  stderr BLOB NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+)sql";
+
+constexpr const char* upsert_sql = R"sql(
+INSERT OR REPLACE INTO tasks VALUES
+  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+   ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
+)sql";
+
+constexpr const char* select_sql = R"sql(
+SELECT id, status, priority, command, name, description, timeout_seconds,
+       spec_max_retries, max_retries, labels, env, run_at, idempotency_key,
+       retry_backoff_ms, retry_backoff_max_ms, created_at, started_at,
+       finished_at, not_before, queued_at, attempts, worker_id, exit_code,
+       stdout, stderr, reason
+FROM tasks ORDER BY id
+)sql";
+
+std::string encode_map(const core::string_map& m) {
+  return m.empty() ? std::string{} : json(m).dump();
+}
+
+core::string_map decode_map(const std::string& text) {
+  if (text.empty())
+    return {};
+  return json::parse(text).get<core::string_map>();
+}
+
+std::string encode_attempts(const std::vector<core::attempt_record>& attempts) {
+  if (attempts.empty())
+    return {};
+  auto arr = json::array();
+  for (const auto& a : attempts) {
+    json j{{"n", a.number},
+           {"w", a.worker_id},
+           {"s", a.started_at},
+           {"f", a.finished_at},
+           {"o", static_cast<int>(a.outcome)},
+           {"r", a.reason}};
+    if (a.has_exit_code)
+      j["x"] = a.exit_code;
+    arr.push_back(std::move(j));
+  }
+  return arr.dump();
+}
+
+std::vector<core::attempt_record> decode_attempts(const std::string& text) {
+  std::vector<core::attempt_record> result;
+  if (text.empty())
+    return result;
+  for (const auto& j : json::parse(text)) {
+    core::attempt_record a;
+    a.number = j.at("n").get<uint32_t>();
+    a.worker_id = j.at("w").get<std::string>();
+    a.started_at = j.at("s").get<core::time_ms>();
+    a.finished_at = j.at("f").get<core::time_ms>();
+    a.outcome = static_cast<core::attempt_outcome>(j.at("o").get<int>());
+    a.reason = j.at("r").get<std::string>();
+    if (auto x = j.find("x"); x != j.end()) {
+      a.exit_code = x->get<int32_t>();
+      a.has_exit_code = true;
+    }
+    result.push_back(std::move(a));
+  }
+  return result;
+}
+
+void bind_text(sqlite3_stmt* stmt, int index, const std::string& text) {
+  sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()),
+                    SQLITE_TRANSIENT);
+}
+
+void bind_blob(sqlite3_stmt* stmt, int index, const std::string& bytes) {
+  sqlite3_bind_blob(stmt, index, bytes.data(), static_cast<int>(bytes.size()),
+                    SQLITE_TRANSIENT);
+}
+
+std::string column_text(sqlite3_stmt* stmt, int index) {
+  auto* data = sqlite3_column_blob(stmt, index);
+  auto size = sqlite3_column_bytes(stmt, index);
+  if (data == nullptr || size <= 0)
+    return {};
+  return std::string{static_cast<const char*>(data), static_cast<size_t>(size)};
+}
+
+} // namespace
+
+std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
+                                                 journal_options options,
+                                                 std::string& error) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    error = fmt::format("cannot create data directory {}: {}", dir,
+                        std::strerror(errno));
+    return nullptr;
+  }
+  auto lock_path = dir + "/lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    error = fmt::format("cannot open {}: {}", lock_path, std::strerror(errno));
+    return nullptr;
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd);
+    error = fmt::format("data directory {} is in use by another master", dir);
+    return nullptr;
+  }
+  auto path = dir + "/taskmaster.db";
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                        | SQLITE_OPEN_NOMUTEX,
+                      nullptr)
+      != SQLITE_OK) {
+    error = fmt::format("cannot open {}: {}", path,
+                        db != nullptr ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    ::close(lock_fd);
+    return nullptr;
+  }
+  std::unique_ptr<task_journal> journal{new task_journal(db, options, lock_fd)};
+  auto setup = fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; "
+                           "PRAGMA busy_timeout=5000; {}",
+                           options.fsync_commits ? "FULL" : "NORMAL", schema);
+  if (!journal->exec(setup.c_str())) {
+    error = fmt::format("cannot initialise {}: {}", path, sqlite3_errmsg(db));
+    return nullptr;
+  }
+  sqlite3_stmt* version = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &version, nullptr);
+  int found = 0;
+  if (sqlite3_step(version) == SQLITE_ROW)
+    found = sqlite3_column_int(version, 0);
+  sqlite3_finalize(version);
+  if (found == 0) {
+    journal->exec(
+      fmt::format("PRAGMA user_version={}", schema_version).c_str());
+  } else if (found != schema_version) {
+    error = fmt::format("{} has schema version {}, this build reads {}", path,
+                        found, schema_version);
+    return nullptr;
+  }
+  if (sqlite3_prepare_v2(db, upsert_sql, -1, &journal->upsert_, nullptr)
+        != SQLITE_OK
+      || sqlite3_prepare_v2(db, "DELETE FROM tasks WHERE id = ?1", -1,
+                            &journal->erase_, nullptr)
+           != SQLITE_OK
+      || sqlite3_prepare_v2(db,
+                            "INSERT OR REPLACE INTO meta VALUES ('last_id', ?1)",
+                            -1, &journal->set_last_id_, nullptr)
+           != SQLITE_OK) {
+    error = fmt::format("cannot prepare statements on {}: {}", path,
+                        sqlite3_errmsg(db));
+    return nullptr;
+  }
+  journal->writer_ = std::thread{[j = journal.get()] { j->run(); }};
+  return journal;
+}
+
+task_journal::task_journal(sqlite3* db, journal_options options, int lock_fd)
+  : db_(db), options_(options), lock_fd_(lock_fd) {
+}
+
+task_journal::~task_journal() {
+  close();
+  sqlite3_finalize(upsert_);
+  sqlite3_finalize(erase_);
+  sqlite3_finalize(set_last_id_);
+  sqlite3_close(db_);
+  ::close(lock_fd_);
+}
+
+bool task_journal::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    sqlite3_free(message);
+    return false;
+  }
+  return true;
+}
+
+journal_contents task_journal::load() {
+  journal_contents result;
+  sqlite3_stmt* meta = nullptr;
+  sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = 'last_id'", -1,
+                     &meta, nullptr);
+  if (sqlite3_step(meta) == SQLITE_ROW)
+    result.last_id = static_cast<core::task_id>(sqlite3_column_int64(meta, 0));
+  sqlite3_finalize(meta);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db_, select_sql, -1, &stmt, nullptr);
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    core::task_record t;
+    int c = 0;
+    t.id = static_cast<core::task_id>(sqlite3_column_int64(stmt, c++));
+    t.status = static_cast<core::task_status>(sqlite3_column_int(stmt, c++));
+    t.spec.prio = static_cast<core::priority>(sqlite3_column_int(stmt, c++));
+    t.spec.command = column_text(stmt, c++);
+    t.spec.name = column_text(stmt, c++);
+    t.spec.description = column_text(stmt, c++);
+    t.spec.timeout_seconds = static_cast<uint32_t>(sqlite3_column_int64(stmt, c++));
+    t.spec.max_retries = sqlite3_column_int(stmt, c++);
+    t.max_retries = static_cast<uint32_t>(sqlite3_column_int64(stmt, c++));
+    t.spec.labels = decode_map(column_text(stmt, c++));
+    t.spec.env = decode_map(column_text(stmt, c++));
+    t.spec.run_at = sqlite3_column_int64(stmt, c++);
+    t.spec.idempotency_key = column_text(stmt, c++);
+    t.spec.retry_backoff_ms = static_cast<uint32_t>(sqlite3_column_int64(stmt, c++));
+    t.spec.retry_backoff_max_ms = static_cast<uint32_t>(sqlite3_column_int64(stmt, c++));
+    t.created_at = sqlite3_column_int64(stmt, c++);
+    t.started_at = sqlite3_column_int64(stmt, c++);
+    t.finished_at = sqlite3_column_int64(stmt, c++);
+    t.not_before = sqlite3_column_int64(stmt, c++);
+    t.queued_at = sqlite3_column_int64(stmt, c++);
+    t.attempts = decode_attempts(column_text(stmt, c++));
+    t.worker_id = column_text(stmt, c++);
+    if (sqlite3_column_type(stmt, c) != SQLITE_NULL) {
+      t.exit_code = sqlite3_column_int(stmt, c);
+      t.has_exit_code = true;
+    }
+    ++c;
+    t.stdout_tail = column_text(stmt, c++);
+    t.stderr_tail = column_text(stmt, c++);
+    t.reason = column_text(stmt, c++);
+    if (t.id > result.last_id)
+      result.last_id = t.id;
+    result.tasks.push_back(std::move(t));
+  }
+  sqlite3_finalize(stmt);
+  last_id_ = result.last_id;
+  return result;
+}
+
+void task_journal::write(std::vector<core::task_record> upserts,
+                         std::vector<core::task_id> deletes,
+                         commit_callback committed) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (!failure_.empty() || stopping_) {
+    guard.unlock();
+    if (committed)
+      committed(false);
+    return;
+  }
+  queue_.push_back(batch{std::move(upserts), std::move(deletes),
+                         std::move(committed)});
+  ++queued_;
+  cv_.notify_one();
+}
+
+void task_journal::flush() {
+  std::unique_lock<std::mutex> guard{mtx_};
+  auto target = queued_;
+  flushed_cv_.wait(guard, [&] {
+    return written_ >= target || !failure_.empty() || !writer_.joinable();
+  });
+}
+
+void task_journal::close() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopping_)
+      return;
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (writer_.joinable())
+    writer_.join();
+}
+
+uint64_t task_journal::commits() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return commits_;
+}
+
+std::string task_journal::failure() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return failure_;
+}
+
+void task_journal::run() {
+  std::deque<batch> work;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty() && stopping_)
+        break;
+      work.swap(queue_);
+    }
+    auto ok = commit(work);
+    for (auto& b : work)
+      if (b.committed)
+        b.committed(ok);
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      written_ += work.size();
+      if (ok)
+        ++commits_;
+      else if (failure_.empty())
+        failure_ = sqlite3_errmsg(db_);
+    }
+    flushed_cv_.notify_all();
+    work.clear();
+  }
+  flushed_cv_.notify_all();
+}
+
+bool task_journal::commit(std::deque<batch>& batches) {
+  if (!exec("BEGIN"))
+    return false;
+  auto ok = true;
+  for (const auto& b : batches) {
+    for (const auto& t : b.upserts) {
+      auto* s = upsert_;
+      int c = 1;
+      sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.id));
+      sqlite3_bind_int(s, c++, static_cast<int>(t.status));
+      sqlite3_bind_int(s, c++, static_cast<int>(t.spec.prio));
+      bind_text(s, c++, t.spec.command);
+      bind_text(s, c++, t.spec.name);
+      bind_text(s, c++, t.spec.description);
+      sqlite3_bind_int64(s, c++, t.spec.timeout_seconds);
+      sqlite3_bind_int(s, c++, t.spec.max_retries);
+      sqlite3_bind_int64(s, c++, t.max_retries);
+      bind_text(s, c++, encode_map(t.spec.labels));
+      bind_text(s, c++, encode_map(t.spec.env));
+      sqlite3_bind_int64(s, c++, t.spec.run_at);
+      bind_text(s, c++, t.spec.idempotency_key);
+      sqlite3_bind_int64(s, c++, t.spec.retry_backoff_ms);
+      sqlite3_bind_int64(s, c++, t.spec.retry_backoff_max_ms);
+      sqlite3_bind_int64(s, c++, t.created_at);
+      sqlite3_bind_int64(s, c++, t.started_at);
+      sqlite3_bind_int64(s, c++, t.finished_at);
+      sqlite3_bind_int64(s, c++, t.not_before);
+      sqlite3_bind_int64(s, c++, t.queued_at);
+      bind_text(s, c++, encode_attempts(t.attempts));
+      bind_text(s, c++, t.worker_id);
+      if (t.has_exit_code)
+        sqlite3_bind_int(s, c++, t.exit_code);
+      else
+        sqlite3_bind_null(s, c++);
+      bind_blob(s, c++, t.stdout_tail);
+      bind_blob(s, c++, t.stderr_tail);
+      bind_text(s, c++, t.reason);
+      ok = ok && sqlite3_step(s) == SQLITE_DONE;
+      sqlite3_reset(s);
+      if (t.id > last_id_)
+        last_id_ = t.id;
+    }
+    for (auto id : b.deletes) {
+      sqlite3_bind_int64(erase_, 1, static_cast<sqlite3_int64>(id));
+      ok = ok && sqlite3_step(erase_) == SQLITE_DONE;
+      sqlite3_reset(erase_);
+    }
+  }
+  // Remember the highest id ever used, so ids are not reused after the tasks
+  // that carried them were deleted by retention.
+  sqlite3_bind_int64(set_last_id_, 1, static_cast<sqlite3_int64>(last_id_));
+  ok = ok && sqlite3_step(set_last_id_) == SQLITE_DONE;
+  sqlite3_reset(set_last_id_);
+  if (!ok) {
+    exec("ROLLBACK");
+    return false;
+  }
+  return exec("COMMIT");
+}
+
+} // namespace taskmaster::store

@@ -1,0 +1,111 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/core/task.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+/// The master's durable memory: every accepted task and every state change,
+/// in SQLite (WAL). Writes are queued and committed by one writer thread in
+/// batches (group commit), so the scheduler never waits on the disk and many
+/// submissions share one commit. Callers learn that their writes are durable
+/// through a callback that runs on the writer thread after the commit.
+namespace taskmaster::store {
+
+struct journal_options {
+  /// `true`: fsync every commit (survives power loss). `false`: WAL with
+  /// synchronous=NORMAL, which survives any crash of the process.
+  bool fsync_commits = false;
+};
+
+/// What a restart reads back.
+struct journal_contents {
+  std::vector<core::task_record> tasks;
+  core::task_id last_id = 0;
+};
+
+class task_journal {
+public:
+  /// Opens or creates `<dir>/taskmaster.db`. Returns nullptr and sets
+  /// `error` when the directory or database cannot be used, or another
+  /// process has it open.
+  static std::unique_ptr<task_journal>
+  open(const std::string& dir, journal_options options, std::string& error);
+
+  ~task_journal();
+
+  task_journal(const task_journal&) = delete;
+  task_journal& operator=(const task_journal&) = delete;
+
+  /// Reads everything back. Call before the first `write`.
+  journal_contents load();
+
+  /// Called on the writer thread with `true` once a write (and everything
+  /// queued before it) is durable, or `false` when the commit failed.
+  using commit_callback = std::function<void(bool)>;
+
+  /// Queues upserts and deletes. An empty write is a barrier.
+  void write(std::vector<core::task_record> upserts,
+             std::vector<core::task_id> deletes,
+             commit_callback committed = {});
+
+  /// Blocks until everything queued so far is committed.
+  void flush();
+
+  /// Commits what is queued and stops the writer thread.
+  void close();
+
+  /// Number of commits so far (for metrics and tests).
+  uint64_t commits() const;
+
+  /// Set when a commit failed; the journal then refuses further writes.
+  std::string failure() const;
+
+private:
+  struct batch {
+    std::vector<core::task_record> upserts;
+    std::vector<core::task_id> deletes;
+    commit_callback committed;
+  };
+
+  task_journal(sqlite3* db, journal_options options, int lock_fd);
+
+  void run();
+
+  bool commit(std::deque<batch>& batches);
+
+  bool exec(const char* sql);
+
+  sqlite3* db_;
+  journal_options options_;
+  /// Holds an exclusive flock on `<dir>/lock` so two masters cannot share a
+  /// data directory.
+  int lock_fd_;
+  sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* erase_ = nullptr;
+  sqlite3_stmt* set_last_id_ = nullptr;
+  core::task_id last_id_ = 0;
+
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  std::condition_variable flushed_cv_;
+  std::deque<batch> queue_;
+  uint64_t queued_ = 0;
+  uint64_t written_ = 0;
+  uint64_t commits_ = 0;
+  bool stopping_ = false;
+  std::string failure_;
+  std::thread writer_;
+};
+
+} // namespace taskmaster::store

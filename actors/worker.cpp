@@ -1,0 +1,317 @@
+#include "actors/worker.hpp"
+
+#include <cstdlib>
+
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+
+#include "actors/log.hpp"
+
+namespace taskmaster {
+
+namespace {
+
+using self_ptr = worker_node_actor::stateful_pointer<worker_node_state>;
+
+constexpr auto request_timeout = std::chrono::seconds(10);
+
+/// How long a stopping worker waits for the master to acknowledge its last
+/// results after the shutdown grace.
+constexpr core::time_ms ack_wait_ms = 5000;
+
+struct executor_state {
+  static inline const char* name = "executor";
+  std::unique_ptr<process_runner> runner;
+};
+
+std::string master_address(const worker_options& o) {
+  return fmt::format("{}:{}", o.master_host, o.master_port);
+}
+
+void connect(self_ptr self);
+
+void schedule_reconnect(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  ++st.failures;
+  auto delay = st.options.reconnect.delay(
+    st.failures, std::uniform_real_distribution<double>{0.0, 1.0}(st.rng));
+  if (st.failures == 1 || st.failures % 20 == 0)
+    log::warn("cannot reach the master at {}: {} (attempt {}, retrying with "
+              "backoff)",
+              master_address(st.options), why, st.failures);
+  self->delayed_send(self, std::chrono::milliseconds(delay),
+                     reconnect_atom::value);
+}
+
+void forget_master(self_ptr self) {
+  auto& st = self->state;
+  if (st.master)
+    self->demonitor(st.master.address());
+  st.master = cluster_actor{};
+  st.registered = false;
+  st.connecting = false;
+}
+
+void send_report(self_ptr self, std::vector<core::attempt_result> results) {
+  auto& st = self->state;
+  if (st.registered && st.master && !results.empty())
+    self->send(st.master, report_atom::value, st.options.info.id,
+               std::move(results));
+}
+
+void finish_shutdown(self_ptr self) {
+  auto& st = self->state;
+  if (st.stopped.pending())
+    st.stopped.deliver(true);
+}
+
+/// Moves a stopping worker along: hand back what still runs after the grace,
+/// wait (bounded) for the last acknowledgements, then leave.
+void check_shutdown(self_ptr self) {
+  auto& st = self->state;
+  if (!st.stopping || !st.stopped.pending())
+    return;
+  auto now = log::wall_clock_ms();
+  if (!st.running.empty()) {
+    if (now >= st.stop_deadline && !st.handed_back) {
+      st.handed_back = true;
+      log::info("shutdown grace over: handing back {} running task(s)",
+                st.running.size());
+      for (const auto& [ref, work] : st.running)
+        self->send(st.executor, kill_atom::value, ref,
+                   core::attempt_outcome::returned,
+                   std::string{"the worker shut down before it finished"});
+    }
+    return;
+  }
+  if (!st.unacked.empty() && st.registered
+      && now < st.stop_deadline + ack_wait_ms)
+    return;
+  if (!st.unacked.empty())
+    log::warn("leaving with {} unacknowledged result(s); the master will "
+              "requeue those tasks",
+              st.unacked.size());
+  if (st.registered && st.master) {
+    st.registered = false;
+    self->request(st.master, std::chrono::seconds(5), leave_atom::value,
+                  st.options.info.id)
+      .then([self](bool) { finish_shutdown(self); },
+            [self](caf::error&) { finish_shutdown(self); });
+    return;
+  }
+  finish_shutdown(self);
+}
+
+void do_register(self_ptr self) {
+  auto& st = self->state;
+  register_request req;
+  req.info = st.options.info;
+  for (const auto& [ref, work] : st.running)
+    req.running.push_back(ref);
+  for (const auto& [ref, result] : st.unacked)
+    req.results.push_back(result);
+  self
+    ->request(st.master, request_timeout, register_atom::value, std::move(req),
+              caf::actor_cast<worker_actor>(self))
+    .then(
+      [self](register_reply& reply) {
+        auto& st = self->state;
+        st.connecting = false;
+        if (!reply.accepted) {
+          log::error("the master refused this worker: {}", reply.message);
+          forget_master(self);
+          schedule_reconnect(self, reply.message);
+          return;
+        }
+        st.registered = true;
+        if (st.failures > 0 || !st.local_master)
+          log::info("registered with the master at {} as {} ({} slots)",
+                    st.local_master ? std::string{"this process"}
+                                    : master_address(st.options),
+                    st.options.info.id, st.options.info.slots);
+        st.failures = 0;
+        st.heartbeat_interval_ms = reply.heartbeat_interval_ms;
+        if (st.stopping)
+          self->send(st.master, drain_atom::value, st.options.info.id);
+      },
+      [self](caf::error& err) {
+        forget_master(self);
+        schedule_reconnect(self, self->system().render(err));
+      });
+}
+
+void connect(self_ptr self) {
+  auto& st = self->state;
+  if (st.connecting || st.registered)
+    return;
+  st.connecting = true;
+  if (st.local_master) {
+    st.master = st.local_master;
+    self->monitor(st.master);
+    do_register(self);
+    return;
+  }
+  auto& sys = self->system();
+  caf::io::middleman_actor mm
+    = st.options.tls ? sys.openssl_manager().actor_handle()
+                     : sys.middleman().actor_handle();
+  self
+    ->request(mm, request_timeout, caf::connect_atom::value,
+              st.options.master_host, st.options.master_port)
+    .then(
+      [self](const caf::node_id&, caf::strong_actor_ptr& ptr,
+             const std::set<std::string>&) {
+        auto& st = self->state;
+        if (!ptr) {
+          st.connecting = false;
+          schedule_reconnect(self, "nothing is published on that port");
+          return;
+        }
+        st.master = caf::actor_cast<cluster_actor>(ptr);
+        self->monitor(st.master);
+        do_register(self);
+      },
+      [self](caf::error& err) {
+        self->state.connecting = false;
+        schedule_reconnect(self, self->system().render(err));
+      });
+}
+
+} // namespace
+
+executor_actor::behavior_type executor(executor_actor::pointer self,
+                                       worker_node_actor parent,
+                                       runner_options options) {
+  auto runner = std::make_shared<process_runner>(
+    std::move(options), [parent](core::attempt_result result) {
+      caf::anon_send(parent, exited_atom::value, std::move(result));
+    });
+  // The runner lives as long as the actor; its destructor kills what still
+  // runs and reports it.
+  self->attach_functor([runner]() mutable { runner.reset(); });
+  return {
+    [runner](run_atom, core::assignment& work) {
+      runner->start(std::move(work));
+    },
+    [runner](kill_atom, const core::attempt_ref& ref,
+             core::attempt_outcome outcome, std::string& reason) {
+      runner->kill(ref, outcome, std::move(reason));
+    },
+  };
+}
+
+worker_node_actor::behavior_type
+worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
+  auto& st = self->state;
+  st.options = std::move(options);
+  st.local_master = std::move(local_master);
+  st.rng.seed(std::random_device{}());
+  st.executor = self->spawn<caf::linked>(executor,
+                                         caf::actor_cast<worker_node_actor>(self),
+                                         st.options.runner);
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    auto& st = self->state;
+    if (st.master && msg.source == st.master.address()) {
+      log::warn("lost the connection to the master: {}",
+                self->system().render(msg.reason));
+      forget_master(self);
+      st.failures = 0;
+      schedule_reconnect(self, "connection lost");
+    }
+  });
+  self->send(self, reconnect_atom::value);
+  self->send(self, beat_atom::value);
+  return {
+    [self](assign_atom, std::vector<core::assignment>& batch) {
+      auto& st = self->state;
+      std::vector<core::attempt_result> refused;
+      for (auto& work : batch) {
+        if (st.running.count(work.ref) != 0)
+          continue;
+        if (st.stopping || st.running.size() >= st.options.info.slots) {
+          core::attempt_result r;
+          r.ref = work.ref;
+          r.outcome = core::attempt_outcome::returned;
+          r.reason = st.stopping ? "the worker is shutting down"
+                                 : "the worker had no free slot";
+          st.unacked[r.ref] = r;
+          refused.push_back(std::move(r));
+          continue;
+        }
+        st.running.emplace(work.ref, work);
+        self->send(st.executor, run_atom::value, std::move(work));
+      }
+      send_report(self, std::move(refused));
+    },
+    [self](kill_atom, const std::vector<core::attempt_ref>& refs) {
+      auto& st = self->state;
+      for (const auto& ref : refs)
+        if (st.running.count(ref) != 0)
+          self->send(st.executor, kill_atom::value, ref,
+                     core::attempt_outcome::cancelled,
+                     std::string{"cancelled by the master"});
+    },
+    [self](ack_atom, const std::vector<core::attempt_ref>& refs) {
+      auto& st = self->state;
+      for (const auto& ref : refs)
+        st.unacked.erase(ref);
+      check_shutdown(self);
+    },
+    [self](exited_atom, core::attempt_result& result) {
+      auto& st = self->state;
+      st.running.erase(result.ref);
+      st.unacked[result.ref] = result;
+      send_report(self, {std::move(result)});
+      check_shutdown(self);
+    },
+    [self](reconnect_atom) { connect(self); },
+    [self](beat_atom) {
+      auto& st = self->state;
+      if (st.registered && st.master) {
+        double load[1] = {0};
+        ::getloadavg(load, 1);
+        self
+          ->request(st.master,
+                    std::chrono::milliseconds(3 * st.heartbeat_interval_ms),
+                    heartbeat_atom::value, st.options.info.id,
+                    st.options.info.incarnation, load[0])
+          .then(
+            [self](bool known) {
+              auto& st = self->state;
+              if (!known && st.registered) {
+                log::warn("the master no longer knows this worker; "
+                          "registering again");
+                st.registered = false;
+                st.connecting = true;
+                do_register(self);
+              }
+            },
+            [](caf::error&) {
+              // Connection trouble shows up as a down message.
+            });
+      }
+      check_shutdown(self);
+      self->delayed_send(self,
+                         std::chrono::milliseconds(st.heartbeat_interval_ms),
+                         beat_atom::value);
+    },
+    [self](shutdown_atom, uint32_t grace_ms) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.stopped.pending())
+        return st.stopped;
+      st.stopping = true;
+      st.stop_deadline = log::wall_clock_ms() + grace_ms;
+      st.stopped = self->make_response_promise<bool>();
+      log::info("shutting down: taking no new tasks, {} running, up to {} ms "
+                "to finish",
+                st.running.size(), grace_ms);
+      if (st.registered && st.master)
+        self->send(st.master, drain_atom::value, st.options.info.id);
+      auto result = st.stopped;
+      check_shutdown(self);
+      return result;
+    },
+  };
+}
+
+} // namespace taskmaster

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+
+#include "actors/core/retry_policy.hpp"
+#include "actors/messages.hpp"
+#include "actors/process_runner.hpp"
+
+/// The worker actor: one per worker node.
+///
+/// Owns: the connection to the master (connect, register, heartbeat,
+/// reconnect with backoff forever), the attempts it runs, and finished
+/// results until the master acknowledges them as durable — so a result
+/// survives a master crash and is reported again after the reconnect.
+///
+/// Takes: `assign`, `kill`, `ack` from the scheduler; `exited` from its
+/// executor; `reconnect` and `beat` from its own timers; `shutdown` from the
+/// process (SIGTERM).
+/// Sends: `register`, `heartbeat`, `report`, `drain`, `leave` to the master;
+/// `run`, `kill` to the executor.
+///
+/// Connection states:
+///
+///   disconnected ──connect ok──► registering ──accepted──► registered
+///        ▲                            │                        │
+///        └──── failure / backoff ─────┴──── master down ───────┘
+namespace taskmaster {
+
+struct worker_options {
+  core::worker_info info;
+  std::string master_host;
+  uint16_t master_port = 0;
+  /// Use the openssl middleman (mutual TLS) to reach the master.
+  bool tls = false;
+  core::retry_policy reconnect{100, 5000};
+  runner_options runner;
+};
+
+struct worker_node_state {
+  static inline const char* name = "worker";
+
+  worker_options options;
+  executor_actor executor;
+  /// Set in standalone mode: the master lives in this process.
+  cluster_actor local_master;
+  cluster_actor master;
+  bool connecting = false;
+  bool registered = false;
+  uint32_t failures = 0;
+  uint32_t heartbeat_interval_ms = 1000;
+  std::map<core::attempt_ref, core::assignment> running;
+  std::map<core::attempt_ref, core::attempt_result> unacked;
+  std::mt19937_64 rng;
+  bool stopping = false;
+  core::time_ms stop_deadline = 0;
+  bool handed_back = false;
+  caf::typed_response_promise<bool> stopped;
+};
+
+/// `local_master` is invalid unless master and worker share the process.
+worker_node_actor::behavior_type
+worker_node(worker_node_actor::stateful_pointer<worker_node_state> self,
+            worker_options options, cluster_actor local_master);
+
+/// Runs attempts through a process_runner and reports each end to `parent`.
+executor_actor::behavior_type executor(executor_actor::pointer self,
+                                       worker_node_actor parent,
+                                       runner_options options);
+
+} // namespace taskmaster

@@ -1,0 +1,505 @@
+#include "app/client.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/config_option_adder.hpp>
+#include <fmt/format.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/core/task.hpp"
+
+namespace taskmaster::client {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* commands[] = {"submit", "task", "tasks", "cancel",
+                                    "workers"};
+
+/// Client options, parsed by CAF's option machinery like the daemon's.
+struct client_options : caf::actor_system_config {
+  std::string server;
+  std::string token;
+  bool json_output = false;
+  // submit
+  std::string cmd;
+  std::string priority;
+  std::string name;
+  std::string desc;
+  uint32_t timeout = 0;
+  int32_t retries = -1;
+  std::string labels;
+  std::vector<std::string> env;
+  double delay = 0;
+  std::string idempotency_key;
+  bool wait = false;
+  // tasks
+  std::string status;
+  uint32_t limit = 20;
+  std::string cursor;
+  // watch
+  std::string task;
+  std::string topics;
+
+  explicit client_options(const std::string& command) {
+    config_file_path.clear();
+    const char* env_server = std::getenv("TASKMASTER_SERVER");
+    server = env_server != nullptr ? env_server : "http://127.0.0.1:8080";
+    if (const char* t = std::getenv("TASKMASTER_API_TOKEN"))
+      token = t;
+    opt_group group{custom_options_, "global"};
+    group
+      .add(server, "server",
+           "TaskMaster API URL (default $TASKMASTER_SERVER or "
+           "http://127.0.0.1:8080)")
+      .add(token, "token", "API token (default $TASKMASTER_API_TOKEN)")
+      .add(json_output, "json", "print JSON instead of tables");
+    if (command == "submit")
+      group.add(cmd, "cmd", "the shell command to run (required)")
+        .add(priority, "priority", "LOW, MEDIUM (default), HIGH or CRITICAL")
+        .add(name, "name", "a short name")
+        .add(desc, "desc", "a description")
+        .add(timeout, "timeout", "seconds before the task is killed (0: none)")
+        .add(retries, "retries", "retries after a failure")
+        .add(labels, "labels", "placement constraints k=v,k=v")
+        .add(env, "env", "environment, e.g. --env=[\"A=1\",\"B=2\"]")
+        .add(delay, "delay", "seconds to wait before the task may start")
+        .add(idempotency_key, "idempotency-key",
+             "submitting the same key again returns the first task")
+        .add(wait, "wait",
+             "wait for the task to end, print its output, exit with its "
+             "exit code");
+    if (command == "task")
+      group.add(wait, "wait", "wait for the task to end; exit with its code");
+    if (command == "tasks")
+      group.add(status, "status", "only tasks with this status")
+        .add(priority, "priority", "only tasks with this priority")
+        .add(limit, "limit", "how many (1-1000)")
+        .add(cursor, "cursor", "continue after this cursor");
+    if (command == "watch")
+      group.add(task, "task", "only this task; exit when it ends")
+        .add(topics, "topics", "tasks,workers,stats (default all)");
+  }
+
+  std::string help() const {
+    std::string out;
+    for (const auto& opt : custom_options_) {
+      if (opt.category() != "global" || opt.long_name() == "help"
+          || opt.long_name() == "long-help" || opt.long_name() == "dump-config"
+          || opt.long_name() == "config-file")
+        continue;
+      std::string n{opt.long_name().begin(), opt.long_name().end()};
+      std::string d{opt.description().begin(), opt.description().end()};
+      out += fmt::format("  --{:<18} {}\n", n, d);
+    }
+    return out;
+  }
+};
+
+int fail(int code, const std::string& message) {
+  fmt::print(stderr, "taskmasterd: {}\n", message);
+  return code;
+}
+
+/// One HTTP exchange with the API: the JSON answer or an exit code.
+class api {
+public:
+  explicit api(const client_options& o) : base_(o.server), token_(o.token) {
+    while (!base_.empty() && base_.back() == '/')
+      base_.pop_back();
+  }
+
+  bool valid(std::string& why) const {
+    if (base_.rfind("http://", 0) != 0 && base_.rfind("https://", 0) != 0) {
+      why = fmt::format("--server must be an http:// URL, not '{}'", base_);
+      return false;
+    }
+    return true;
+  }
+
+  /// Returns the status and parsed body, or nullopt (after printing why).
+  std::optional<std::pair<int, json>>
+  call(const std::string& method, const std::string& path,
+       const std::string& body = {}, int read_timeout_s = 30) {
+    httplib::Client cli{base_};
+    cli.set_connection_timeout(5);
+    cli.set_read_timeout(read_timeout_s);
+    httplib::Headers headers;
+    if (!token_.empty())
+      headers.emplace("Authorization", "Bearer " + token_);
+    httplib::Result res = method == "POST"
+                            ? cli.Post(path, headers, body, "application/json")
+                            : cli.Get(path, headers);
+    if (!res) {
+      unreachable_ = true;
+      auto why = res.error() == httplib::Error::Connection
+                   ? std::string{"connection failed"}
+                 : res.error() == httplib::Error::Read
+                   ? std::string{"no answer"}
+                   : httplib::to_string(res.error());
+      fmt::print(stderr,
+                 "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
+                 "is it running? (--server or TASKMASTER_SERVER)\n",
+                 base_, why);
+      return std::nullopt;
+    }
+    json parsed = json::parse(res->body, nullptr, false);
+    if (parsed.is_discarded())
+      parsed = json{{"raw", res->body}};
+    return std::make_pair(res->status, std::move(parsed));
+  }
+
+  bool unreachable() const {
+    return unreachable_;
+  }
+
+  const std::string& base() const {
+    return base_;
+  }
+
+  const std::string& token() const {
+    return token_;
+  }
+
+private:
+  std::string base_;
+  std::string token_;
+  bool unreachable_ = false;
+};
+
+/// Prints an API error answer; returns the exit code for it.
+int api_error(int status, const json& body) {
+  std::string message = body.dump();
+  if (body.contains("error") && body["error"].contains("message"))
+    message = body["error"]["message"].get<std::string>();
+  return fail(api_failure, fmt::format("{} ({})", message, status));
+}
+
+std::string text(const json& j, const char* key) {
+  auto i = j.find(key);
+  if (i == j.end() || i->is_null()
+      || (i->is_string() && i->get_ref<const std::string&>().empty()))
+    return "-";
+  if (i->is_string())
+    return i->get<std::string>();
+  return i->dump();
+}
+
+std::string clip(std::string s, size_t width) {
+  for (auto& c : s)
+    if (c == '\n' || c == '\t')
+      c = ' ';
+  if (s.size() > width)
+    s = s.substr(0, width - 1) + "~";
+  return s;
+}
+
+/// "2026-11-26T18:55:03.123Z" -> "18:55:03".
+std::string short_time(const std::string& t) {
+  return t.size() >= 19 ? t.substr(11, 8) : t;
+}
+
+void print_task_table(const json& tasks) {
+  fmt::print("{:<8} {:<10} {:<9} {:<18} {:<12} {:>5} {:<9} {}\n", "ID",
+             "STATUS", "PRIORITY", "NAME", "WORKER", "EXIT", "CREATED",
+             "COMMAND");
+  for (const auto& t : tasks)
+    fmt::print("{:<8} {:<10} {:<9} {:<18} {:<12} {:>5} {:<9} {}\n",
+               text(t, "id"), text(t, "status"), text(t, "priority"),
+               clip(text(t, "name"), 18), clip(text(t, "worker_id"), 12),
+               text(t, "exit_code"), short_time(text(t, "created_at")),
+               clip(text(t, "command"), 60));
+}
+
+void print_task(const json& t) {
+  auto line = [&](const char* label, const std::string& value) {
+    fmt::print("{:<12} {}\n", label, value);
+  };
+  line("id", text(t, "id"));
+  line("name", text(t, "name"));
+  line("command", text(t, "command"));
+  line("priority", text(t, "priority"));
+  line("status", text(t, "status"));
+  if (text(t, "reason") != "-")
+    line("reason", text(t, "reason"));
+  line("worker", text(t, "worker_id"));
+  line("exit code", text(t, "exit_code"));
+  line("created", text(t, "created_at"));
+  line("started", text(t, "started_at"));
+  line("finished", text(t, "finished_at"));
+  if (t.contains("attempts") && !t["attempts"].empty()) {
+    fmt::print("attempts:\n");
+    for (const auto& a : t["attempts"])
+      fmt::print("  #{:<3} {:<10} on {:<12} exit {:>4}  {} .. {}  {}\n",
+                 text(a, "attempt"), text(a, "outcome"),
+                 text(a, "worker_id"), text(a, "exit_code"),
+                 short_time(text(a, "started_at")),
+                 short_time(text(a, "finished_at")),
+                 a.value("reason", ""));
+  }
+  for (const char* stream : {"stdout", "stderr"}) {
+    auto s = t.value(stream, "");
+    if (s.empty())
+      continue;
+    fmt::print("--- {} ---\n{}", stream, s);
+    if (s.back() != '\n')
+      fmt::print("\n");
+  }
+}
+
+bool is_final_status(const std::string& s) {
+  auto status = core::parse_task_status(s);
+  return status && core::is_final(*status);
+}
+
+/// The exit code a waiting client reports for a finished task.
+int exit_code_of(const json& t) {
+  auto status = text(t, "status");
+  if (status == "SUCCEEDED")
+    return ok;
+  if (status == "TIMED_OUT")
+    return timed_out;
+  if (status == "FAILED" && t.contains("exit_code")
+      && t["exit_code"].is_number_integer()) {
+    auto code = t["exit_code"].get<int>();
+    return code > 0 && code < 256 ? code : 1;
+  }
+  return no_exit_code;
+}
+
+/// Long-polls GET /tasks/{id}?wait= until the task is final.
+std::optional<json> wait_for(api& server, const std::string& id) {
+  for (;;) {
+    auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, 45);
+    if (!res)
+      return std::nullopt;
+    if (res->first != 200) {
+      api_error(res->first, res->second);
+      return std::nullopt;
+    }
+    if (is_final_status(text(res->second, "status")))
+      return res->second;
+  }
+}
+
+int finish_waiting(const client_options& o, const json& t) {
+  if (o.json_output) {
+    fmt::print("{}\n", t.dump(2));
+  } else {
+    std::cout << t.value("stdout", "") << std::flush;
+    std::cerr << t.value("stderr", "") << std::flush;
+    auto status = text(t, "status");
+    if (status != "SUCCEEDED")
+      fmt::print(stderr, "taskmasterd: task {} ended {}{}\n", text(t, "id"),
+                 status,
+                 text(t, "reason") == "-" ? "" : ": " + text(t, "reason"));
+  }
+  return exit_code_of(t);
+}
+
+int submit(const client_options& o, api& server) {
+  if (o.cmd.empty())
+    return fail(usage, "submit needs --cmd=COMMAND");
+  json task{{"command", o.cmd}};
+  if (!o.priority.empty())
+    task["priority"] = o.priority;
+  if (!o.name.empty())
+    task["name"] = o.name;
+  if (!o.desc.empty())
+    task["description"] = o.desc;
+  if (o.timeout > 0)
+    task["timeout_seconds"] = o.timeout;
+  if (o.retries >= 0)
+    task["max_retries"] = o.retries;
+  if (o.delay > 0)
+    task["delay_seconds"] = o.delay;
+  if (!o.idempotency_key.empty())
+    task["idempotency_key"] = o.idempotency_key;
+  if (!o.labels.empty()) {
+    auto labels = core::parse_labels(o.labels);
+    if (!labels)
+      return fail(usage, fmt::format("--labels '{}': expected k=v,k=v",
+                                     o.labels));
+    task["labels"] = *labels;
+  }
+  if (!o.env.empty()) {
+    json env = json::object();
+    for (const auto& e : o.env) {
+      auto eq = e.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return fail(usage, fmt::format("--env entry '{}': expected NAME=VALUE",
+                                       e));
+      env[e.substr(0, eq)] = e.substr(eq + 1);
+    }
+    task["env"] = env;
+  }
+  auto res = server.call("POST", "/tasks", task.dump());
+  if (!res)
+    return unreachable;
+  auto& [status, body] = *res;
+  if (status != 201 && status != 200)
+    return api_error(status, body);
+  auto id = text(body, "id");
+  if (o.wait) {
+    auto done = wait_for(server, id);
+    if (!done)
+      return server.unreachable() ? unreachable : api_failure;
+    return finish_waiting(o, *done);
+  }
+  if (o.json_output)
+    fmt::print("{}\n", body.dump(2));
+  else
+    fmt::print("submitted task {} ({}, {})\n", id, text(body, "priority"),
+               text(body, "status"));
+  return ok;
+}
+
+int show_task(const client_options& o, api& server) {
+  if (o.remainder.size() != 1)
+    return fail(usage, "usage: taskmasterd task ID [--wait] [--json]");
+  const auto& id = o.remainder[0];
+  if (o.wait) {
+    auto done = wait_for(server, id);
+    if (!done)
+      return server.unreachable() ? unreachable : api_failure;
+    return finish_waiting(o, *done);
+  }
+  auto res = server.call("GET", "/tasks/" + id);
+  if (!res)
+    return unreachable;
+  if (res->first != 200)
+    return api_error(res->first, res->second);
+  if (o.json_output)
+    fmt::print("{}\n", res->second.dump(2));
+  else
+    print_task(res->second);
+  return ok;
+}
+
+int list_tasks(const client_options& o, api& server) {
+  std::string query = fmt::format("/tasks?limit={}", o.limit);
+  if (!o.status.empty())
+    query += "&status=" + o.status;
+  if (!o.priority.empty())
+    query += "&priority=" + o.priority;
+  if (!o.cursor.empty())
+    query += "&cursor=" + o.cursor;
+  auto res = server.call("GET", query);
+  if (!res)
+    return unreachable;
+  if (res->first != 200)
+    return api_error(res->first, res->second);
+  if (o.json_output) {
+    fmt::print("{}\n", res->second.dump(2));
+    return ok;
+  }
+  print_task_table(res->second["tasks"]);
+  if (!res->second["next_cursor"].is_null())
+    fmt::print("(more: --cursor={})\n", text(res->second, "next_cursor"));
+  return ok;
+}
+
+int cancel(const client_options& o, api& server) {
+  if (o.remainder.size() != 1)
+    return fail(usage, "usage: taskmasterd cancel ID");
+  auto res = server.call("POST", "/tasks/" + o.remainder[0] + "/cancel");
+  if (!res)
+    return unreachable;
+  if (res->first != 200)
+    return api_error(res->first, res->second);
+  if (o.json_output)
+    fmt::print("{}\n", res->second.dump(2));
+  else
+    fmt::print("task {} is {}\n", text(res->second, "id"),
+               text(res->second, "status"));
+  return ok;
+}
+
+int workers(const client_options& o, api& server) {
+  auto res = server.call("GET", "/workers");
+  if (!res)
+    return unreachable;
+  if (res->first != 200)
+    return api_error(res->first, res->second);
+  if (o.json_output) {
+    fmt::print("{}\n", res->second.dump(2));
+    return ok;
+  }
+  fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<20} {}\n", "ID", "STATE",
+             "SLOTS", "LOAD", "HEARTBEAT", "LABELS", "HOST");
+  for (const auto& w : res->second["workers"]) {
+    std::string labels;
+    for (const auto& [k, v] : w["labels"].items())
+      labels += (labels.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+    auto age = w["last_heartbeat_age_seconds"];
+    fmt::print("{:<16} {:<9} {:>7} {:>6.2f} {:>9} {:<20} {}\n",
+               clip(text(w, "id"), 16), text(w, "state"),
+               fmt::format("{}/{}", text(w, "slots_used"), text(w, "slots")),
+               w.value("load_average", 0.0),
+               age.is_number() ? fmt::format("{:.1f}s", age.get<double>())
+                               : "-",
+               clip(labels.empty() ? "-" : labels, 20), text(w, "host"));
+  }
+  return ok;
+}
+
+} // namespace
+
+bool is_command(const std::string& name) {
+  return std::find(std::begin(commands), std::end(commands), name)
+         != std::end(commands);
+}
+
+int run(const std::string& command, const std::vector<std::string>& args) {
+  client_options o{command};
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") {
+      fmt::print("usage: taskmasterd {} [options]{}\n\noptions:\n{}", command,
+                 command == "task" || command == "cancel" ? " ID" : "",
+                 o.help());
+      return ok;
+    }
+  // Positional arguments (the task id) may come before or after options;
+  // CAF's parser stops at the first one, so split them off first.
+  std::vector<std::string> options;
+  std::vector<std::string> positional;
+  for (const auto& a : args)
+    (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
+  if (auto err = o.parse(options)) {
+    auto what = caf::to_string(err);
+    auto quote = what.find("\"argument\" = \"");
+    if (quote != std::string::npos) {
+      auto start = quote + 14;
+      what = what.substr(start, what.find('"', start) - start);
+    }
+    return fail(usage, fmt::format("{}: bad option {} (see taskmasterd {} "
+                                   "--help)",
+                                   command, what, command));
+  }
+  o.remainder = std::move(positional);
+  api server{o};
+  std::string why;
+  if (!server.valid(why))
+    return fail(usage, why);
+  if (command == "submit")
+    return submit(o, server);
+  if (command == "task")
+    return show_task(o, server);
+  if (command == "tasks")
+    return list_tasks(o, server);
+  if (command == "cancel")
+    return cancel(o, server);
+  if (command == "workers")
+    return workers(o, server);
+  return fail(usage, fmt::format("unknown command '{}'", command));
+}
+
+} // namespace taskmaster::client

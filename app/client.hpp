@@ -1,0 +1,31 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+/// The command-line client: submit, task, tasks, cancel, workers, watch.
+/// It speaks the REST API (and the WebSocket stream for watch).
+namespace taskmaster::client {
+
+/// True when `name` is a client subcommand.
+bool is_command(const std::string& name);
+
+/// Runs `command` with its arguments; returns the process exit code.
+int run(const std::string& command, const std::vector<std::string>& args);
+
+/// Exit codes of the client.
+enum exit_code : int {
+  ok = 0,
+  /// The server answered with an error.
+  api_failure = 1,
+  /// Bad command line.
+  usage = 2,
+  /// The server could not be reached.
+  unreachable = 3,
+  /// --wait: the task TIMED_OUT (as timeout(1) does).
+  timed_out = 124,
+  /// --wait: the task ended without an exit code (CANCELLED, lost).
+  no_exit_code = 125,
+};
+
+} // namespace taskmaster::client

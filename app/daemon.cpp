@@ -1,0 +1,224 @@
+#include "app/daemon.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
+#include <fmt/format.h>
+
+#include "actors/log.hpp"
+#include "actors/messages.hpp"
+#include "actors/monitor.hpp"
+#include "actors/scheduler.hpp"
+#include "actors/store/task_journal.hpp"
+#include "actors/task_metrics.hpp"
+#include "actors/worker.hpp"
+#include "config/defaults.hpp"
+#include "http/gateway.hpp"
+
+namespace taskmaster {
+
+namespace {
+
+int64_t millis(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+/// Blocks until SIGTERM or SIGINT, then arms a second one to force the exit.
+int wait_for_shutdown_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::thread{[set] {
+    int again = 0;
+    sigwait(&set, &again);
+    log::warn("second {} during shutdown: exiting now",
+              again == SIGINT ? "SIGINT" : "SIGTERM");
+    std::fflush(stderr);
+    ::_exit(128 + again);
+  }}.detach();
+  return sig;
+}
+
+/// CAF settings shared by masters and workers; must run before the actor
+/// system exists.
+void configure_middleman(taskmaster_config& cfg) {
+  // Middleman heartbeats are off by default in CAF 0.17: without them a
+  // frozen peer keeps its connection "up" forever.
+  cfg.set("middleman.heartbeat-interval", cfg.heartbeat_interval);
+  cfg.set("middleman.connection-timeout", cfg.heartbeat_timeout);
+  // Nodes of different protocol versions refuse each other at the handshake.
+  cfg.set("middleman.app-identifiers",
+          std::vector<std::string>{
+            fmt::format("taskmaster/{}", protocol_version)});
+  cfg.add_message_types<caf::id_block::taskmaster>();
+  cfg.load<caf::io::middleman>();
+}
+
+worker_options make_worker_options(const taskmaster_config& cfg) {
+  worker_options o;
+  o.info.id = cfg.effective_worker_id();
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  o.info.host = host;
+  o.info.slots = cfg.effective_slots();
+  o.info.labels = cfg.worker_labels;
+  o.info.incarnation = std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32);
+  o.master_host = cfg.master_host;
+  o.master_port = cfg.master_port;
+  o.reconnect = core::retry_policy{millis(cfg.reconnect_backoff),
+                                   millis(cfg.reconnect_backoff_max)};
+  o.runner.output_tail_bytes = cfg.output_tail_bytes;
+  o.runner.kill_grace = std::chrono::milliseconds(millis(cfg.kill_grace));
+  o.runner.hidden_env = {"TASKMASTER_API_TOKEN"};
+  return o;
+}
+
+/// Asks `worker` to stop gracefully and waits for it (bounded).
+void stop_worker(caf::actor_system& sys, const worker_node_actor& worker,
+                 caf::timespan grace) {
+  caf::scoped_actor self{sys};
+  self
+    ->request(worker, grace + std::chrono::seconds(10), shutdown_atom::value,
+              static_cast<uint32_t>(millis(grace)))
+    .receive([](bool) {},
+             [](caf::error& err) {
+               log::warn("the worker did not stop cleanly: {}",
+                         caf::to_string(err));
+             });
+  self->send_exit(worker, caf::exit_reason::user_shutdown);
+}
+
+int run_master(taskmaster_config& cfg, bool with_worker) {
+  std::string error;
+  std::shared_ptr<store::task_journal> journal = store::task_journal::open(
+    cfg.data_dir, store::journal_options{cfg.journal_fsync}, error);
+  if (!journal) {
+    fmt::print(stderr, "taskmasterd: {}\n", error);
+    return 1;
+  }
+  auto restored = journal->load();
+  configure_middleman(cfg);
+  caf::actor_system sys{cfg};
+  auto metrics = std::make_shared<task_metrics>();
+  auto monitor_handle = sys.spawn(monitor, metrics);
+  scheduler_options sched_opts;
+  sched_opts.settings = cfg.scheduler_settings();
+  sched_opts.heartbeat_interval_ms = static_cast<uint32_t>(
+    millis(cfg.heartbeat_interval));
+  auto scheduler_handle = sys.spawn(scheduler, sched_opts, journal,
+                                    std::move(restored), monitor_handle);
+  auto endpoint = sys.spawn(cluster_endpoint, scheduler_handle);
+  auto shutdown_actors = [&] {
+    caf::anon_send_exit(endpoint, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(scheduler_handle, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(monitor_handle, caf::exit_reason::user_shutdown);
+  };
+  auto published = sys.middleman().publish(endpoint, cfg.cluster_port,
+                                           cfg.cluster_bind.c_str(), true);
+  if (!published) {
+    fmt::print(stderr, "taskmasterd: cannot listen for workers on {}:{}: {}\n",
+               cfg.cluster_bind, cfg.cluster_port,
+               sys.render(published.error()));
+    shutdown_actors();
+    return 1;
+  }
+  http::gateway_options gw;
+  gw.bind = cfg.http_bind;
+  gw.port = cfg.http_port;
+  gw.threads = cfg.http_threads;
+  gw.max_body_bytes = cfg.max_body_bytes;
+  gw.request_timeout = cfg.request_timeout;
+  gw.routes.limits.max_batch_tasks = cfg.max_batch_tasks;
+  http::gateway gateway{sys, scheduler_handle, metrics, gw};
+  auto bound = gateway.start();
+  if (auto* why = std::get_if<std::string>(&bound)) {
+    fmt::print(stderr, "taskmasterd: {}\n", *why);
+    shutdown_actors();
+    return 1;
+  }
+  auto http_port = std::get<uint16_t>(bound);
+  worker_node_actor local_worker;
+  if (with_worker) {
+    auto options = make_worker_options(cfg);
+    local_worker = sys.spawn(worker_node, options,
+                             caf::actor_cast<cluster_actor>(endpoint));
+  }
+  fmt::print("taskmasterd: {} ready\n"
+             "  API and dashboard: http://{}:{}/\n"
+             "  cluster port:      {}:{} (workers: --master={}:{})\n"
+             "  data directory:    {}\n",
+             with_worker ? "standalone master with a local worker" : "master",
+             cfg.http_bind, http_port, cfg.cluster_bind, *published,
+             cfg.cluster_bind, *published, cfg.data_dir);
+  std::fflush(stdout);
+  auto sig = wait_for_shutdown_signal();
+  log::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (local_worker)
+    stop_worker(sys, local_worker, cfg.shutdown_grace);
+  {
+    caf::scoped_actor self{sys};
+    self->request(scheduler_handle, std::chrono::seconds(30),
+                  shutdown_atom::value)
+      .receive([](bool ok) {
+                 if (!ok)
+                   log::error("the journal could not be flushed");
+               },
+               [](caf::error& err) {
+                 log::error("the scheduler did not stop cleanly: {}",
+                            caf::to_string(err));
+               });
+  }
+  gateway.stop();
+  shutdown_actors();
+  journal->close();
+  log::info("stopped");
+  return 0;
+}
+
+int run_worker(taskmaster_config& cfg) {
+  configure_middleman(cfg);
+  caf::actor_system sys{cfg};
+  auto options = make_worker_options(cfg);
+  auto worker = sys.spawn(worker_node, options, cluster_actor{});
+  fmt::print("taskmasterd: worker {} ({} slots{}{}) for the master at {}:{}\n",
+             options.info.id, options.info.slots,
+             options.info.labels.empty() ? "" : ", labels ",
+             core::format_labels(options.info.labels), options.master_host,
+             options.master_port);
+  std::fflush(stdout);
+  auto sig = wait_for_shutdown_signal();
+  log::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stop_worker(sys, worker, cfg.shutdown_grace);
+  log::info("stopped");
+  return 0;
+}
+
+} // namespace
+
+void block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+int run_daemon(taskmaster_config& cfg) {
+  if (cfg.role == "worker")
+    return run_worker(cfg);
+  return run_master(cfg, cfg.role == "standalone");
+}
+
+} // namespace taskmaster

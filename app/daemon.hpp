@@ -1,0 +1,15 @@
+#pragma once
+
+#include "config/taskmaster_config.hpp"
+
+namespace taskmaster {
+
+/// Blocks SIGTERM/SIGINT in every thread (the main thread waits for them
+/// with sigwait) and ignores SIGPIPE. Call before any thread starts.
+void block_shutdown_signals();
+
+/// Runs the role in `cfg` (standalone, master or worker) until SIGTERM or
+/// SIGINT; returns the process exit code.
+int run_daemon(taskmaster_config& cfg);
+
+} // namespace taskmaster

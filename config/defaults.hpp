@@ -1,0 +1,54 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+/// Every default of every option, in one place. config/taskmasterd.ini lists
+/// the same values and a test keeps the two in sync.
+namespace taskmaster::defaults {
+
+using namespace std::chrono_literals;
+
+// -- roles and addresses
+inline constexpr const char* role = "standalone";
+inline constexpr const char* http_bind = "127.0.0.1";
+inline constexpr uint16_t http_port = 8080;
+inline constexpr const char* cluster_bind = "127.0.0.1";
+inline constexpr uint16_t cluster_port = 50051;
+inline constexpr const char* data_dir = "./taskmaster-data";
+inline constexpr const char* master = "127.0.0.1:50051";
+
+// -- worker
+/// Empty: the host name.
+inline constexpr const char* worker_id = "";
+/// 0: the number of cores.
+inline constexpr uint32_t slots = 0;
+inline constexpr const char* labels = "";
+inline constexpr auto kill_grace = 5s;
+inline constexpr auto shutdown_grace = 30s;
+inline constexpr size_t output_tail_bytes = 64 * 1024;
+inline constexpr auto reconnect_backoff = 100ms;
+inline constexpr auto reconnect_backoff_max = 5s;
+
+// -- scheduling
+inline constexpr auto aging_interval = 60s;
+inline constexpr uint32_t max_retries = 0;
+inline constexpr auto retry_backoff = 1s;
+inline constexpr auto retry_backoff_max = 60s;
+inline constexpr size_t max_queued = 1'000'000;
+inline constexpr auto heartbeat_interval = 1s;
+inline constexpr auto heartbeat_timeout = 5s;
+inline constexpr auto reconcile_grace = 30s;
+inline constexpr uint32_t max_lost_attempts = 5;
+inline constexpr auto retention = 168h;
+inline constexpr size_t retention_max_tasks = 100'000;
+inline constexpr bool journal_fsync = false;
+
+// -- HTTP
+inline constexpr size_t max_body_bytes = 16 * 1024 * 1024;
+inline constexpr size_t http_threads = 16;
+inline constexpr auto request_timeout = 10s;
+inline constexpr size_t max_batch_tasks = 10'000;
+
+} // namespace taskmaster::defaults

@@ -1,0 +1,262 @@
+#include "config/taskmaster_config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include <caf/config_option.hpp>
+#include <caf/config_option_adder.hpp>
+#include <caf/config_value.hpp>
+#include <caf/io/middleman.hpp>
+#include <fmt/format.h>
+
+#include "config/defaults.hpp"
+
+namespace taskmaster {
+
+namespace {
+
+/// CAF's own options in the "global" group.
+bool is_builtin(caf::string_view name) {
+  return name == "help" || name == "long-help" || name == "dump-config"
+         || name == "config-file";
+}
+
+core::time_ms to_ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+/// CAF reports parse errors as `parser_error(code, {"argument" = "--x"})`;
+/// users get one line instead.
+std::string describe(const caf::error& err, const std::string& config_file) {
+  auto text = caf::to_string(err);
+  auto quote = text.find("\"argument\" = \"");
+  std::string argument;
+  if (quote != std::string::npos) {
+    auto start = quote + 14;
+    argument = text.substr(start, text.find('"', start) - start);
+  }
+  if (text.find("not_an_option") != std::string::npos)
+    return fmt::format("unknown option {} (see --help)", argument);
+  if (!argument.empty())
+    return fmt::format("invalid value in {} (see --help)", argument);
+  if (text.find("line") != std::string::npos && !config_file.empty())
+    return fmt::format("cannot parse config file {}: {} (strings must be "
+                       "quoted)",
+                       config_file, text);
+  return text;
+}
+
+} // namespace
+
+taskmaster_config::taskmaster_config()
+  : role(defaults::role),
+    http_bind(defaults::http_bind),
+    http_port(defaults::http_port),
+    cluster_bind(defaults::cluster_bind),
+    cluster_port(defaults::cluster_port),
+    data_dir(defaults::data_dir),
+    master(defaults::master),
+    worker_id(defaults::worker_id),
+    slots(defaults::slots),
+    labels(defaults::labels),
+    kill_grace(defaults::kill_grace),
+    shutdown_grace(defaults::shutdown_grace),
+    output_tail_bytes(defaults::output_tail_bytes),
+    reconnect_backoff(defaults::reconnect_backoff),
+    reconnect_backoff_max(defaults::reconnect_backoff_max),
+    aging_interval(defaults::aging_interval),
+    max_retries(defaults::max_retries),
+    retry_backoff(defaults::retry_backoff),
+    retry_backoff_max(defaults::retry_backoff_max),
+    max_queued(defaults::max_queued),
+    heartbeat_interval(defaults::heartbeat_interval),
+    heartbeat_timeout(defaults::heartbeat_timeout),
+    reconcile_grace(defaults::reconcile_grace),
+    max_lost_attempts(defaults::max_lost_attempts),
+    retention(defaults::retention),
+    retention_max_tasks(defaults::retention_max_tasks),
+    journal_fsync(defaults::journal_fsync),
+    max_body_bytes(defaults::max_body_bytes),
+    http_threads(defaults::http_threads),
+    request_timeout(defaults::request_timeout),
+    max_batch_tasks(defaults::max_batch_tasks) {
+  config_file_path.clear();
+  opt_group{custom_options_, "global"}
+    .add(role, "role", "standalone (default), master or worker")
+    .add(http_bind, "http-bind", "address of the REST API and dashboard")
+    .add(http_port, "http-port", "port of the REST API and dashboard")
+    .add(cluster_bind, "cluster-bind", "address workers connect to")
+    .add(cluster_port, "cluster-port",
+         "port workers connect to (0: any free port)")
+    .add(data_dir, "data-dir", "where the master keeps its journal")
+    .add(master, "master", "worker: HOST:PORT of the master's cluster port")
+    .add(worker_id, "worker-id", "worker: its id (default: the host name)")
+    .add(slots, "slots",
+         "worker: tasks run at once (default 0: the number of cores)")
+    .add(labels, "labels", "worker: labels as k=v,k=v for task placement")
+    .add(kill_grace, "kill-grace",
+         "worker: SIGTERM to SIGKILL delay on timeout or cancel")
+    .add(shutdown_grace, "shutdown-grace",
+         "worker: on SIGTERM, how long running tasks may finish")
+    .add(output_tail_bytes, "output-tail-bytes",
+         "worker: bytes of stdout and of stderr kept per task")
+    .add(reconnect_backoff, "reconnect-backoff",
+         "worker: first delay before reconnecting to the master")
+    .add(reconnect_backoff_max, "reconnect-backoff-max",
+         "worker: longest delay between reconnect attempts")
+    .add(aging_interval, "aging-interval",
+         "waiting this long raises a queued task one priority level")
+    .add(max_retries, "max-retries", "retries for tasks that set none")
+    .add(retry_backoff, "retry-backoff", "first retry delay (doubles)")
+    .add(retry_backoff_max, "retry-backoff-max", "longest retry delay")
+    .add(max_queued, "max-queued",
+         "queued tasks beyond which POST /tasks answers 429 (0: no bound)")
+    .add(heartbeat_interval, "heartbeat-interval",
+         "how often workers and the master check on each other")
+    .add(heartbeat_timeout, "heartbeat-timeout",
+         "silence after which a worker is LOST")
+    .add(reconcile_grace, "reconcile-grace",
+         "after a master restart, how long running tasks wait for their "
+         "worker")
+    .add(max_lost_attempts, "max-lost-attempts",
+         "a task whose worker is lost this often fails")
+    .add(retention, "retention", "how long finished tasks are kept")
+    .add(retention_max_tasks, "retention-max-tasks",
+         "how many finished tasks are kept at most")
+    .add(journal_fsync, "journal-fsync",
+         "fsync every journal commit (survives power loss, slower)")
+    .add(max_body_bytes, "max-body-bytes", "largest request body (413 above)")
+    .add(http_threads, "http-threads", "HTTP worker threads")
+    .add(request_timeout, "request-timeout",
+         "how long an HTTP request may wait for the scheduler")
+    .add(max_batch_tasks, "max-batch-tasks",
+         "most tasks in one POST /tasks array");
+}
+
+std::string taskmaster_config::parse_args(const std::vector<std::string>& args) {
+  std::vector<std::string> list = args;
+  // CAF only reads a config file named with --config-file=PATH; accept the
+  // two-word form too.
+  for (size_t i = 0; i + 1 < list.size(); ++i)
+    if (list[i] == "--config-file") {
+      list[i] += "=" + list[i + 1];
+      list.erase(list.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  std::string file;
+  for (const auto& a : list)
+    if (a.rfind("--config-file=", 0) == 0)
+      file = a.substr(14);
+  if (!file.empty() && ::access(file.c_str(), R_OK) != 0)
+    return fmt::format("cannot read config file {}", file);
+  if (auto err = parse(std::move(list)))
+    return describe(err, file);
+  if (!remainder.empty())
+    return fmt::format("unexpected argument '{}' (see --help)", remainder[0]);
+  return {};
+}
+
+std::string taskmaster_config::validate() {
+  if (role != "standalone" && role != "master" && role != "worker")
+    return fmt::format("unknown role '{}' (standalone, master or worker)",
+                       role);
+  auto parsed = core::parse_labels(labels);
+  if (!parsed)
+    return fmt::format("invalid --labels '{}': expected k=v,k=v", labels);
+  worker_labels = std::move(*parsed);
+  auto colon = master.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return fmt::format("invalid --master '{}': expected HOST:PORT", master);
+  master_host = master.substr(0, colon);
+  if (master_host.size() > 2 && master_host.front() == '['
+      && master_host.back() == ']')
+    master_host = master_host.substr(1, master_host.size() - 2);
+  try {
+    auto port = std::stoul(master.substr(colon + 1));
+    if (port == 0 || port > 65535)
+      throw std::out_of_range("port");
+    master_port = static_cast<uint16_t>(port);
+  } catch (...) {
+    return fmt::format("invalid --master '{}': bad port", master);
+  }
+  if (http_threads == 0)
+    return "--http-threads must be at least 1";
+  if (heartbeat_interval.count() <= 0 || heartbeat_timeout <= heartbeat_interval)
+    return "--heartbeat-timeout must be longer than --heartbeat-interval";
+  if (max_batch_tasks == 0)
+    return "--max-batch-tasks must be at least 1";
+  if (aging_interval.count() <= 0)
+    return "--aging-interval must be positive";
+  return {};
+}
+
+std::string taskmaster_config::options_help() const {
+  std::string result;
+  for (const auto& opt : custom_options_) {
+    if (opt.category() != "global" || is_builtin(opt.long_name()))
+      continue;
+    std::string name{opt.long_name().begin(), opt.long_name().end()};
+    std::string type{opt.type_name().begin(), opt.type_name().end()};
+    std::string value;
+    if (auto v = opt.get())
+      value = caf::to_string(*v);
+    std::string desc{opt.description().begin(), opt.description().end()};
+    auto left = fmt::format("--{}={}", name, value);
+    result += fmt::format("  {:<36} {}\n", left, desc);
+  }
+  return result;
+}
+
+std::vector<std::string> taskmaster_config::option_names() const {
+  std::vector<std::string> names;
+  for (const auto& opt : custom_options_)
+    if (opt.category() == "global" && !is_builtin(opt.long_name()))
+      names.emplace_back(opt.long_name().begin(), opt.long_name().end());
+  return names;
+}
+
+std::vector<std::pair<std::string, std::string>>
+taskmaster_config::option_values() const {
+  std::vector<std::pair<std::string, std::string>> result;
+  for (const auto& opt : custom_options_) {
+    if (opt.category() != "global" || is_builtin(opt.long_name()))
+      continue;
+    auto v = opt.get();
+    result.emplace_back(std::string{opt.long_name().begin(),
+                                    opt.long_name().end()},
+                        v ? caf::to_string(*v) : std::string{});
+  }
+  return result;
+}
+
+core::scheduler_settings taskmaster_config::scheduler_settings() const {
+  core::scheduler_settings s;
+  s.aging_interval = to_ms(aging_interval);
+  s.default_max_retries = max_retries;
+  s.retry = core::retry_policy{to_ms(retry_backoff), to_ms(retry_backoff_max)};
+  s.heartbeat_timeout = to_ms(heartbeat_timeout);
+  s.reconcile_grace = to_ms(reconcile_grace);
+  s.max_lost_attempts = max_lost_attempts;
+  s.max_queued = max_queued;
+  s.retention = to_ms(retention);
+  s.retention_max_finished = retention_max_tasks;
+  return s;
+}
+
+std::string taskmaster_config::effective_worker_id() const {
+  if (!worker_id.empty())
+    return worker_id;
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+    return "worker";
+  return host;
+}
+
+uint32_t taskmaster_config::effective_slots() const {
+  if (slots > 0)
+    return slots;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+} // namespace taskmaster

@@ -1,0 +1,93 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/timespan.hpp>
+
+#include "actors/core/scheduler_core.hpp"
+#include "actors/core/task.hpp"
+
+namespace taskmaster {
+
+/// The daemon's configuration: CAF's config with every TaskMaster option
+/// bound to a member (defaults from config/defaults.hpp). Options come from
+/// the command line and from `--config-file` (INI, strings quoted).
+class taskmaster_config : public caf::actor_system_config {
+public:
+  taskmaster_config();
+
+  // -- roles and addresses
+  std::string role;
+  std::string http_bind;
+  uint16_t http_port;
+  std::string cluster_bind;
+  uint16_t cluster_port;
+  std::string data_dir;
+  std::string master;
+
+  // -- worker
+  std::string worker_id;
+  uint32_t slots;
+  std::string labels;
+  caf::timespan kill_grace;
+  caf::timespan shutdown_grace;
+  size_t output_tail_bytes;
+  caf::timespan reconnect_backoff;
+  caf::timespan reconnect_backoff_max;
+
+  // -- scheduling
+  caf::timespan aging_interval;
+  uint32_t max_retries;
+  caf::timespan retry_backoff;
+  caf::timespan retry_backoff_max;
+  size_t max_queued;
+  caf::timespan heartbeat_interval;
+  caf::timespan heartbeat_timeout;
+  caf::timespan reconcile_grace;
+  uint32_t max_lost_attempts;
+  caf::timespan retention;
+  size_t retention_max_tasks;
+  bool journal_fsync;
+
+  // -- HTTP
+  size_t max_body_bytes;
+  size_t http_threads;
+  caf::timespan request_timeout;
+  size_t max_batch_tasks;
+
+  /// Parses the command line (argv[0] excluded) and the config file. Returns
+  /// an empty string on success, else one line saying what is wrong.
+  std::string parse_args(const std::vector<std::string>& args);
+
+  /// Checks values that parse but make no sense. Same convention as load.
+  std::string validate();
+
+  /// The options of the "global" group with their descriptions.
+  std::string options_help() const;
+
+  /// Names of TaskMaster's own options (CAF's built-ins excluded).
+  std::vector<std::string> option_names() const;
+
+  /// Current values of TaskMaster's own options, rendered by CAF.
+  std::vector<std::pair<std::string, std::string>> option_values() const;
+
+  // -- derived values (valid after validate)
+
+  core::string_map worker_labels;
+  std::string master_host;
+  uint16_t master_port = 0;
+
+  core::scheduler_settings scheduler_settings() const;
+
+  /// The worker id, or the host name when none was given.
+  std::string effective_worker_id() const;
+
+  /// The slot count, or the number of cores when none was given.
+  uint32_t effective_slots() const;
+};
+
+} // namespace taskmaster

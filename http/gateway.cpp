@@ -1,0 +1,65 @@
+#include "http/gateway.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "http/dashboard.hpp"
+
+namespace taskmaster::http {
+
+gateway::gateway(caf::actor_system& sys, scheduler_actor scheduler,
+                 std::shared_ptr<task_metrics> metrics,
+                 gateway_options options)
+  : sys_(sys),
+    options_(std::move(options)),
+    client_(sys, std::move(scheduler), options_.request_timeout),
+    api_(client_, std::move(metrics), options_.routes) {
+}
+
+gateway::~gateway() {
+  stop();
+}
+
+std::variant<uint16_t, std::string> gateway::start() {
+  server_ = std::make_unique<httplib::Server>();
+  auto threads = options_.threads;
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(threads);
+  };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_keep_alive_max_count(100'000);
+  server_->set_keep_alive_timeout(30);
+  server_->set_read_timeout(30);
+  server_->set_write_timeout(30);
+  server_->set_tcp_nodelay(true);
+  api_.install(*server_);
+  server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string{dashboard_html()}, "text/html; charset=utf-8");
+  });
+  int port = options_.port;
+  bool ok = false;
+  errno = 0;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.bind);
+    ok = port > 0;
+  } else {
+    ok = server_->bind_to_port(options_.bind, port);
+  }
+  if (!ok)
+    return fmt::format("cannot listen for HTTP on {}:{}{}{}", options_.bind,
+                       options_.port, errno != 0 ? ": " : "",
+                       errno != 0 ? std::strerror(errno) : "");
+  thread_ = std::thread{[this] { server_->listen_after_bind(); }};
+  return static_cast<uint16_t>(port);
+}
+
+void gateway::stop() {
+  if (server_)
+    server_->stop();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+} // namespace taskmaster::http

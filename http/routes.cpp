@@ -1,0 +1,292 @@
+#include "http/routes.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "actors/log.hpp"
+
+namespace taskmaster::http {
+
+namespace {
+
+/// Parses a decimal id; nullopt for anything else.
+std::optional<uint64_t> parse_id(const std::string& text) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                   value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value == 0)
+    return std::nullopt;
+  return value;
+}
+
+api_error not_found(const std::string& id) {
+  return api_error{api_errc::not_found,
+                   fmt::format("no task with id '{}'", id), 0};
+}
+
+std::optional<api_error> unsigned_param(const httplib::Request& req,
+                                        const char* name, uint64_t max,
+                                        uint64_t& out) {
+  if (!req.has_param(name))
+    return std::nullopt;
+  auto text = req.get_param_value(name);
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
+                                   value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value > max)
+    return api_error{api_errc::invalid_request,
+                     fmt::format("'{}' must be a whole number from 0 to {}, "
+                                 "not \"{}\"",
+                                 name, max, text),
+                     0};
+  out = value;
+  return std::nullopt;
+}
+
+} // namespace
+
+rest_api::rest_api(scheduler_client& scheduler,
+                   std::shared_ptr<task_metrics> metrics,
+                   route_options options)
+  : scheduler_(scheduler),
+    metrics_(std::move(metrics)),
+    options_(options) {
+}
+
+void rest_api::reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+void rest_api::reply(httplib::Response& res, const api_error& err) {
+  res.status = http_status(err.code);
+  if (err.retry_after > 0)
+    res.set_header("Retry-After", std::to_string(err.retry_after));
+  res.set_content(error_body(err), "application/json");
+}
+
+void rest_api::install(httplib::Server& server) {
+  using namespace std::placeholders;
+  server.Post("/tasks", [this](const auto& req, auto& res) { submit(req, res); });
+  server.Get("/tasks", [this](const auto& req, auto& res) { list_tasks(req, res); });
+  server.Get(R"(/tasks/([^/]+))",
+             [this](const auto& req, auto& res) { get_task(req, res); });
+  server.Post(R"(/tasks/([^/]+)/cancel)",
+              [this](const auto& req, auto& res) { cancel_task(req, res); });
+  server.Get("/workers", [this](const auto& req, auto& res) { workers(req, res); });
+  server.Get("/stats", [this](const auto& req, auto& res) { stats(req, res); });
+  server.Get("/metrics", [this](const auto& req, auto& res) { metrics(req, res); });
+  server.Get("/healthz", [](const auto&, auto& res) {
+    reply(res, 200, json{{"status", "ok"}});
+  });
+  // Routing misses and httplib's own refusals (413 and friends) get the same
+  // JSON error shape as everything else.
+  server.set_error_handler([](const httplib::Request& req,
+                              httplib::Response& res) {
+    if (!res.body.empty())
+      return;
+    switch (res.status) {
+      case 404:
+        reply(res, api_error{api_errc::not_found,
+                             fmt::format("no route for {} {}", req.method,
+                                         req.path),
+                             0});
+        break;
+      case 413:
+        reply(res, api_error{api_errc::payload_too_large,
+                             "the request body is larger than the limit "
+                             "(--max-body-bytes)",
+                             0});
+        break;
+      case 431:
+        reply(res, api_error{api_errc::headers_too_large,
+                             "the request headers are too large", 0});
+        break;
+      default: {
+        auto status = res.status;
+        reply(res, api_error{api_errc::invalid_request,
+                             fmt::format("the request was refused ({})",
+                                         status),
+                             0});
+        res.status = status;
+      }
+    }
+  });
+  server.set_exception_handler([](const httplib::Request&,
+                                  httplib::Response& res,
+                                  std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log::error("HTTP handler failed: {}", what);
+    reply(res, api_error{api_errc::internal, "internal error", 0});
+  });
+}
+
+void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
+  auto decoded = decode_submission(req.body, options_.limits,
+                                   log::wall_clock_ms());
+  if (auto* err = std::get_if<api_error>(&decoded))
+    return reply(res, *err);
+  auto& sub = std::get<submission>(decoded);
+  auto answer = scheduler_.ask<submit_reply>(submit_atom::value,
+                                             std::move(sub.specs));
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  auto& result = std::get<submit_reply>(answer);
+  switch (result.status) {
+    case submit_status::ok:
+      break;
+    case submit_status::queue_full:
+      return reply(res, api_error{api_errc::queue_full,
+                                  "the queue is full (--max-queued); retry "
+                                  "later",
+                                  1});
+    case submit_status::journal_failed:
+      return reply(res, api_error{api_errc::unavailable,
+                                  "the journal could not store the task; "
+                                  "nothing was accepted",
+                                  5});
+    case submit_status::stopping:
+      return reply(res, api_error{api_errc::unavailable,
+                                  "the master is shutting down", 5});
+  }
+  bool any_created = false;
+  for (auto c : result.created)
+    any_created = any_created || c != 0;
+  auto status = any_created ? 201 : 200;
+  if (sub.batch) {
+    auto body = json::array();
+    for (const auto& t : result.tasks)
+      body.push_back(encode_task(t, false));
+    return reply(res, status, body);
+  }
+  if (result.tasks.empty())
+    return reply(res, api_error{api_errc::internal, "no task in the answer", 0});
+  reply(res, status, encode_task(result.tasks.front(), false));
+}
+
+void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
+  auto text = req.matches[1].str();
+  auto id = parse_id(text);
+  if (!id)
+    return reply(res, not_found(text));
+  uint64_t wait = 0;
+  if (auto err = unsigned_param(req, "wait", options_.max_wait_seconds, wait))
+    return reply(res, *err);
+  auto wait_ms = static_cast<uint32_t>(wait * 1000);
+  auto answer = scheduler_.ask_within<task_lookup>(
+    std::chrono::milliseconds(wait_ms), lookup_atom::value, *id, wait_ms);
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  auto& found = std::get<task_lookup>(answer);
+  if (!found.found)
+    return reply(res, not_found(text));
+  reply(res, 200, encode_task(found.task, true));
+}
+
+void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
+  task_query query;
+  if (req.has_param("status") && !req.get_param_value("status").empty()) {
+    auto text = req.get_param_value("status");
+    auto status = core::parse_task_status(text);
+    if (!status)
+      return reply(res, api_error{api_errc::invalid_request,
+                                  fmt::format("'status' must be one of QUEUED, "
+                                              "RUNNING, SUCCEEDED, FAILED, "
+                                              "TIMED_OUT, CANCELLED, not \"{}\"",
+                                              text),
+                                  0});
+    query.status = static_cast<int16_t>(*status);
+  }
+  if (req.has_param("priority") && !req.get_param_value("priority").empty()) {
+    auto text = req.get_param_value("priority");
+    auto prio = core::parse_priority(text);
+    if (!prio)
+      return reply(res, api_error{api_errc::invalid_request,
+                                  fmt::format("'priority' must be one of LOW, "
+                                              "MEDIUM, HIGH, CRITICAL, not "
+                                              "\"{}\"",
+                                              text),
+                                  0});
+    query.prio = static_cast<int16_t>(*prio);
+  }
+  uint64_t limit = 100;
+  if (auto err = unsigned_param(req, "limit", 1000, limit))
+    return reply(res, *err);
+  if (limit == 0)
+    return reply(res, api_error{api_errc::invalid_request,
+                                "'limit' must be from 1 to 1000", 0});
+  query.limit = static_cast<uint32_t>(limit);
+  uint64_t cursor = 0;
+  if (auto err = unsigned_param(req, "cursor", UINT64_MAX, cursor))
+    return reply(res, *err);
+  query.cursor = cursor;
+  auto answer = scheduler_.ask<task_listing>(list_atom::value, query);
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  auto& listing = std::get<task_listing>(answer);
+  auto tasks = json::array();
+  for (const auto& t : listing.tasks)
+    tasks.push_back(encode_task(t, false));
+  reply(res, 200,
+        json{{"tasks", std::move(tasks)},
+             {"next_cursor", listing.next_cursor == 0
+                               ? json(nullptr)
+                               : json(std::to_string(listing.next_cursor))}});
+}
+
+void rest_api::cancel_task(const httplib::Request& req,
+                           httplib::Response& res) {
+  auto text = req.matches[1].str();
+  auto id = parse_id(text);
+  if (!id)
+    return reply(res, not_found(text));
+  auto answer = scheduler_.ask<cancel_reply>(cancel_atom::value, *id);
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  auto& result = std::get<cancel_reply>(answer);
+  switch (result.result) {
+    case cancel_result::cancelled:
+    case cancel_result::already_cancelled:
+      return reply(res, 200, encode_task(result.task, false));
+    case cancel_result::conflict:
+      return reply(res, api_error{api_errc::conflict,
+                                  fmt::format("task {} already ended {}", *id,
+                                              core::to_string(
+                                                result.task.status)),
+                                  0});
+    case cancel_result::not_found:
+      return reply(res, not_found(text));
+  }
+}
+
+void rest_api::workers(const httplib::Request&, httplib::Response& res) {
+  auto answer = scheduler_.ask<std::vector<worker_view>>(workers_atom::value);
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  auto now = log::wall_clock_ms();
+  auto list = json::array();
+  for (const auto& w : std::get<std::vector<worker_view>>(answer))
+    list.push_back(encode_worker(w, now));
+  reply(res, 200, json{{"workers", std::move(list)}});
+}
+
+void rest_api::stats(const httplib::Request&, httplib::Response& res) {
+  auto answer = scheduler_.ask<cluster_summary>(stats_atom::value);
+  if (auto* err = std::get_if<api_error>(&answer))
+    return reply(res, *err);
+  reply(res, 200, encode_summary(std::get<cluster_summary>(answer)));
+}
+
+void rest_api::metrics(const httplib::Request&, httplib::Response& res) {
+  res.status = 200;
+  res.set_content(metrics_->render(), "text/plain; version=0.0.4");
+}
+
+} // namespace taskmaster::http

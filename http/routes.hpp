@@ -1,0 +1,48 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <httplib.h>
+
+#include "actors/task_metrics.hpp"
+#include "http/json_codec.hpp"
+#include "http/scheduler_client.hpp"
+
+/// The REST routes: decode the request, ask the scheduler through the
+/// facade, encode the answer. Errors go through api_error, one mapping.
+namespace taskmaster::http {
+
+struct route_options {
+  request_limits limits;
+  /// Longest `?wait=` a client may ask for on GET /tasks/{id}.
+  uint32_t max_wait_seconds = 60;
+};
+
+class rest_api {
+public:
+  rest_api(scheduler_client& scheduler, std::shared_ptr<task_metrics> metrics,
+           route_options options);
+
+  /// Installs every route and the JSON error handler on `server`.
+  void install(httplib::Server& server);
+
+  static void reply(httplib::Response& res, int status, const json& body);
+  static void reply(httplib::Response& res, const api_error& err);
+
+private:
+  void submit(const httplib::Request& req, httplib::Response& res);
+  void get_task(const httplib::Request& req, httplib::Response& res);
+  void list_tasks(const httplib::Request& req, httplib::Response& res);
+  void cancel_task(const httplib::Request& req, httplib::Response& res);
+  void workers(const httplib::Request& req, httplib::Response& res);
+  void stats(const httplib::Request& req, httplib::Response& res);
+  void metrics(const httplib::Request& req, httplib::Response& res);
+
+  scheduler_client& scheduler_;
+  std::shared_ptr<task_metrics> metrics_;
+  route_options options_;
+};
+
+} // namespace taskmaster::http
