@@ -1,5 +1,7 @@
 #include "http/gateway.hpp"
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -34,6 +36,12 @@ std::variant<uint16_t, std::string> gateway::start() {
   server_->set_read_timeout(30);
   server_->set_write_timeout(30);
   server_->set_tcp_nodelay(true);
+  // httplib's default sets SO_REUSEPORT, which lets a second daemon bind the
+  // same port silently. Allow quick restarts (SO_REUSEADDR), nothing more.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   api_.install(*server_);
   server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string{dashboard_html()}, "text/html; charset=utf-8");

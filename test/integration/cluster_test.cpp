@@ -1,0 +1,265 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <set>
+
+#include "test/support/cluster.hpp"
+#include "test/support/wait.hpp"
+
+using namespace taskmaster::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+json echo_task(int i) {
+  return json{{"command", "echo out-" + std::to_string(i)},
+              {"name", "echo-" + std::to_string(i)}};
+}
+
+} // namespace
+
+TEST_CASE("a master and two workers run 200 tasks submitted singly and in "
+          "batches",
+          "[integration][cluster]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto w1 = daemon::worker(dir, master->cluster_addr(), "w1", 2);
+  auto w2 = daemon::worker(dir, master->cluster_addr(), "w2", 2);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 2));
+
+  std::vector<uint64_t> ids;
+  // 50 single submissions ...
+  for (int i = 0; i < 50; ++i) {
+    auto a = api.post("/tasks", echo_task(i));
+    REQUIRE(a.status == 201);
+    ids.push_back(a.body["id"].get<uint64_t>());
+  }
+  // ... and 150 in three batches of 50.
+  for (int b = 0; b < 3; ++b) {
+    json batch = json::array();
+    for (int i = 0; i < 50; ++i)
+      batch.push_back(echo_task(50 + b * 50 + i));
+    auto a = api.post("/tasks", batch);
+    REQUIRE(a.status == 201);
+    REQUIRE(a.body.is_array());
+    REQUIRE(a.body.size() == 50);
+    for (size_t i = 0; i < 50; ++i) {
+      CHECK(a.body[i]["name"] == "echo-" + std::to_string(50 + b * 50 + i));
+      ids.push_back(a.body[i]["id"].get<uint64_t>());
+    }
+  }
+  REQUIRE(ids.size() == 200);
+  REQUIRE(std::set<uint64_t>(ids.begin(), ids.end()).size() == 200);
+
+  std::map<std::string, int> per_worker;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto t = api.wait_final(ids[i]);
+    REQUIRE(t.value("status", "") == "SUCCEEDED");
+    CHECK(t["stdout"] == "out-" + std::to_string(i) + "\n");
+    CHECK(t["exit_code"] == 0);
+    CHECK(t["attempts"].size() == 1);
+    ++per_worker[t["worker_id"].get<std::string>()];
+  }
+  CHECK(per_worker["w1"] > 0);
+  CHECK(per_worker["w2"] > 0);
+  CHECK(per_worker["w1"] + per_worker["w2"] == 200);
+
+  auto workers = api.get("/workers");
+  REQUIRE(workers.status == 200);
+  std::set<std::string> listed;
+  for (const auto& w : workers.body["workers"]) {
+    listed.insert(w["id"].get<std::string>());
+    CHECK(w["state"] == "UP");
+    CHECK(w["slots"] == 2);
+  }
+  CHECK(listed == std::set<std::string>{"w1", "w2"});
+  CHECK(workers.body["workers"][0]["tasks_finished"].get<int>()
+          + workers.body["workers"][1]["tasks_finished"].get<int>()
+        == 200);
+
+  auto m = api.metrics();
+  CHECK(m["taskmaster_tasks_submitted_total"] == 200);
+  CHECK(m["taskmaster_tasks_completed_total"] == 200);
+  CHECK(m["taskmaster_tasks_failed_total"] == 0);
+  CHECK(m["taskmaster_task_queue_length"] == 0);
+  CHECK(m["taskmaster_worker_count"] == 2);
+  CHECK(m["taskmaster_slots_total"] == 4);
+  CHECK(m["taskmaster_task_execution_seconds_count"] == 200);
+  CHECK(m["taskmaster_task_queue_wait_seconds_count"] == 200);
+  CHECK(m["taskmaster_tasks_by_priority_total{priority=\"MEDIUM\"}"] == 200);
+
+  CHECK(w1->proc().stop(SIGTERM, 15s) == 0);
+  CHECK(w2->proc().stop(SIGTERM, 15s) == 0);
+  CHECK(master->proc().stop(SIGTERM, 15s) == 0);
+}
+
+TEST_CASE("across processes, a CRITICAL task submitted after 100 queued LOW "
+          "tasks is the next to start",
+          "[integration][priority]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto worker = daemon::worker(dir, master->cluster_addr(), "solo", 1);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  // Occupy the only slot until the queue is built.
+  auto blocker = api.post("/tasks", json{{"command", "sleep 1"}});
+  REQUIRE(blocker.status == 201);
+  json low = json::array();
+  for (int i = 0; i < 100; ++i)
+    low.push_back(json{{"command", "true"}, {"priority", "LOW"}});
+  auto lows = api.post("/tasks", low);
+  REQUIRE(lows.status == 201);
+  auto critical = api.post("/tasks", json{{"command", "true"},
+                                          {"priority", "CRITICAL"}});
+  REQUIRE(critical.status == 201);
+  CHECK(api.get("/tasks/" + critical.body["id"].dump()).body["status"]
+        == "QUEUED");
+  auto m = api.metrics();
+  CHECK(m["taskmaster_task_queue_length_by_priority{priority=\"LOW\"}"] == 100);
+  CHECK(m["taskmaster_task_queue_length_by_priority{priority=\"CRITICAL\"}"]
+        == 1);
+
+  auto crit = api.wait_final(critical.body["id"].get<uint64_t>());
+  REQUIRE(crit["status"] == "SUCCEEDED");
+  auto first_low = api.wait_final(lows.body[0]["id"].get<uint64_t>());
+  REQUIRE(first_low["status"] == "SUCCEEDED");
+  // The CRITICAL task started before the oldest LOW task.
+  CHECK(crit["attempts"][0]["started_at"].get<std::string>()
+        <= first_low["attempts"][0]["started_at"].get<std::string>());
+  CHECK(crit["finished_at"].get<std::string>()
+        <= first_low["attempts"][0]["started_at"].get<std::string>());
+  for (const auto& t : lows.body)
+    CHECK(api.wait_final(t["id"].get<uint64_t>())["status"] == "SUCCEEDED");
+}
+
+TEST_CASE("a worker started before its master registers once the master is "
+          "up",
+          "[integration][reconnect]") {
+  temp_dir dir;
+  // Learn two free ports from a first master, then stop it.
+  auto probe = daemon::master(dir, "probe");
+  auto http_port = probe->http_port();
+  auto cluster = probe->cluster_addr();
+  auto cluster_port = probe->cluster_port();
+  REQUIRE(probe->proc().stop(SIGTERM, 15s) == 0);
+  auto worker = daemon::worker(dir, cluster, "early", 1);
+  REQUIRE(worker->log_contains("cannot reach the master"));
+  auto master = daemon::master(
+    dir, "master",
+    {"--http-port=" + std::to_string(http_port),
+     "--cluster-port=" + std::to_string(cluster_port)});
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto a = api.post("/tasks", json{{"command", "echo late-but-fine"}});
+  REQUIRE(a.status == 201);
+  CHECK(api.wait_final(a.body["id"].get<uint64_t>())["stdout"]
+        == "late-but-fine\n");
+  // The master goes away and comes back: the worker reconnects.
+  REQUIRE(master->proc().stop(SIGTERM, 15s) == 0);
+  master = daemon::master(
+    dir, "master",
+    {"--http-port=" + std::to_string(http_port),
+     "--cluster-port=" + std::to_string(cluster_port)});
+  api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto b = api.post("/tasks", json{{"command", "echo again"}});
+  CHECK(api.wait_final(b.body["id"].get<uint64_t>())["stdout"] == "again\n");
+}
+
+TEST_CASE("a task with labels waits for a fitting worker", "[integration]"
+          "[labels]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto plain = daemon::worker(dir, master->cluster_addr(), "plain", 1);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto a = api.post("/tasks", json{{"command", "echo gpu"},
+                                   {"labels", {{"gpu", "yes"}}}});
+  REQUIRE(a.status == 201);
+  auto id = a.body["id"].get<uint64_t>();
+  REQUIRE(eventually([&] {
+    auto t = api.get("/tasks/" + std::to_string(id)).body;
+    return t["status"] == "QUEUED"
+           && t["reason"] == "no connected worker has the labels gpu=yes";
+  }));
+  auto gpu = daemon::worker(dir, master->cluster_addr(), "gpu", 1,
+                            {"--labels=gpu=yes"});
+  auto t = api.wait_final(id);
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["worker_id"] == "gpu");
+}
+
+TEST_CASE("the client submits, waits and reports exit codes",
+          "[integration][client]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "standalone", {}, true);
+  auto server = "--server=" + master->http_url();
+  auto run = [&](std::vector<std::string> args, const std::string& name) {
+    args.insert(args.begin(), taskmasterd_path());
+    process p{args, dir / (name + ".out"), dir / (name + ".err")};
+    return p.wait(30s).value_or(-1);
+  };
+  CHECK(run({"submit", "--cmd=echo from-client; exit 3", "--priority=HIGH",
+             "--name=cli", "--wait", server},
+            "submit")
+        == 3);
+  CHECK(read_file(dir / "submit.out") == "from-client\n");
+  CHECK(run({"tasks", server}, "tasks") == 0);
+  auto table = read_file(dir / "tasks.out");
+  CHECK(table.find("FAILED") != std::string::npos);
+  CHECK(table.find("cli") != std::string::npos);
+  CHECK(run({"task", "1", "--json", server}, "task") == 0);
+  auto task = json::parse(read_file(dir / "task.out"));
+  CHECK(task["priority"] == "HIGH");
+  CHECK(task["exit_code"] == 3);
+  CHECK(run({"workers", server}, "workers") == 0);
+  CHECK(read_file(dir / "workers.out").find("UP") != std::string::npos);
+  CHECK(run({"task", "999", server}, "missing") == 1);
+  CHECK(read_file(dir / "missing.err").find("no task with id '999'")
+        != std::string::npos);
+  CHECK(run({"tasks", "--server=http://127.0.0.1:9"}, "unreachable") == 3);
+  auto err = read_file(dir / "unreachable.err");
+  CHECK(err.find("cannot reach the TaskMaster server at http://127.0.0.1:9")
+        != std::string::npos);
+  CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+  CHECK(run({"submit", "--bogus=1", server}, "bogus") == 2);
+}
+
+TEST_CASE("bad command lines exit non-zero with one clear line",
+          "[integration][options]") {
+  temp_dir dir;
+  auto run = [&](std::vector<std::string> args, const std::string& name) {
+    args.insert(args.begin(), taskmasterd_path());
+    process p{args, dir / (name + ".out"), dir / (name + ".err")};
+    return p.wait(30s).value_or(-1);
+  };
+  CHECK(run({"--bogus=1"}, "bogus") == 2);
+  CHECK(read_file(dir / "bogus.err")
+        == "taskmasterd: unknown option --bogus=1 (see --help)\n");
+  CHECK(run({"--role=chef"}, "role") == 2);
+  CHECK(read_file(dir / "role.err")
+        == "taskmasterd: unknown role 'chef' (standalone, master or worker)\n");
+  CHECK(run({"--http-port=http"}, "port") == 2);
+  CHECK(run({"frobnicate"}, "cmd") == 2);
+  CHECK(run({"--help"}, "help") == 0);
+  CHECK(read_file(dir / "help.out").find("--cluster-port") != std::string::npos);
+  CHECK(run({"--config-file=/nonexistent.ini"}, "nofile") == 2);
+  // A port in use is reported, not ignored.
+  auto master = daemon::master(dir, "master");
+  CHECK(run({"--role=master", "--data-dir=" + (dir / "other"),
+             "--http-port=" + std::to_string(master->http_port()),
+             "--cluster-port=0"},
+            "busy")
+        == 1);
+  CHECK(read_file(dir / "busy.err").find("cannot listen for HTTP")
+        != std::string::npos);
+  // Two masters cannot share a data directory.
+  CHECK(run({"--role=master", "--data-dir=" + (dir / "master-data"),
+             "--http-port=0", "--cluster-port=0"},
+            "shared")
+        == 1);
+  CHECK(read_file(dir / "shared.err").find("in use by another master")
+        != std::string::npos);
+}
