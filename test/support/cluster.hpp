@@ -34,6 +34,9 @@ public:
 
   http_answer get(const std::string& path) const;
   http_answer post(const std::string& path, const std::string& body) const;
+  http_answer post(const std::string& path, const char* body) const {
+    return post(path, std::string{body});
+  }
   http_answer post(const std::string& path, const json& body) const {
     return post(path, body.dump());
   }

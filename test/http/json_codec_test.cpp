@@ -1,0 +1,110 @@
+#include <catch2/catch.hpp>
+
+#include "http/json_codec.hpp"
+
+using namespace taskmaster;
+using namespace taskmaster::http;
+
+namespace {
+
+constexpr core::time_ms now = 1'800'000'000'000;
+
+core::task_spec decode_ok(const std::string& body) {
+  auto result = decode_submission(body, request_limits{}, now);
+  REQUIRE(std::holds_alternative<submission>(result));
+  auto& sub = std::get<submission>(result);
+  REQUIRE(sub.specs.size() == 1);
+  return sub.specs[0];
+}
+
+std::string decode_error(const std::string& body,
+                         request_limits limits = {}) {
+  auto result = decode_submission(body, limits, now);
+  REQUIRE(std::holds_alternative<api_error>(result));
+  return std::get<api_error>(result).message;
+}
+
+} // namespace
+
+TEST_CASE("only the command is required; priority defaults to MEDIUM",
+          "[http][codec]") {
+  auto spec = decode_ok(R"({"command": "true"})");
+  CHECK(spec.command == "true");
+  CHECK(spec.prio == core::priority::medium);
+  CHECK(spec.max_retries == -1);
+  CHECK(spec.run_at == 0);
+}
+
+TEST_CASE("every field decodes", "[http][codec]") {
+  auto spec = decode_ok(R"({"command": "make", "name": "build",
+    "description": "d", "priority": "critical", "timeout_seconds": 60,
+    "max_retries": 2, "labels": {"os": "linux"}, "env": {"CC": "gcc"},
+    "delay_seconds": 1.5, "idempotency_key": "k",
+    "retry_backoff_seconds": 0.5, "retry_backoff_max_seconds": 10})");
+  CHECK(spec.prio == core::priority::critical);
+  CHECK(spec.timeout_seconds == 60);
+  CHECK(spec.max_retries == 2);
+  CHECK(spec.labels.at("os") == "linux");
+  CHECK(spec.env.at("CC") == "gcc");
+  CHECK(spec.run_at == now + 1500);
+  CHECK(spec.idempotency_key == "k");
+  CHECK(spec.retry_backoff_ms == 500);
+  CHECK(spec.retry_backoff_max_ms == 10'000);
+}
+
+TEST_CASE("run_at takes RFC 3339 and not together with delay_seconds",
+          "[http][codec]") {
+  auto spec = decode_ok(R"({"command": "x", "run_at": "2027-06-01T08:00:00Z"})");
+  CHECK(spec.run_at == core::parse_rfc3339("2027-06-01T08:00:00Z"));
+  CHECK(decode_error(R"({"command": "x", "run_at": "2027-06-01T08:00:00Z",
+                         "delay_seconds": 3})")
+          .find("not both")
+        != std::string::npos);
+}
+
+TEST_CASE("limits name the field and the bound", "[http][codec]") {
+  request_limits limits;
+  limits.max_command_bytes = 10;
+  limits.max_labels = 1;
+  CHECK(decode_error(R"({"command": "01234567890"})", limits)
+        == "'command' is 11 bytes long; the limit is 10");
+  CHECK(decode_error(R"({"command": "x", "labels": {"a": "1", "b": "2"}})",
+                     limits)
+        == "'labels' has 2 entries; the limit is 1");
+  CHECK(decode_error(R"({"command": "x", "env": {"A=B": "1"}})")
+          .find("must not contain")
+        != std::string::npos);
+  CHECK(decode_error(R"({"command": "x", "labels": {"a": "1,2"}})")
+          .find("must not contain")
+        != std::string::npos);
+  CHECK(decode_error(R"({"command": "x", "max_retries": 1000})")
+        == "'max_retries' must be at most 100");
+  CHECK(decode_error(R"([{"command": "x"}, {"command": ""}])")
+        == "[1].command must not be empty");
+}
+
+TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {
+  core::task_record t;
+  t.id = 7;
+  t.spec.command = "echo hi";
+  t.spec.prio = core::priority::high;
+  t.status = core::task_status::succeeded;
+  t.created_at = 1;
+  t.has_exit_code = true;
+  t.exit_code = 0;
+  t.stdout_tail = "hi\n\xff";
+  auto j = encode_task(t, true);
+  for (const char* field :
+       {"id", "name", "description", "command", "priority", "status",
+        "timeout_seconds", "max_retries", "labels", "env", "attempts",
+        "worker_id", "exit_code", "stdout", "stderr", "created_at",
+        "started_at", "finished_at", "reason"})
+    CHECK(j.contains(field));
+  CHECK(j["priority"] == "HIGH");
+  CHECK(j["started_at"].is_null());
+  CHECK(j["worker_id"].is_null());
+  CHECK(j["created_at"] == "1970-01-01T00:00:00.001Z");
+  // Invalid UTF-8 in output does not break the answer.
+  CHECK_NOTHROW(dump(j));
+  CHECK_FALSE(encode_task(t, false).contains("stdout"));
+}

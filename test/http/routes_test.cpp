@@ -1,0 +1,342 @@
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "test/support/cluster.hpp"
+#include "test/support/in_process_master.hpp"
+#include "test/support/wait.hpp"
+
+using namespace taskmaster;
+using namespace taskmaster::test;
+
+namespace {
+
+in_process_master::options with_http(uint32_t slots, size_t max_queued = 0,
+                                     size_t max_body = 16 * 1024 * 1024) {
+  in_process_master::options o;
+  o.worker_slots = slots;
+  o.http = true;
+  o.settings.max_queued = max_queued;
+  o.gateway.max_body_bytes = max_body;
+  o.gateway.routes.limits.max_batch_tasks = 500;
+  return o;
+}
+
+void check_error(const http_answer& a, int status, const std::string& code,
+                 const std::string& message_part) {
+  INFO(a.raw);
+  CHECK(a.status == status);
+  REQUIRE(a.body.is_object());
+  REQUIRE(a.body.contains("error"));
+  CHECK(a.body["error"]["code"] == code);
+  CHECK(a.body["error"]["message"].get<std::string>().find(message_part)
+        != std::string::npos);
+}
+
+uint64_t id_of(const http_answer& a) {
+  return a.body["id"].get<uint64_t>();
+}
+
+} // namespace
+
+TEST_CASE("POST /tasks answers 201 with the task and GET /tasks/{id} shows "
+          "its result",
+          "[http][tasks]") {
+  in_process_master m{with_http(2)};
+  api_client api{m.url()};
+  auto a = api.post("/tasks", json{{"command", "echo hi; echo oops >&2"},
+                                   {"name", "greet"},
+                                   {"description", "says hi"},
+                                   {"priority", "HIGH"},
+                                   {"timeout_seconds", 30},
+                                   {"env", {{"WHO", "you"}}}});
+  REQUIRE(a.status == 201);
+  CHECK(a.body["id"].is_number_unsigned());
+  CHECK(a.body["name"] == "greet");
+  CHECK(a.body["priority"] == "HIGH");
+  CHECK(a.body["created_at"].get<std::string>().back() == 'Z');
+  auto t = api.wait_final(id_of(a));
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["stdout"] == "hi\n");
+  CHECK(t["stderr"] == "oops\n");
+  CHECK(t["exit_code"] == 0);
+  CHECK(t["worker_id"] == "local");
+  CHECK(t["env"]["WHO"] == "you");
+  CHECK(t["timeout_seconds"] == 30);
+  CHECK(t["description"] == "says hi");
+  // RFC 3339, UTC, milliseconds.
+  auto started = t["started_at"].get<std::string>();
+  CHECK(started.size() == 24);
+  CHECK(started[19] == '.');
+  CHECK(started[23] == 'Z');
+  CHECK(t["finished_at"].get<std::string>() >= started);
+  REQUIRE(t["attempts"].size() == 1);
+  CHECK(t["attempts"][0]["outcome"] == "SUCCEEDED");
+}
+
+TEST_CASE("the task's environment reaches the command", "[http][tasks]") {
+  in_process_master m{with_http(1)};
+  api_client api{m.url()};
+  auto a = api.post("/tasks", json{{"command", "echo \"$GREETING $TASKMASTER_TASK_ID\""},
+                                   {"env", {{"GREETING", "hello"}}}});
+  auto t = api.wait_final(id_of(a));
+  CHECK(t["stdout"] == "hello " + std::to_string(id_of(a)) + "\n");
+}
+
+TEST_CASE("a JSON array submits a batch and answers the tasks in order",
+          "[http][tasks]") {
+  in_process_master m{with_http(2)};
+  api_client api{m.url()};
+  json batch = json::array();
+  for (int i = 0; i < 20; ++i)
+    batch.push_back(json{{"command", "echo " + std::to_string(i)},
+                         {"name", "n" + std::to_string(i)}});
+  auto a = api.post("/tasks", batch);
+  REQUIRE(a.status == 201);
+  REQUIRE(a.body.size() == 20);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(a.body[i]["name"] == "n" + std::to_string(i));
+    auto t = api.wait_final(a.body[i]["id"].get<uint64_t>());
+    CHECK(t["stdout"] == std::to_string(i) + "\n");
+  }
+}
+
+TEST_CASE("GET /tasks filters and pages newest first", "[http][tasks]") {
+  in_process_master m{with_http(0)};
+  api_client api{m.url()};
+  json batch = json::array();
+  for (int i = 0; i < 30; ++i)
+    batch.push_back(json{{"command", "true"},
+                         {"priority", i % 3 == 0 ? "CRITICAL" : "LOW"}});
+  REQUIRE(api.post("/tasks", batch).status == 201);
+  auto page = api.get("/tasks?limit=12");
+  REQUIRE(page.status == 200);
+  REQUIRE(page.body["tasks"].size() == 12);
+  CHECK(page.body["tasks"][0]["id"] == 30);
+  CHECK(page.body["tasks"][11]["id"] == 19);
+  REQUIRE(page.body["next_cursor"].is_string());
+  std::set<uint64_t> seen;
+  std::string cursor;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto p = api.get("/tasks?limit=7"
+                     + (cursor.empty() ? "" : "&cursor=" + cursor));
+    for (const auto& t : p.body["tasks"])
+      CHECK(seen.insert(t["id"].get<uint64_t>()).second);
+    if (p.body["next_cursor"].is_null())
+      break;
+    cursor = p.body["next_cursor"].get<std::string>();
+  }
+  CHECK(seen.size() == 30);
+  auto critical = api.get("/tasks?priority=CRITICAL&status=QUEUED&limit=100");
+  CHECK(critical.body["tasks"].size() == 10);
+  for (const auto& t : critical.body["tasks"])
+    CHECK(t["priority"] == "CRITICAL");
+  CHECK(api.get("/tasks?status=SUCCEEDED").body["tasks"].empty());
+  // Listings leave out the output tails.
+  CHECK_FALSE(page.body["tasks"][0].contains("stdout"));
+  // A queued task says why it waits.
+  CHECK(page.body["tasks"][0]["reason"] == "no worker is connected");
+}
+
+TEST_CASE("cancel ends queued and running tasks and refuses finished ones",
+          "[http][cancel]") {
+  in_process_master m{with_http(1)};
+  api_client api{m.url()};
+  auto running = id_of(api.post("/tasks", json{{"command", "sleep 60"}}));
+  auto queued = id_of(api.post("/tasks", json{{"command", "sleep 60"}}));
+  REQUIRE(eventually([&] {
+    return api.get("/tasks/" + std::to_string(running)).body["status"]
+           == "RUNNING";
+  }));
+  auto c = api.post("/tasks/" + std::to_string(queued) + "/cancel", "");
+  CHECK(c.status == 200);
+  CHECK(c.body["status"] == "CANCELLED");
+  auto start = std::chrono::steady_clock::now();
+  c = api.post("/tasks/" + std::to_string(running) + "/cancel", "");
+  CHECK(c.status == 200);
+  CHECK(c.body["status"] == "CANCELLED");
+  // The process is gone within a second: its slot is free again.
+  REQUIRE(eventually([&] {
+    auto w = api.get("/workers").body["workers"][0];
+    return w["slots_used"] == 0;
+  }));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  CHECK(api.post("/tasks/" + std::to_string(running) + "/cancel", "").status
+        == 200);
+  auto done = id_of(api.post("/tasks", json{{"command", "true"}}));
+  REQUIRE(api.wait_final(done)["status"] == "SUCCEEDED");
+  check_error(api.post("/tasks/" + std::to_string(done) + "/cancel", ""), 409,
+              "conflict", "already ended SUCCEEDED");
+  check_error(api.post("/tasks/424242/cancel", ""), 404, "not_found",
+              "no task with id '424242'");
+}
+
+TEST_CASE("workers, metrics, health and the dashboard are served",
+          "[http][endpoints]") {
+  in_process_master m{with_http(3)};
+  api_client api{m.url()};
+  REQUIRE(wait_for_workers(api, 1));
+  auto w = api.get("/workers");
+  REQUIRE(w.status == 200);
+  CHECK(w.body["workers"][0]["id"] == "local");
+  CHECK(w.body["workers"][0]["slots"] == 3);
+  CHECK(w.body["workers"][0]["state"] == "UP");
+  auto id = id_of(api.post("/tasks", json{{"command", "true"},
+                                          {"priority", "CRITICAL"}}));
+  api.wait_final(id);
+  REQUIRE(eventually([&] {
+    return api.metrics()["taskmaster_tasks_completed_total"] == 1;
+  }));
+  auto raw = api.get("/metrics").raw;
+  for (const char* name :
+       {"taskmaster_tasks_submitted_total", "taskmaster_tasks_completed_total",
+        "taskmaster_tasks_failed_total", "taskmaster_task_queue_length",
+        "taskmaster_worker_count", "taskmaster_task_execution_seconds_bucket",
+        "taskmaster_tasks_by_priority_total{priority=\"CRITICAL\"} 1",
+        "taskmaster_task_queue_length_by_priority{priority=\"LOW\"}",
+        "taskmaster_task_queue_wait_seconds_bucket", "taskmaster_slots_total 3",
+        "taskmaster_slots_used"})
+    CHECK(raw.find(name) != std::string::npos);
+  auto health = api.get("/healthz");
+  CHECK(health.status == 200);
+  CHECK(health.body["status"] == "ok");
+  auto stats = api.get("/stats");
+  CHECK(stats.body["workers_up"] == 1);
+  CHECK(stats.body["tasks_by_status"]["SUCCEEDED"] == 1);
+  auto page = api.get("/");
+  CHECK(page.status == 200);
+  CHECK(page.raw.find("<html") != std::string::npos);
+}
+
+TEST_CASE("bad requests get a clear JSON error and lose nothing",
+          "[http][errors]") {
+  in_process_master m{with_http(0, 0, 4096)};
+  api_client api{m.url()};
+  auto kept = api.post("/tasks", json{{"command", "echo keep me"}});
+  REQUIRE(kept.status == 201);
+
+  check_error(api.post("/tasks", "{\"command\": "), 400, "invalid_json",
+              "not valid JSON");
+  check_error(api.post("/tasks", "not json at all"), 400, "invalid_json",
+              "not valid JSON");
+  check_error(api.post("/tasks", json::object()), 400, "invalid_request",
+              "'command' is required");
+  check_error(api.post("/tasks", json{{"command", ""}}), 400,
+              "invalid_request", "'command' must not be empty");
+  check_error(api.post("/tasks", json{{"command", "   "}}), 400,
+              "invalid_request", "'command' must not be empty");
+  check_error(api.post("/tasks", json{{"command", 42}}), 400,
+              "invalid_request", "'command' must be a string, not a number");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"priority", "URGENT"}}),
+              400, "invalid_request",
+              "'priority' must be one of LOW, MEDIUM, HIGH, CRITICAL, not "
+              "\"URGENT\"");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"timeout_seconds", "10"}}),
+              400, "invalid_request",
+              "'timeout_seconds' must be a number, not a string");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"timeout_seconds", -1}}),
+              400, "invalid_request", "must not be negative");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"timeout_seconds", 1.5}}),
+              400, "invalid_request", "whole number");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"env", {{"A", 1}}}}),
+              400, "invalid_request", "'env'[\"A\"] must be a string");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"labels", json::array()}}),
+              400, "invalid_request", "'labels' must be an object");
+  check_error(api.post("/tasks", json{{"command", "true"}, {"priorty", "HIGH"}}),
+              400, "invalid_request", "unknown field 'priorty'");
+  check_error(api.post("/tasks", json{{"command", "true"},
+                                      {"run_at", "tomorrow"}}),
+              400, "invalid_request", "RFC 3339");
+  check_error(api.post("/tasks", "[]"), 400, "invalid_request",
+              "the task array is empty");
+  check_error(api.post("/tasks", "[{\"command\": \"true\"}, 3]"), 400,
+              "invalid_request", "[1] must be a JSON object, not a number");
+  check_error(api.post("/tasks", "\"just a string\""), 400, "invalid_request",
+              "a task object or an array");
+  std::string big(5000, 'x');
+  check_error(api.post("/tasks", json{{"command", big}}), 413,
+              "payload_too_large", "larger than the limit");
+  json too_many = json::array();
+  for (int i = 0; i < 501; ++i)
+    too_many.push_back(json{{"command", "t"}});
+  auto many = api.post("/tasks", too_many.dump());
+  CHECK((many.status == 413 || many.status == 400));
+  check_error(api.get("/tasks/99999"), 404, "not_found",
+              "no task with id '99999'");
+  check_error(api.get("/tasks/abc"), 404, "not_found", "no task with id 'abc'");
+  check_error(api.get("/tasks?status=DONE"), 400, "invalid_request",
+              "'status' must be one of");
+  check_error(api.get("/tasks?priority=low"), 400, "invalid_request",
+              "'priority' must be one of");
+  check_error(api.get("/tasks?limit=0"), 400, "invalid_request", "'limit'");
+  check_error(api.get("/tasks?limit=abc"), 400, "invalid_request", "'limit'");
+  check_error(api.get("/tasks?cursor=-3"), 400, "invalid_request", "'cursor'");
+  check_error(api.get("/tasks/1?wait=3600"), 400, "invalid_request", "'wait'");
+  check_error(api.get("/nowhere"), 404, "not_found", "no route for GET /nowhere");
+
+  // Still serving, and the accepted task is intact.
+  CHECK(api.get("/healthz").status == 200);
+  auto t = api.get("/tasks/" + std::to_string(id_of(kept)));
+  CHECK(t.status == 200);
+  CHECK(t.body["command"] == "echo keep me");
+  CHECK(t.body["status"] == "QUEUED");
+  CHECK(api.get("/tasks").body["tasks"].size() == 1);
+}
+
+TEST_CASE("a batch limit and the body limit are enforced", "[http][errors]") {
+  in_process_master m{with_http(0)};
+  api_client api{m.url()};
+  json too_many = json::array();
+  for (int i = 0; i < 501; ++i)
+    too_many.push_back(json{{"command", "t"}});
+  check_error(api.post("/tasks", too_many), 400, "invalid_request",
+              "the batch has 501 tasks; the limit is 500");
+  CHECK(api.get("/tasks").body["tasks"].empty());
+}
+
+TEST_CASE("an idempotency key returns the existing task", "[http][tasks]") {
+  in_process_master m{with_http(0)};
+  api_client api{m.url()};
+  auto task = json{{"command", "backup"}, {"idempotency_key", "backup-42"}};
+  auto first = api.post("/tasks", task);
+  CHECK(first.status == 201);
+  auto again = api.post("/tasks", task);
+  CHECK(again.status == 200);
+  CHECK(id_of(again) == id_of(first));
+  CHECK(api.get("/tasks").body["tasks"].size() == 1);
+}
+
+TEST_CASE("a full queue answers 429 with Retry-After and keeps what it has",
+          "[http][backpressure]") {
+  in_process_master m{with_http(0, 3)};
+  api_client api{m.url()};
+  json three = json::array({json{{"command", "a"}}, json{{"command", "b"}},
+                            json{{"command", "c"}}});
+  REQUIRE(api.post("/tasks", three).status == 201);
+  auto refused = api.post("/tasks", json{{"command", "d"}});
+  check_error(refused, 429, "queue_full", "the queue is full");
+  CHECK(refused.retry_after == "1");
+  CHECK(api.get("/tasks").body["tasks"].size() == 3);
+}
+
+TEST_CASE("a long poll returns as soon as the task ends", "[http][tasks]") {
+  in_process_master m{with_http(1)};
+  api_client api{m.url()};
+  auto id = id_of(api.post("/tasks", json{{"command", "sleep 0.3; echo done"}}));
+  auto start = std::chrono::steady_clock::now();
+  auto t = api.get("/tasks/" + std::to_string(id) + "?wait=20");
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(t.body["status"] == "SUCCEEDED");
+  CHECK(took < std::chrono::seconds(5));
+  // A poll that times out answers with the task as it is.
+  auto slow = id_of(api.post("/tasks", json{{"command", "sleep 30"}}));
+  auto w = api.get("/tasks/" + std::to_string(slow) + "?wait=1");
+  CHECK(w.status == 200);
+  CHECK((w.body["status"] == "RUNNING" || w.body["status"] == "QUEUED"));
+}
