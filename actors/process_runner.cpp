@@ -342,14 +342,16 @@ void process_runner::run() {
   char buf[65536];
   for (;;) {
     std::vector<command> commands;
+    bool stop = false;
     {
       std::lock_guard<std::mutex> guard{mtx_};
       commands.swap(inbox_);
-      if (stopping_ && commands.empty())
-        break;
+      stop = stopping_;
     }
     for (auto& cmd : commands)
       handle(cmd);
+    if (stop)
+      break;
     auto now = steady::now();
     // Deadlines: timeouts, grace periods, pipe drains.
     std::optional<steady::time_point> next;

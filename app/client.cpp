@@ -37,7 +37,7 @@ struct client_options : caf::actor_system_config {
   uint32_t timeout = 0;
   int32_t retries = -1;
   std::string labels;
-  std::vector<std::string> env;
+  std::string env;
   double delay = 0;
   std::string idempotency_key;
   bool wait = false;
@@ -70,7 +70,7 @@ struct client_options : caf::actor_system_config {
         .add(timeout, "timeout", "seconds before the task is killed (0: none)")
         .add(retries, "retries", "retries after a failure")
         .add(labels, "labels", "placement constraints k=v,k=v")
-        .add(env, "env", "environment, e.g. --env=[\"A=1\",\"B=2\"]")
+        .add(env, "env", "environment as NAME=VALUE,NAME=VALUE")
         .add(delay, "delay", "seconds to wait before the task may start")
         .add(idempotency_key, "idempotency-key",
              "submitting the same key again returns the first task")
@@ -331,15 +331,11 @@ int submit(const client_options& o, api& server) {
     task["labels"] = *labels;
   }
   if (!o.env.empty()) {
-    json env = json::object();
-    for (const auto& e : o.env) {
-      auto eq = e.find('=');
-      if (eq == std::string::npos || eq == 0)
-        return fail(usage, fmt::format("--env entry '{}': expected NAME=VALUE",
-                                       e));
-      env[e.substr(0, eq)] = e.substr(eq + 1);
-    }
-    task["env"] = env;
+    auto env = core::parse_labels(o.env);
+    if (!env)
+      return fail(usage, fmt::format("--env '{}': expected NAME=VALUE,...",
+                                     o.env));
+    task["env"] = *env;
   }
   auto res = server.call("POST", "/tasks", task.dump());
   if (!res)

@@ -201,6 +201,10 @@ std::string taskmaster_config::options_help() const {
     std::string value;
     if (auto v = opt.get())
       value = caf::to_string(*v);
+    // CAF prints whole days as "7d" but does not parse that unit back.
+    if (type == "timespan" && value.size() > 1 && value.back() == 'd'
+        && value.find_first_not_of("0123456789") == value.size() - 1)
+      value = std::to_string(std::stoll(value) * 24) + "h";
     std::string desc{opt.description().begin(), opt.description().end()};
     auto left = fmt::format("--{}={}", name, value);
     result += fmt::format("  {:<36} {}\n", left, desc);

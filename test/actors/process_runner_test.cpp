@@ -1,0 +1,175 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+
+#include "actors/process_runner.hpp"
+#include "test/support/temp_dir.hpp"
+#include "test/support/wait.hpp"
+
+using namespace taskmaster;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Collects results from the runner thread.
+struct collector {
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::map<core::task_id, core::attempt_result> results;
+
+  process_runner::exit_handler handler() {
+    return [this](core::attempt_result r) {
+      std::lock_guard<std::mutex> guard{mtx};
+      results[r.ref.task] = std::move(r);
+      cv.notify_all();
+    };
+  }
+
+  core::attempt_result wait(core::task_id id,
+                            std::chrono::seconds limit = 10s) {
+    std::unique_lock<std::mutex> guard{mtx};
+    REQUIRE(cv.wait_for(guard, limit, [&] { return results.count(id) > 0; }));
+    return results[id];
+  }
+};
+
+core::assignment work(core::task_id id, std::string command,
+                      uint32_t timeout = 0) {
+  core::assignment a;
+  a.ref = {id, 1};
+  a.command = std::move(command);
+  a.timeout_seconds = timeout;
+  return a;
+}
+
+/// True while `pid` exists and is not a zombie (a killed orphan stays a
+/// zombie until init reaps it).
+bool process_alive(pid_t pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string pid_field, comm, state;
+  if (!(stat >> pid_field >> comm >> state))
+    return false;
+  return state != "Z" && state != "X";
+}
+
+} // namespace
+
+TEST_CASE("exit codes, output and environment are captured",
+          "[actors][runner]") {
+  collector c;
+  process_runner runner{{}, c.handler()};
+  auto ok = work(1, "echo out; echo err >&2; echo $FOO");
+  ok.env = {{"FOO", "bar"}};
+  runner.start(ok);
+  runner.start(work(2, "exit 3"));
+  runner.start(work(3, "kill -9 $$"));
+  auto r1 = c.wait(1);
+  CHECK(r1.outcome == core::attempt_outcome::succeeded);
+  CHECK(r1.exit_code == 0);
+  CHECK(r1.stdout_tail == "out\nbar\n");
+  CHECK(r1.stderr_tail == "err\n");
+  CHECK(r1.finished_at >= r1.started_at);
+  auto r2 = c.wait(2);
+  CHECK(r2.outcome == core::attempt_outcome::failed);
+  CHECK(r2.exit_code == 3);
+  auto r3 = c.wait(3);
+  CHECK(r3.outcome == core::attempt_outcome::failed);
+  CHECK(r3.exit_code == 137);
+  CHECK(r3.reason == "killed by SIGKILL");
+}
+
+TEST_CASE("only the tail of long output is kept", "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.output_tail_bytes = 1000;
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "seq 1 100000"));
+  auto r = c.wait(1);
+  CHECK(r.stdout_tail.size() == 1000);
+  CHECK(r.stdout_tail.substr(r.stdout_tail.size() - 7) == "100000\n");
+}
+
+TEST_CASE("a timeout kills the whole process group", "[actors][runner]") {
+  taskmaster::test::temp_dir dir;
+  collector c;
+  runner_options o;
+  o.kill_grace = 500ms;
+  process_runner runner{o, c.handler()};
+  auto pidfile = dir / "pids";
+  runner.start(work(1,
+                    "sleep 30 & echo $! > " + pidfile
+                      + "; trap '' TERM; sleep 30",
+                    1));
+  auto r = c.wait(1, 15s);
+  CHECK(r.outcome == core::attempt_outcome::timed_out);
+  CHECK(r.reason == "timed out after 1 s");
+  auto took = r.finished_at - r.started_at;
+  CHECK(took >= 1000);
+  CHECK(took < 5000);
+  std::ifstream in{pidfile};
+  pid_t background = 0;
+  in >> background;
+  REQUIRE(background > 0);
+  CHECK(taskmaster::test::eventually([&] { return !process_alive(background); },
+                                     2s));
+}
+
+TEST_CASE("a kill request ends an attempt with the given outcome",
+          "[actors][runner]") {
+  collector c;
+  process_runner runner{{}, c.handler()};
+  runner.start(work(1, "sleep 60"));
+  CHECK(taskmaster::test::eventually([&] { return runner.active() == 1; }));
+  runner.kill({1, 1}, core::attempt_outcome::cancelled, "cancelled by test");
+  auto r = c.wait(1);
+  CHECK(r.outcome == core::attempt_outcome::cancelled);
+  CHECK(r.reason == "cancelled by test");
+  CHECK(r.finished_at - r.started_at < 1000);
+  CHECK(runner.active() == 0);
+  // Unknown attempts are ignored.
+  runner.kill({9, 9}, core::attempt_outcome::cancelled, "nobody");
+}
+
+TEST_CASE("background processes left by a finished task are killed",
+          "[actors][runner]") {
+  taskmaster::test::temp_dir dir;
+  collector c;
+  process_runner runner{{}, c.handler()};
+  auto pidfile = dir / "pid";
+  runner.start(work(1, "sleep 30 & echo $! > " + pidfile));
+  auto r = c.wait(1);
+  CHECK(r.outcome == core::attempt_outcome::succeeded);
+  std::ifstream in{pidfile};
+  pid_t background = 0;
+  in >> background;
+  REQUIRE(background > 0);
+  CHECK(taskmaster::test::eventually([&] { return !process_alive(background); },
+                                     2s));
+}
+
+TEST_CASE("hidden daemon variables do not reach tasks", "[actors][runner]") {
+  ::setenv("TASKMASTER_TEST_SECRET", "s3cret", 1);
+  collector c;
+  runner_options o;
+  o.hidden_env = {"TASKMASTER_TEST_SECRET"};
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "echo \"[${TASKMASTER_TEST_SECRET:-}]\""));
+  CHECK(c.wait(1).stdout_tail == "[]\n");
+  ::unsetenv("TASKMASTER_TEST_SECRET");
+}
+
+TEST_CASE("stopping the runner ends what runs as returned",
+          "[actors][runner]") {
+  collector c;
+  {
+    process_runner runner{{}, c.handler()};
+    runner.start(work(1, "sleep 60"));
+    CHECK(taskmaster::test::eventually([&] { return runner.active() == 1; }));
+  }
+  auto r = c.wait(1);
+  CHECK(r.outcome == core::attempt_outcome::returned);
+}

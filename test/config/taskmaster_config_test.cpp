@@ -1,0 +1,112 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "config/taskmaster_config.hpp"
+
+using namespace taskmaster;
+
+namespace {
+
+/// Keys and raw values of the [global] section of an INI file.
+std::map<std::string, std::string> ini_keys(const std::string& path) {
+  std::ifstream in{path};
+  REQUIRE(in.good());
+  std::map<std::string, std::string> keys;
+  std::string line;
+  std::string section;
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == ';' || line[first] == '#')
+      continue;
+    if (line[first] == '[') {
+      section = line.substr(first + 1, line.find(']') - first - 1);
+      continue;
+    }
+    auto eq = line.find('=');
+    if (section == "global" && eq != std::string::npos) {
+      auto key = line.substr(first, eq - first);
+      key.erase(key.find_last_not_of(" \t") + 1);
+      keys[key] = line.substr(eq + 1);
+    }
+  }
+  return keys;
+}
+
+} // namespace
+
+TEST_CASE("the reference taskmasterd.ini lists every option with its default",
+          "[config]") {
+  auto path = std::string{TASKMASTER_SOURCE_DIR} + "/config/taskmasterd.ini";
+  auto keys = ini_keys(path);
+  taskmaster_config defaults;
+  auto names = defaults.option_names();
+  std::set<std::string> option_set(names.begin(), names.end());
+  std::set<std::string> ini_set;
+  for (const auto& [k, v] : keys)
+    ini_set.insert(k);
+  CHECK(ini_set == option_set);
+  // Loading the reference file changes no value.
+  taskmaster_config loaded;
+  REQUIRE(loaded.parse_args({"--config-file=" + path}).empty());
+  CHECK(loaded.option_values() == defaults.option_values());
+}
+
+TEST_CASE("options come from the command line and from a config file",
+          "[config]") {
+  taskmaster_config cfg;
+  REQUIRE(cfg.parse_args({"--role=worker", "--master=10.0.0.5:6000",
+                          "--slots=3", "--labels=gpu=1,zone=b",
+                          "--kill-grace=250ms"})
+            .empty());
+  REQUIRE(cfg.validate().empty());
+  CHECK(cfg.role == "worker");
+  CHECK(cfg.master_host == "10.0.0.5");
+  CHECK(cfg.master_port == 6000);
+  CHECK(cfg.effective_slots() == 3);
+  CHECK(cfg.worker_labels.at("zone") == "b");
+  CHECK(cfg.kill_grace == std::chrono::milliseconds(250));
+  auto file = std::string{"/tmp/taskmaster-config-test.ini"};
+  {
+    std::ofstream out{file};
+    out << "[global]\nrole=\"master\"\nhttp-port=9999\nmax-queued=5\n";
+  }
+  taskmaster_config from_file;
+  REQUIRE(from_file.parse_args({"--config-file", file}).empty());
+  CHECK(from_file.role == "master");
+  CHECK(from_file.http_port == 9999);
+  CHECK(from_file.max_queued == 5);
+  std::remove(file.c_str());
+}
+
+TEST_CASE("bad options are one clear line", "[config]") {
+  taskmaster_config a;
+  CHECK(a.parse_args({"--no-such-option=1"})
+        == "unknown option --no-such-option=1 (see --help)");
+  taskmaster_config b;
+  CHECK(b.parse_args({"--http-port=http"})
+        == "invalid value in --http-port=http (see --help)");
+  taskmaster_config c;
+  CHECK(c.parse_args({"stray"}) == "unexpected argument 'stray' (see --help)");
+  taskmaster_config d;
+  REQUIRE(d.parse_args({"--role=boss"}).empty());
+  CHECK(d.validate() == "unknown role 'boss' (standalone, master or worker)");
+  taskmaster_config e;
+  REQUIRE(e.parse_args({"--labels=novalue"}).empty());
+  CHECK(e.validate() == "invalid --labels 'novalue': expected k=v,k=v");
+  taskmaster_config f;
+  REQUIRE(f.parse_args({"--master=nohost"}).empty());
+  CHECK(f.validate() == "invalid --master 'nohost': expected HOST:PORT");
+  taskmaster_config g;
+  CHECK(g.parse_args({"--config-file=/nonexistent/x.ini"})
+        == "cannot read config file /nonexistent/x.ini");
+}
+
+TEST_CASE("a worker defaults to the host name and the core count",
+          "[config]") {
+  taskmaster_config cfg;
+  CHECK_FALSE(cfg.effective_worker_id().empty());
+  CHECK(cfg.effective_slots() >= 1);
+}
