@@ -302,6 +302,27 @@ void process_runner::signal_group(child& c, int sig) {
   ::kill(-c.pid, sig);
 }
 
+bool process_runner::reap(child& c) {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(c.pid), &info,
+               WEXITED | WNOHANG | WNOWAIT)
+        != 0
+      || info.si_pid == 0)
+    return false;
+  // The shell exited but is not reaped yet, so its pid (the group id) cannot
+  // be reused: kill what it left in its group, then reap it.
+  ::kill(-c.pid, SIGKILL);
+  int status = 0;
+  ::waitpid(c.pid, &status, 0);
+  c.exited = true;
+  c.wait_status = status;
+  c.finished_at = wall_now();
+  close_fd(c.pidfd);
+  // Processes that left the group could hold the pipes open.
+  c.drain_until = steady::now() + std::chrono::milliseconds(200);
+  return true;
+}
+
 void process_runner::finish(child& c) {
   close_fd(c.pidfd);
   close_fd(c.out_fd);
@@ -373,8 +394,12 @@ void process_runner::run() {
         signal_group(c, SIGKILL);
         c.kill_at.reset();
       }
-      if (c.exited && (c.out_fd < 0 && c.err_fd < 0
-                       || (c.drain_until && now >= *c.drain_until))) {
+      // Without a pidfd (kernels before 5.3) exits are found by polling.
+      if (!c.exited && c.pidfd < 0)
+        reap(c);
+      bool pipes_closed = c.out_fd < 0 && c.err_fd < 0;
+      bool drained = c.drain_until && now >= *c.drain_until;
+      if (c.exited && (pipes_closed || drained)) {
         done.push_back(ref);
         continue;
       }
@@ -382,6 +407,8 @@ void process_runner::run() {
         if (c.forced == core::attempt_outcome::running)
           consider(c.deadline);
         consider(c.kill_at);
+        if (c.pidfd < 0)
+          consider(now + std::chrono::milliseconds(10));
       }
       consider(c.drain_until);
     }
@@ -415,8 +442,6 @@ void process_runner::run() {
                     .count();
       timeout_ms = static_cast<int>(std::clamp<int64_t>(wait + 1, 0, 60'000));
     }
-    if (!done.empty())
-      timeout_ms = 0;
     int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n <= 0)
       continue;
@@ -430,18 +455,7 @@ void process_runner::run() {
         continue;
       }
       if (stream == 0) {
-        // The shell exited. Kill what it left in its group before reaping it,
-        // so the group id cannot be reused in between.
-        ::kill(-c->pid, SIGKILL);
-        int status = 0;
-        if (::waitpid(c->pid, &status, WNOHANG) == c->pid) {
-          c->exited = true;
-          c->wait_status = status;
-          c->finished_at = wall_now();
-          close_fd(c->pidfd);
-          // Processes that left the group could hold the pipes open.
-          c->drain_until = steady::now() + std::chrono::milliseconds(200);
-        }
+        reap(*c);
         continue;
       }
       int& fd = stream == 1 ? c->out_fd : c->err_fd;

@@ -80,6 +80,8 @@ private:
   void handle(command& cmd);
   void spawn(core::assignment work);
   void signal_group(child& c, int sig);
+  /// Reaps the shell if it exited (killing its group first); true if so.
+  bool reap(child& c);
   void finish(child& c);
 
   runner_options options_;

@@ -19,11 +19,6 @@ constexpr auto request_timeout = std::chrono::seconds(10);
 /// results after the shutdown grace.
 constexpr core::time_ms ack_wait_ms = 5000;
 
-struct executor_state {
-  static inline const char* name = "executor";
-  std::unique_ptr<process_runner> runner;
-};
-
 std::string master_address(const worker_options& o) {
   return fmt::format("{}:{}", o.master_host, o.master_port);
 }
