@@ -131,6 +131,7 @@ public:
        const std::string& body = {}, int read_timeout_s = 30) {
     httplib::Client cli{base_};
     cli.set_connection_timeout(5);
+    cli.set_tcp_nodelay(true);
     cli.set_read_timeout(read_timeout_s);
     httplib::Headers headers;
     if (!token_.empty())

@@ -94,6 +94,7 @@ public:
   explicit client(std::string url) : url_(std::move(url)), cli_(url_) {
     cli_.set_read_timeout(120);
     cli_.set_keep_alive(true);
+    cli_.set_tcp_nodelay(true);
   }
 
   json post(const std::string& path, const std::string& body) {

@@ -52,6 +52,7 @@ httplib::Headers auth(const std::string& token) {
 http_answer api_client::get(const std::string& path) const {
   httplib::Client cli{base_};
   cli.set_read_timeout(70);
+  cli.set_tcp_nodelay(true);
   return to_answer(cli.Get(path, auth(token_)));
 }
 
@@ -59,6 +60,7 @@ http_answer api_client::post(const std::string& path,
                              const std::string& body) const {
   httplib::Client cli{base_};
   cli.set_read_timeout(70);
+  cli.set_tcp_nodelay(true);
   return to_answer(cli.Post(path, auth(token_), body, "application/json"));
 }
 
