@@ -179,6 +179,14 @@ bool daemon::log_contains(const std::string& text,
     limit);
 }
 
+std::string worker_state(const api_client& api, const std::string& id) {
+  auto answer = api.get("/workers");
+  for (const auto& w : answer.body["workers"])
+    if (w["id"] == id)
+      return w["state"].get<std::string>();
+  return {};
+}
+
 bool wait_for_workers(const api_client& api, size_t count,
                       std::chrono::milliseconds limit) {
   return eventually(

@@ -113,6 +113,9 @@ private:
   std::string cluster_addr_;
 };
 
+/// The state of one worker in GET /workers ("" when it is not listed).
+std::string worker_state(const api_client& api, const std::string& id);
+
 /// Waits (bounded) until GET /workers lists `count` workers in state UP.
 bool wait_for_workers(const api_client& api, size_t count,
                       std::chrono::milliseconds limit

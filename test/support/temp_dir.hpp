@@ -18,7 +18,10 @@ public:
     path_ = ::mkdtemp(tmpl.data());
   }
 
+  /// Kept when TASKMASTER_TEST_KEEP is set, to read the daemons' logs.
   ~temp_dir() {
+    if (std::getenv("TASKMASTER_TEST_KEEP") != nullptr)
+      return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

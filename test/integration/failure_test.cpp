@@ -1,0 +1,439 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "test/support/cluster.hpp"
+#include "test/support/wait.hpp"
+
+using namespace taskmaster::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Fast liveness settings so failure tests finish quickly; the same on
+/// masters and workers (each configures its own middleman heartbeats).
+const std::vector<std::string> fast_liveness{"--heartbeat-interval=250ms",
+                                             "--heartbeat-timeout=1500ms"};
+
+std::vector<std::string> with(std::vector<std::string> a,
+                              const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+/// Milliseconds between two RFC 3339 timestamps of the same day.
+double ms_between(const std::string& a, const std::string& b) {
+  auto ms = [](const std::string& t) {
+    return (std::stoi(t.substr(11, 2)) * 3600 + std::stoi(t.substr(14, 2)) * 60)
+             * 1000.0
+           + std::stod(t.substr(17, 6)) * 1000.0;
+  };
+  return ms(b) - ms(a);
+}
+
+bool pid_alive(long pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string p, comm, state;
+  if (!(stat >> p >> comm >> state))
+    return false;
+  return state != "Z" && state != "X";
+}
+
+std::vector<long> read_pids(const std::string& path) {
+  std::ifstream in{path};
+  std::vector<long> pids;
+  long pid;
+  while (in >> pid)
+    pids.push_back(pid);
+  return pids;
+}
+
+std::vector<uint64_t> submit_batch(const api_client& api, const json& tasks) {
+  auto a = api.post("/tasks", tasks);
+  REQUIRE(a.status == 201);
+  std::vector<uint64_t> ids;
+  for (const auto& t : a.body)
+    ids.push_back(t["id"].get<uint64_t>());
+  return ids;
+}
+
+} // namespace
+
+TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
+          "with one final result and a second attempt",
+          "[integration][failure]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto doomed = daemon::worker(dir, master->cluster_addr(), "doomed", 2,
+                               fast_liveness);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  json tasks = json::array();
+  for (int i = 0; i < 2; ++i)
+    tasks.push_back(json{{"command", "sleep 1; echo survived-" + std::to_string(i)}});
+  auto ids = submit_batch(api, tasks);
+  REQUIRE(eventually([&] {
+    return api.get("/stats").body["running"] == 2;
+  }));
+  auto survivor = daemon::worker(dir, master->cluster_addr(), "survivor", 2,
+                                 fast_liveness);
+  REQUIRE(wait_for_workers(api, 2));
+  auto killed_at = std::chrono::steady_clock::now();
+  doomed->proc().signal(SIGKILL);
+  REQUIRE(eventually([&] { return worker_state(api, "doomed") == "LOST"; }));
+  auto detected = std::chrono::steady_clock::now() - killed_at;
+  WARN("kill -9 of a worker detected after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
+       << " ms");
+  CHECK(detected < 3s);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto t = api.wait_final(ids[i]);
+    CHECK(t["status"] == "SUCCEEDED");
+    CHECK(t["worker_id"] == "survivor");
+    CHECK(t["stdout"] == "survived-" + std::to_string(i) + "\n");
+    REQUIRE(t["attempts"].size() == 2);
+    CHECK(t["attempts"][0]["outcome"] == "LOST");
+    CHECK(t["attempts"][0]["worker_id"] == "doomed");
+    CHECK(t["attempts"][1]["outcome"] == "SUCCEEDED");
+  }
+  auto m = api.metrics();
+  CHECK(m["taskmaster_tasks_completed_total"] == 2);
+  CHECK(m["taskmaster_tasks_requeued_total"] == 2);
+  CHECK(m["taskmaster_workers_lost_total"] == 1);
+}
+
+TEST_CASE("kill -9 of the master with 300 queued tasks and no worker: after "
+          "a restart on the same data all 300 succeed",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto api = master->api();
+  std::vector<uint64_t> ids;
+  for (int b = 0; b < 3; ++b) {
+    json tasks = json::array();
+    for (int i = 0; i < 100; ++i)
+      tasks.push_back(json{{"command", "echo task-" + std::to_string(b * 100 + i)},
+                           {"priority", i % 2 == 0 ? "HIGH" : "LOW"}});
+    auto batch = submit_batch(api, tasks);
+    ids.insert(ids.end(), batch.begin(), batch.end());
+  }
+  // Every 201 above means committed: kill without warning.
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  auto http_port = master->http_port();
+  auto cluster_port = master->cluster_port();
+  auto restart_begin = std::chrono::steady_clock::now();
+  master = daemon::master(dir, "master",
+                          {"--http-port=" + std::to_string(http_port),
+                           "--cluster-port=" + std::to_string(cluster_port)});
+  WARN("master restart to ready with 300 queued tasks: "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - restart_begin)
+            .count()
+       << " ms");
+  CHECK(master->log_contains("restored 300 tasks (300 queued"));
+  CHECK(api.get("/stats").body["queued"] == 300);
+  auto worker = daemon::worker(dir, master->cluster_addr(), "late", 4);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto t = api.wait_final(ids[i]);
+    REQUIRE(t["status"] == "SUCCEEDED");
+    CHECK(t["stdout"] == "task-" + std::to_string(i) + "\n");
+  }
+  // New ids continue after the restored ones.
+  auto next = api.post("/tasks", json{{"command", "true"}});
+  CHECK(next.body["id"].get<uint64_t>() > ids.back());
+}
+
+TEST_CASE("kill -9 of the master while tasks run: after a restart their "
+          "results are not lost",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 4,
+                               with({"--reconnect-backoff-max=300ms"},
+                                    fast_liveness));
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  json tasks = json::array();
+  for (int i = 0; i < 4; ++i)
+    tasks.push_back(json{{"command", "sleep 1.5; echo result-" + std::to_string(i)}});
+  auto ids = submit_batch(api, tasks);
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 4; }));
+  auto http_port = master->http_port();
+  auto cluster_port = master->cluster_port();
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  // The tasks finish while the master is down; the worker holds the results.
+  std::this_thread::sleep_for(2s);
+  master = daemon::master(dir, "master",
+                          with({"--http-port=" + std::to_string(http_port),
+                                "--cluster-port=" + std::to_string(cluster_port)},
+                               fast_liveness));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto t = api.wait_final(ids[i]);
+    CHECK(t["status"] == "SUCCEEDED");
+    CHECK(t["stdout"] == "result-" + std::to_string(i) + "\n");
+    CHECK(t["attempts"].size() == 1);
+  }
+  CHECK(worker->log_contains("registered with the master"));
+}
+
+TEST_CASE("a master restart while tasks run: the worker keeps running them "
+          "and reports after it reconnects",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 2,
+                               with({"--reconnect-backoff-max=300ms"},
+                                    fast_liveness));
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto id = submit_batch(api, json::array({json{{"command", "sleep 3; echo long"}}}))[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto http_port = master->http_port();
+  auto cluster_port = master->cluster_port();
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  master = daemon::master(dir, "master",
+                          with({"--http-port=" + std::to_string(http_port),
+                                "--cluster-port=" + std::to_string(cluster_port)},
+                               fast_liveness));
+  // The worker comes back with the attempt still running and keeps it.
+  REQUIRE(wait_for_workers(api, 1));
+  CHECK(api.get("/tasks/" + std::to_string(id)).body["status"] == "RUNNING");
+  auto t = api.wait_final(id);
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["stdout"] == "long\n");
+  CHECK(t["attempts"].size() == 1);
+}
+
+TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
+          "late result ignored after SIGCONT",
+          "[integration][failure]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto frozen = daemon::worker(dir, master->cluster_addr(), "frozen", 1,
+                               fast_liveness);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto marker = dir / "ran-on";
+  auto id = submit_batch(
+    api, json::array({json{{"command", "echo $TASKMASTER_ATTEMPT >> " + marker
+                                         + "; sleep 2; echo attempt-$TASKMASTER_ATTEMPT"}}}))[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto healthy = daemon::worker(dir, master->cluster_addr(), "healthy", 1,
+                                fast_liveness);
+  REQUIRE(wait_for_workers(api, 2));
+  auto stopped_at = std::chrono::steady_clock::now();
+  frozen->proc().signal(SIGSTOP);
+  REQUIRE(eventually([&] { return worker_state(api, "frozen") == "LOST"; },
+                     10s));
+  auto detected = std::chrono::steady_clock::now() - stopped_at;
+  WARN("SIGSTOP of a worker detected after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
+       << " ms (heartbeat timeout 1500 ms)");
+  CHECK(detected < 4s);
+  auto t = api.wait_final(id);
+  auto requeued = std::chrono::steady_clock::now() - stopped_at;
+  WARN("its task finished elsewhere " << std::chrono::duration_cast<std::chrono::milliseconds>(requeued).count()
+                                      << " ms after the SIGSTOP");
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["worker_id"] == "healthy");
+  CHECK(t["stdout"] == "attempt-2\n");
+  frozen->proc().signal(SIGCONT);
+  // The frozen worker wakes up, comes back, and its attempt 1 is killed or
+  // ignored: the task keeps its one result.
+  REQUIRE(wait_for_workers(api, 2, 15s));
+  std::this_thread::sleep_for(2500ms);
+  auto after = api.get("/tasks/" + std::to_string(id)).body;
+  CHECK(after["status"] == "SUCCEEDED");
+  CHECK(after["stdout"] == "attempt-2\n");
+  CHECK(after["attempts"].size() == 2);
+  CHECK(after["attempts"][1]["worker_id"] == "healthy");
+  CHECK(api.metrics()["taskmaster_tasks_completed_total"] == 1);
+}
+
+TEST_CASE("a timeout ends the task TIMED_OUT and leaves no process behind",
+          "[integration][timeout]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "standalone", {"--kill-grace=1s"}, true);
+  auto api = master->api();
+  auto pids = dir / "pids";
+  auto id = submit_batch(
+    api, json::array({json{{"command", "sleep 30 & echo $! >> " + pids
+                                         + "; echo $$ >> " + pids
+                                         + "; sleep 30"},
+                           {"timeout_seconds", 1}}}))[0];
+  auto t = api.wait_final(id, 20s);
+  CHECK(t["status"] == "TIMED_OUT");
+  CHECK(t["reason"] == "timed out after 1 s");
+  CHECK(ms_between(t["started_at"], t["finished_at"]) < 3000);
+  auto started = read_pids(pids);
+  REQUIRE(started.size() == 2);
+  CHECK(eventually([&] {
+    for (auto pid : started)
+      if (pid_alive(pid))
+        return false;
+    return true;
+  }, 3s));
+  CHECK(api.metrics()["taskmaster_tasks_timed_out_total"] == 1);
+}
+
+TEST_CASE("cancel kills a running task within a second", "[integration][cancel]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "standalone", {}, true);
+  auto api = master->api();
+  auto id = submit_batch(api, json::array({json{{"command", "sleep 60"}}}))[0];
+  REQUIRE(eventually([&] {
+    return api.get("/tasks/" + std::to_string(id)).body["status"] == "RUNNING";
+  }));
+  auto start = std::chrono::steady_clock::now();
+  auto c = api.post("/tasks/" + std::to_string(id) + "/cancel", "");
+  CHECK(c.status == 200);
+  REQUIRE(eventually([&] {
+    return api.get("/stats").body["slots_used"] == 0;
+  }));
+  auto took = std::chrono::steady_clock::now() - start;
+  WARN("cancel to process gone: "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+       << " ms");
+  CHECK(took < 1s);
+  CHECK(api.post("/tasks/" + std::to_string(id) + "/cancel", "").status == 200);
+  auto t = api.get("/tasks/" + std::to_string(id)).body;
+  CHECK(t["status"] == "CANCELLED");
+  CHECK(t["attempts"][0]["outcome"] == "CANCELLED");
+  for (const char* cmd : {"true", "false"}) {
+    auto done = submit_batch(api, json::array({json{{"command", cmd}}}))[0];
+    api.wait_final(done);
+    CHECK(api.post("/tasks/" + std::to_string(done) + "/cancel", "").status
+          == 409);
+  }
+  auto timed = submit_batch(api, json::array({json{{"command", "sleep 5"},
+                                                   {"timeout_seconds", 1}}}))[0];
+  CHECK(api.wait_final(timed)["status"] == "TIMED_OUT");
+  CHECK(api.post("/tasks/" + std::to_string(timed) + "/cancel", "").status
+        == 409);
+}
+
+TEST_CASE("a command that fails twice succeeds on its third attempt, with the "
+          "backoff visible in the attempt times",
+          "[integration][retry]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "standalone", {}, true);
+  auto api = master->api();
+  auto counter = dir / "counter";
+  auto command = "n=$(cat " + counter + " 2>/dev/null || echo 0); n=$((n+1)); "
+                 "echo $n > " + counter + "; echo try-$n; [ $n -ge 3 ]";
+  auto id = submit_batch(api, json::array({json{{"command", command},
+                                                {"max_retries", 3},
+                                                {"retry_backoff_seconds", 0.4},
+                                                {"retry_backoff_max_seconds", 5}}}))[0];
+  auto t = api.wait_final(id);
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["stdout"] == "try-3\n");
+  REQUIRE(t["attempts"].size() == 3);
+  CHECK(t["attempts"][0]["outcome"] == "FAILED");
+  CHECK(t["attempts"][0]["exit_code"] == 1);
+  CHECK(t["attempts"][1]["outcome"] == "FAILED");
+  CHECK(t["attempts"][2]["outcome"] == "SUCCEEDED");
+  // Equal jitter: the first retry waits 200-400 ms, the second 400-800 ms.
+  auto gap1 = ms_between(t["attempts"][0]["finished_at"], t["attempts"][1]["started_at"]);
+  auto gap2 = ms_between(t["attempts"][1]["finished_at"], t["attempts"][2]["started_at"]);
+  WARN("retry gaps: " << gap1 << " ms, " << gap2 << " ms");
+  CHECK(gap1 >= 190);
+  CHECK(gap1 < 1000);
+  CHECK(gap2 >= 390);
+  CHECK(gap2 < 1400);
+  CHECK(api.metrics()["taskmaster_task_retries_total"] == 2);
+}
+
+TEST_CASE("the queue bound answers 429 with Retry-After; an idempotency key "
+          "survives a restart",
+          "[integration][backpressure]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", {"--max-queued=50"});
+  auto api = master->api();
+  json fifty = json::array();
+  for (int i = 0; i < 50; ++i)
+    fifty.push_back(json{{"command", "true"}});
+  submit_batch(api, fifty);
+  auto refused = api.post("/tasks", json{{"command", "one too many"}});
+  CHECK(refused.status == 429);
+  CHECK(refused.retry_after == "1");
+  CHECK(refused.body["error"]["code"] == "queue_full");
+  CHECK(api.get("/stats").body["queued"] == 50);
+  // The bound counts queued tasks only; a deduplicated resubmission is fine.
+  master->proc().stop(SIGTERM, 15s);
+  master = daemon::master(dir, "master2");
+  api = master->api();
+  auto first = api.post("/tasks", json{{"command", "backup"},
+                                       {"idempotency_key", "nightly-1"}});
+  REQUIRE(first.status == 201);
+  auto http_port = master->http_port();
+  master->proc().signal(SIGKILL);
+  master->proc().wait(10s);
+  master = daemon::master(dir, "master2",
+                          {"--http-port=" + std::to_string(http_port)});
+  auto again = api.post("/tasks", json{{"command", "backup"},
+                                       {"idempotency_key", "nightly-1"}});
+  CHECK(again.status == 200);
+  CHECK(again.body["id"] == first.body["id"]);
+}
+
+TEST_CASE("a delayed task stays queued until its time", "[integration][delay]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "standalone", {}, true);
+  auto api = master->api();
+  auto a = api.post("/tasks", json{{"command", "true"}, {"delay_seconds", 1.5}});
+  REQUIRE(a.status == 201);
+  auto id = a.body["id"].get<uint64_t>();
+  auto t = api.get("/tasks/" + std::to_string(id)).body;
+  CHECK(t["status"] == "QUEUED");
+  CHECK(t["reason"].get<std::string>().rfind("scheduled to start at", 0) == 0);
+  auto done = api.wait_final(id);
+  CHECK(done["status"] == "SUCCEEDED");
+  auto wait = ms_between(done["created_at"], done["started_at"]);
+  CHECK(wait >= 1400);
+  CHECK(wait < 3000);
+}
+
+TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
+          "after the grace, and exits 0",
+          "[integration][shutdown]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto api = master->api();
+  auto quick = daemon::worker(dir, master->cluster_addr(), "quick", 1,
+                              {"--shutdown-grace=10s"});
+  REQUIRE(wait_for_workers(api, 1));
+  auto short_id = submit_batch(api, json::array({json{{"command", "sleep 1; echo finished"}}}))[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  CHECK(quick->proc().stop(SIGTERM, 20s) == 0);
+  auto t = api.get("/tasks/" + std::to_string(short_id)).body;
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["stdout"] == "finished\n");
+
+  auto slow = daemon::worker(dir, master->cluster_addr(), "slow", 1,
+                             {"--shutdown-grace=500ms"});
+  REQUIRE(eventually([&] { return worker_state(api, "slow") == "UP"; }));
+  auto long_id = submit_batch(api, json::array({json{{"command", "sleep 30"}}}))[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto start = std::chrono::steady_clock::now();
+  CHECK(slow->proc().stop(SIGTERM, 20s) == 0);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  auto back = api.get("/tasks/" + std::to_string(long_id)).body;
+  CHECK(back["status"] == "QUEUED");
+  REQUIRE(back["attempts"].size() == 1);
+  CHECK(back["attempts"][0]["outcome"] == "RETURNED");
+  CHECK(worker_state(api, "slow") == "LEFT");
+  // SIGTERM on the master: stops accepting, flushes, exits 0; the handed
+  // back task is still there after the restart.
+  CHECK(master->proc().stop(SIGTERM, 20s) == 0);
+  master = daemon::master(dir, "master");
+  CHECK(master->api().get("/tasks/" + std::to_string(long_id)).body["status"]
+        == "QUEUED");
+}
