@@ -114,9 +114,21 @@ struct worker_event {
 };
 
 struct event_batch {
+  /// Increases by one per batch; a snapshot carries the last one it covers.
+  uint64_t seq = 0;
   std::vector<task_event> tasks;
   std::vector<worker_event> workers;
   cluster_summary summary;
+};
+
+/// Everything a new watcher needs before the deltas.
+struct cluster_snapshot {
+  /// The last event batch this snapshot includes.
+  uint64_t seq = 0;
+  cluster_summary summary;
+  std::vector<worker_view> workers;
+  /// The newest tasks (or the one asked for), without output tails.
+  std::vector<core::task_record> tasks;
 };
 
 // -- inspect overloads ----------------------------------------------------------
@@ -185,8 +197,14 @@ typename Inspector::result_type inspect(Inspector& f, worker_event& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
-  return f(caf::meta::type_name("event_batch"), x.tasks, x.workers,
+  return f(caf::meta::type_name("event_batch"), x.seq, x.tasks, x.workers,
            x.summary);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_snapshot& x) {
+  return f(caf::meta::type_name("cluster_snapshot"), x.seq, x.summary,
+           x.workers, x.tasks);
 }
 
 } // namespace taskmaster
@@ -277,6 +295,7 @@ typename Inspector::result_type inspect(Inspector& f, worker_change& x) {
   CAF_ADD_ATOM(taskmaster, taskmaster, reconnect_atom, "reconnect")
   CAF_ADD_ATOM(taskmaster, taskmaster, beat_atom, "beat")
   CAF_ADD_ATOM(taskmaster, taskmaster, tick_atom, "tick")
+  CAF_ADD_ATOM(taskmaster, taskmaster, snapshot_atom, "snapshot")
 
 // -- actor interfaces -------------------------------------------------------------
 
@@ -308,6 +327,10 @@ using scheduler_actor = cluster_actor::extend<
   caf::replies_to<cancel_atom, core::task_id>::with<cancel_reply>,
   caf::replies_to<workers_atom>::with<std::vector<worker_view>>,
   caf::replies_to<stats_atom>::with<cluster_summary>,
+  /// The summary, workers and the newest `limit` tasks (or only the given
+  /// task when it is not 0).
+  caf::replies_to<snapshot_atom, core::task_id, uint32_t>::with<
+    cluster_snapshot>,
   /// Stops accepting tasks and flushes the journal.
   caf::replies_to<shutdown_atom>::with<bool>,
   caf::reacts_to<tick_atom>,
@@ -315,6 +338,13 @@ using scheduler_actor = cluster_actor::extend<
 
 /// Receives the event stream.
 using subscriber_actor = caf::typed_actor<caf::reacts_to<event_atom, event_batch>>;
+
+/// The gateway's actor: bridges the event stream and snapshot requests to
+/// the WebSocket sessions (which live on the gateway's Asio thread).
+using gateway_actor = subscriber_actor::extend<
+  /// A new session (id) wants a snapshot, of one task or (0) of everything.
+  caf::reacts_to<snapshot_atom, uint64_t, core::task_id>,
+  caf::reacts_to<tick_atom>>;
 
 /// Keeps the metrics and fans events out to subscribers.
 using monitor_actor = caf::typed_actor<
@@ -373,6 +403,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(taskmaster, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::task_event))
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::worker_event))
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::event_batch))
+  CAF_ADD_TYPE_ID(taskmaster, (taskmaster::cluster_snapshot))
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::worker_actor))
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::cluster_actor))
   CAF_ADD_TYPE_ID(taskmaster, (taskmaster::scheduler_actor))

@@ -115,6 +115,7 @@ void carry_out(self_ptr self, core::plan& plan) {
       log::warn("worker {} is LOST", c.id);
   }
   events.summary = summarize(*st.core);
+  events.seq = ++st.event_seq;
   self->send(st.monitor, event_atom::value, std::move(events));
 }
 
@@ -409,6 +410,25 @@ scheduler(self_ptr self, scheduler_options options,
     },
     [self](stats_atom) -> cluster_summary {
       return summarize(*self->state.core);
+    },
+    [self](snapshot_atom, core::task_id only,
+           uint32_t limit) -> cluster_snapshot {
+      auto& st = self->state;
+      cluster_snapshot snap;
+      snap.seq = st.event_seq;
+      snap.summary = summarize(*st.core);
+      for (const auto& [id, w] : st.core->cluster().workers())
+        snap.workers.push_back(view_of(w));
+      if (only != 0) {
+        if (const auto* t = st.core->find(only))
+          snap.tasks.push_back(client_view(*st.core, *t, false));
+      } else {
+        core::task_filter filter;
+        filter.limit = limit;
+        for (const auto* t : st.core->list(filter).tasks)
+          snap.tasks.push_back(client_view(*st.core, *t, false));
+      }
+      return snap;
     },
     [self](shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/core/task.hpp"
+#include "app/watch.hpp"
 
 namespace taskmaster::client {
 
@@ -21,8 +22,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* commands[] = {"submit", "task", "tasks", "cancel",
-                                    "workers"};
+constexpr const char* commands[] = {"submit", "task",    "tasks",
+                                    "cancel", "workers", "watch"};
 
 /// Client options, parsed by CAF's option machinery like the daemon's.
 struct client_options : caf::actor_system_config {
@@ -496,6 +497,9 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     return cancel(o, server);
   if (command == "workers")
     return workers(o, server);
+  if (command == "watch")
+    return watch(server.base(), server.token(), o.task, o.topics,
+                 o.json_output);
   return fail(usage, fmt::format("unknown command '{}'", command));
 }
 

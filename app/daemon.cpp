@@ -140,7 +140,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gw.max_body_bytes = cfg.max_body_bytes;
   gw.request_timeout = cfg.request_timeout;
   gw.routes.limits.max_batch_tasks = cfg.max_batch_tasks;
-  http::gateway gateway{sys, scheduler_handle, metrics, gw};
+  http::gateway gateway{sys, scheduler_handle, monitor_handle, metrics, gw};
   auto bound = gateway.start();
   if (auto* why = std::get_if<std::string>(&bound)) {
     fmt::print(stderr, "taskmasterd: {}\n", *why);

@@ -8,14 +8,17 @@
 #include <fmt/format.h>
 
 #include "http/dashboard.hpp"
+#include "http/stream_bridge.hpp"
 
 namespace taskmaster::http {
 
 gateway::gateway(caf::actor_system& sys, scheduler_actor scheduler,
-                 std::shared_ptr<task_metrics> metrics,
+                 monitor_actor monitor, std::shared_ptr<task_metrics> metrics,
                  gateway_options options)
   : sys_(sys),
     options_(std::move(options)),
+    scheduler_(scheduler),
+    monitor_(std::move(monitor)),
     client_(sys, std::move(scheduler), options_.request_timeout),
     api_(client_, std::move(metrics), options_.routes) {
 }
@@ -25,7 +28,18 @@ gateway::~gateway() {
 }
 
 std::variant<uint16_t, std::string> gateway::start() {
-  server_ = std::make_unique<httplib::Server>();
+  // The bridge actor needs the hub and the hub asks the bridge for
+  // snapshots: create the hub first with a handle filled in right after.
+  auto bridge_handle = std::make_shared<gateway_actor>();
+  hub_ = std::make_unique<ws_hub>(
+    options_.websocket, [bridge_handle](uint64_t session, core::task_id only) {
+      caf::anon_send(*bridge_handle, snapshot_atom::value, session, only);
+    });
+  bridge_ = sys_.spawn(stream_bridge, hub_.get(), scheduler_, monitor_);
+  *bridge_handle = bridge_;
+  hub_->start();
+  server_ = std::make_unique<gateway_server>(
+    [hub = hub_.get()](int fd) { hub->accept(fd); });
   auto threads = options_.threads;
   server_->new_task_queue = [threads] {
     return new httplib::ThreadPool(threads);
@@ -46,6 +60,12 @@ std::variant<uint16_t, std::string> gateway::start() {
   server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string{dashboard_html()}, "text/html; charset=utf-8");
   });
+  server_->Get("/ws", [](const httplib::Request&, httplib::Response& res) {
+    rest_api::reply(res, api_error{api_errc::invalid_request,
+                                   "GET /ws expects a WebSocket upgrade "
+                                   "(Connection: Upgrade, Upgrade: websocket)",
+                                   0});
+  });
   int port = options_.port;
   bool ok = false;
   errno = 0;
@@ -64,6 +84,12 @@ std::variant<uint16_t, std::string> gateway::start() {
 }
 
 void gateway::stop() {
+  if (bridge_) {
+    caf::anon_send_exit(bridge_, caf::exit_reason::user_shutdown);
+    bridge_ = nullptr;
+  }
+  if (hub_)
+    hub_->stop();
   if (server_)
     server_->stop();
   if (thread_.joinable())

@@ -376,6 +376,59 @@ json encode_summary(const cluster_summary& s) {
   };
 }
 
+json encode_task_event(const task_event& e, uint64_t seq) {
+  const auto& c = e.change;
+  std::string_view event = "finished";
+  if (c.created)
+    event = "submitted";
+  else if (c.to == core::task_status::running)
+    event = "started";
+  else if (c.to == core::task_status::queued)
+    event = "requeued";
+  return json{{"type", "task"},
+              {"seq", seq},
+              {"event", event},
+              {"from", c.created ? json(nullptr) : json(core::to_string(c.from))},
+              {"task", encode_task(e.task, false)}};
+}
+
+json encode_worker_event(const worker_event& e, uint64_t seq,
+                         core::time_ms now) {
+  std::string_view event = "joined";
+  switch (e.change.to) {
+    case core::worker_status::up:
+      event = "joined";
+      break;
+    case core::worker_status::draining:
+      event = "draining";
+      break;
+    case core::worker_status::lost:
+      event = "lost";
+      break;
+    case core::worker_status::left:
+      event = "left";
+      break;
+  }
+  return json{{"type", "worker"},
+              {"seq", seq},
+              {"event", event},
+              {"worker", encode_worker(e.worker, now)}};
+}
+
+json encode_snapshot(const cluster_snapshot& s, core::time_ms now) {
+  auto workers = json::array();
+  for (const auto& w : s.workers)
+    workers.push_back(encode_worker(w, now));
+  auto tasks = json::array();
+  for (const auto& t : s.tasks)
+    tasks.push_back(encode_task(t, false));
+  return json{{"type", "snapshot"},
+              {"seq", s.seq},
+              {"summary", encode_summary(s.summary)},
+              {"workers", std::move(workers)},
+              {"tasks", std::move(tasks)}};
+}
+
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }

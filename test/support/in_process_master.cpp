@@ -28,8 +28,8 @@ in_process_master::in_process_master(options opts) {
   }
   if (opts.http) {
     opts.gateway.port = 0;
-    gateway_ = std::make_unique<http::gateway>(*sys_, scheduler_, metrics_,
-                                               opts.gateway);
+    gateway_ = std::make_unique<http::gateway>(*sys_, scheduler_, monitor_,
+                                               metrics_, opts.gateway);
     auto bound = gateway_->start();
     if (auto* why = std::get_if<std::string>(&bound))
       throw std::runtime_error(*why);

@@ -1,0 +1,198 @@
+#include "app/watch.hpp"
+
+#include <iostream>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/core/task.hpp"
+#include "app/client.hpp"
+
+namespace taskmaster::client {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+std::string str(const json& j, const char* key) {
+  auto i = j.find(key);
+  if (i == j.end() || i->is_null())
+    return "-";
+  return i->is_string() ? i->get<std::string>() : i->dump();
+}
+
+/// "2026-11-26T18:55:03.123Z" -> "18:55:03.123".
+std::string clock_of(const std::string& t) {
+  return t.size() >= 23 ? t.substr(11, 12) : t;
+}
+
+void print_task_event(const json& msg) {
+  const auto& t = msg["task"];
+  auto event = str(msg, "event");
+  auto id = str(t, "id");
+  auto name = str(t, "name") == "-" || str(t, "name").empty()
+                ? str(t, "command")
+                : str(t, "name");
+  if (name.size() > 60)
+    name = name.substr(0, 59) + "~";
+  if (event == "submitted")
+    fmt::print("{} task {} submitted [{}]: {}\n", clock_of(str(t, "created_at")),
+               id, str(t, "priority"), name);
+  else if (event == "started")
+    fmt::print("{} task {} started on {} (attempt {})\n",
+               clock_of(str(t, "started_at")), id, str(t, "worker_id"),
+               t["attempts"].size());
+  else if (event == "requeued")
+    fmt::print("task {} back in the queue: {}\n", id, str(t, "reason"));
+  else {
+    auto reason = str(t, "reason");
+    auto exit = t["exit_code"].is_null() ? std::string{}
+                                         : " exit " + str(t, "exit_code");
+    // "exit code N" says nothing the exit column does not.
+    if (reason == "-" || reason.rfind("exit code ", 0) == 0)
+      reason.clear();
+    fmt::print("{} task {} {}{}{}\n", clock_of(str(t, "finished_at")), id,
+               str(t, "status"), exit, reason.empty() ? "" : " (" + reason + ")");
+  }
+}
+
+void print_worker_event(const json& msg) {
+  const auto& w = msg["worker"];
+  fmt::print("worker {} {} ({} slots, {} running)\n", str(w, "id"),
+             str(msg, "event"), str(w, "slots"), str(w, "slots_used"));
+}
+
+void print_snapshot(const json& msg, const std::string& url) {
+  const auto& s = msg["summary"];
+  fmt::print("watching {}: {} workers up, {} queued, {} running, slots {}/{}\n",
+             url, str(s, "workers_up"), str(s, "queued"), str(s, "running"),
+             str(s, "slots_used"), str(s, "slots_total"));
+}
+
+/// The exit code for a finished task, as `submit --wait` reports it.
+int task_exit_code(const json& t) {
+  auto status = str(t, "status");
+  if (status == "SUCCEEDED")
+    return ok;
+  if (status == "TIMED_OUT")
+    return timed_out;
+  if (status == "FAILED" && t["exit_code"].is_number_integer()) {
+    auto code = t["exit_code"].get<int>();
+    return code > 0 && code < 256 ? code : 1;
+  }
+  return no_exit_code;
+}
+
+bool is_final(const json& t) {
+  auto status = core::parse_task_status(str(t, "status"));
+  return status && core::is_final(*status);
+}
+
+} // namespace
+
+int watch(const std::string& base_url, const std::string& token,
+          const std::string& task, const std::string& topics,
+          bool json_output) {
+  auto rest = base_url.substr(base_url.find("://") + 3);
+  auto slash = rest.find('/');
+  auto hostport = rest.substr(0, slash);
+  auto colon = hostport.rfind(':');
+  std::string host = hostport.substr(0, colon);
+  std::string port = colon == std::string::npos ? "80"
+                                                : hostport.substr(colon + 1);
+  if (base_url.rfind("http://", 0) != 0) {
+    fmt::print(stderr, "taskmasterd: watch needs an http:// server URL\n");
+    return usage;
+  }
+  std::string target = "/ws";
+  std::string sep = "?";
+  if (!task.empty()) {
+    target += sep + "task=" + task;
+    sep = "&";
+  }
+  if (!topics.empty())
+    target += sep + "topics=" + topics;
+  try {
+    asio::io_context ioc;
+    tcp::resolver resolver{ioc};
+    websocket::stream<tcp::socket> ws{ioc};
+    asio::connect(ws.next_layer(), resolver.resolve(host, port));
+    ws.next_layer().set_option(tcp::no_delay(true));
+    ws.set_option(websocket::stream_base::decorator(
+      [&token](websocket::request_type& req) {
+        req.set(beast::http::field::user_agent, "taskmasterd watch");
+        if (!token.empty())
+          req.set(beast::http::field::authorization, "Bearer " + token);
+      }));
+    websocket::response_type res;
+    beast::error_code ec;
+    ws.handshake(res, hostport, target, ec);
+    if (ec) {
+      auto body = json::parse(res.body(), nullptr, false);
+      std::string message = ec.message();
+      if (!body.is_discarded() && body.contains("error"))
+        message = body["error"]["message"].get<std::string>();
+      fmt::print(stderr, "taskmasterd: the server refused the stream: {} ({})\n",
+                 message, res.result_int());
+      return api_failure;
+    }
+    beast::flat_buffer buffer;
+    for (;;) {
+      buffer.clear();
+      ws.read(buffer);
+      auto text = beast::buffers_to_string(buffer.data());
+      auto msg = json::parse(text, nullptr, false);
+      if (msg.is_discarded())
+        continue;
+      auto type = str(msg, "type");
+      if (json_output) {
+        std::cout << text << "\n" << std::flush;
+      } else if (type == "snapshot") {
+        print_snapshot(msg, base_url);
+      } else if (type == "task") {
+        print_task_event(msg);
+      } else if (type == "worker") {
+        print_worker_event(msg);
+      }
+      std::cout << std::flush;
+      if (task.empty())
+        continue;
+      if (type == "snapshot") {
+        if (msg["tasks"].empty()) {
+          fmt::print(stderr, "taskmasterd: no task with id '{}'\n", task);
+          return api_failure;
+        }
+        const auto& t = msg["tasks"][0];
+        if (is_final(t)) {
+          if (!json_output)
+            fmt::print("task {} already ended {}\n", task, str(t, "status"));
+          return task_exit_code(t);
+        }
+      } else if (type == "task" && is_final(msg["task"])) {
+        beast::error_code ignored;
+        ws.close(websocket::close_code::normal, ignored);
+        return task_exit_code(msg["task"]);
+      }
+    }
+  } catch (const beast::system_error& e) {
+    if (e.code() == websocket::error::closed) {
+      fmt::print(stderr, "taskmasterd: the server closed the stream\n");
+      return ok;
+    }
+    fmt::print(stderr,
+               "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
+               "is it running? (--server or TASKMASTER_SERVER)\n",
+               base_url, e.code().message());
+    return unreachable;
+  }
+}
+
+} // namespace taskmaster::client

@@ -1,0 +1,216 @@
+#include "http/gateway_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstring>
+
+namespace taskmaster::http {
+
+namespace {
+
+/// How much of a request head we look at to recognise an upgrade.
+constexpr size_t peek_limit = 8192;
+
+bool wait_readable(int fd, int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) > 0;
+}
+
+std::string lowercase(std::string_view in) {
+  std::string out{in};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (addr.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
+    ::inet_ntop(AF_INET, &a.sin_addr, buf, sizeof(buf));
+    port = ntohs(a.sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
+    ::inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof(buf));
+    port = ntohs(a.sin6_port);
+  }
+  ip = buf;
+}
+
+/// httplib::Stream over a plain socket, with a read buffer (httplib reads
+/// request lines a byte at a time).
+class socket_stream : public httplib::Stream {
+public:
+  socket_stream(int fd, time_t read_timeout_sec, time_t write_timeout_sec)
+    : fd_(fd),
+      read_timeout_ms_(static_cast<int>(read_timeout_sec * 1000)),
+      write_timeout_ms_(static_cast<int>(write_timeout_sec * 1000)) {
+  }
+
+  bool is_readable() const override {
+    return pos_ < end_ || wait_readable(fd_, read_timeout_ms_);
+  }
+
+  bool is_writable() const override {
+    pollfd p{fd_, POLLOUT, 0};
+    return ::poll(&p, 1, write_timeout_ms_) > 0
+           && (p.revents & (POLLERR | POLLHUP)) == 0;
+  }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ == end_) {
+      if (!wait_readable(fd_, read_timeout_ms_))
+        return -1;
+      ssize_t n;
+      do {
+        n = ::recv(fd_, buf_, sizeof(buf_), 0);
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0)
+        return n;
+      pos_ = 0;
+      end_ = static_cast<size_t>(n);
+    }
+    auto n = std::min(size, end_ - pos_);
+    std::memcpy(ptr, buf_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!is_writable())
+      return -1;
+    ssize_t n;
+    do {
+      n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      address_of(addr, ip, port);
+  }
+
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      address_of(addr, ip, port);
+  }
+
+  socket_t socket() const override {
+    return fd_;
+  }
+
+  /// True when bytes are buffered (pipelined requests).
+  bool buffered() const {
+    return pos_ < end_;
+  }
+
+private:
+  int fd_;
+  int read_timeout_ms_;
+  int write_timeout_ms_;
+  char buf_[4096];
+  size_t pos_ = 0;
+  size_t end_ = 0;
+};
+
+} // namespace
+
+bool is_websocket_upgrade(std::string_view head) {
+  auto line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos)
+    return false;
+  auto request_line = head.substr(0, line_end);
+  if (request_line.rfind("GET /ws", 0) != 0)
+    return false;
+  auto after_path = request_line.size() > 7 ? request_line[7] : '\0';
+  if (after_path != ' ' && after_path != '?')
+    return false;
+  auto headers = lowercase(head.substr(line_end + 2));
+  size_t pos = 0;
+  while (pos < headers.size()) {
+    auto eol = headers.find("\r\n", pos);
+    auto line = std::string_view{headers}.substr(
+      pos, eol == std::string::npos ? std::string::npos : eol - pos);
+    if (line.rfind("upgrade:", 0) == 0
+        && line.find("websocket") != std::string_view::npos)
+      return true;
+    if (eol == std::string::npos || line.empty())
+      break;
+    pos = eol + 2;
+  }
+  return false;
+}
+
+gateway_server::gateway_server(upgrade_handler on_upgrade)
+  : on_upgrade_(std::move(on_upgrade)) {
+}
+
+bool gateway_server::process_and_close_socket(socket_t sock) {
+  // Look at the request head without consuming it: either Beast reads it
+  // (upgrade) or httplib does (everything else).
+  char head[peek_limit];
+  ssize_t seen = 0;
+  auto deadline = std::chrono::steady_clock::now()
+                  + std::chrono::seconds(read_timeout_sec_ > 0
+                                           ? read_timeout_sec_
+                                           : 5);
+  while (static_cast<size_t>(seen) < sizeof(head)) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0 || !wait_readable(sock, static_cast<int>(left)))
+      break;
+    auto n = ::recv(sock, head, sizeof(head), MSG_PEEK);
+    if (n <= 0 || n == seen)
+      break;
+    seen = n;
+    if (std::string_view{head, static_cast<size_t>(seen)}.find("\r\n\r\n")
+        != std::string_view::npos)
+      break;
+  }
+  if (seen > 0 && is_websocket_upgrade({head, static_cast<size_t>(seen)})) {
+    on_upgrade_(sock);
+    return true;
+  }
+  socket_stream strm{sock, read_timeout_sec_, write_timeout_sec_};
+  auto ok = false;
+  for (auto count = keep_alive_max_count_; count > 0 && is_running(); --count) {
+    if (!strm.buffered()) {
+      // Wait for the next request on this connection, noticing a stop.
+      auto waited = std::chrono::milliseconds(0);
+      auto limit = std::chrono::seconds(keep_alive_timeout_sec_);
+      bool readable = false;
+      while (waited < limit && is_running()) {
+        if (wait_readable(sock, 100)) {
+          readable = true;
+          break;
+        }
+        waited += std::chrono::milliseconds(100);
+      }
+      if (!readable)
+        break;
+    }
+    bool connection_closed = false;
+    ok = process_request(strm, count == 1 || !is_running(), connection_closed,
+                         nullptr);
+    if (!ok || connection_closed)
+      break;
+  }
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+  return ok;
+}
+
+} // namespace taskmaster::http

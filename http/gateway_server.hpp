@@ -1,0 +1,33 @@
+#pragma once
+
+#include <functional>
+
+#include <httplib.h>
+
+/// cpp-httplib's server with one addition: a request to upgrade to a
+/// WebSocket on /ws is handed over (socket and all) instead of being served.
+/// Debian's cpp-httplib 0.11 has no WebSocket support, and the REST API and
+/// the stream must share one port.
+namespace taskmaster::http {
+
+class gateway_server : public httplib::Server {
+public:
+  /// Takes ownership of the socket of an upgrade request (not yet read).
+  using upgrade_handler = std::function<void(int fd)>;
+
+  explicit gateway_server(upgrade_handler on_upgrade);
+
+private:
+  /// Replaces httplib's per-connection loop: peek at the request head; an
+  /// upgrade goes to `on_upgrade_`, anything else runs the keep-alive loop
+  /// through process_request.
+  bool process_and_close_socket(socket_t sock) override;
+
+  upgrade_handler on_upgrade_;
+};
+
+/// True when `head` (the start of a request) asks to upgrade /ws to a
+/// WebSocket. Exposed for tests and the fuzzer.
+bool is_websocket_upgrade(std::string_view head);
+
+} // namespace taskmaster::http

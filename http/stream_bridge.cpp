@@ -1,0 +1,102 @@
+#include "http/stream_bridge.hpp"
+
+#include <limits>
+
+#include "actors/log.hpp"
+#include "http/json_codec.hpp"
+
+namespace taskmaster::http {
+
+namespace {
+
+constexpr auto tick_interval = std::chrono::seconds(1);
+constexpr uint32_t snapshot_tasks = 100;
+
+std::shared_ptr<const std::string> shared(const json& j) {
+  return std::make_shared<const std::string>(dump(j));
+}
+
+} // namespace
+
+gateway_actor::behavior_type
+stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
+              ws_hub* hub, scheduler_actor scheduler, monitor_actor monitor) {
+  self->state.hub = hub;
+  self->state.scheduler = std::move(scheduler);
+  self->state.last_tick = log::wall_clock_ms();
+  self->send(monitor, caf::subscribe_atom::value,
+             caf::actor_cast<subscriber_actor>(self));
+  self->send(self, tick_atom::value);
+  return {
+    [self](event_atom, const event_batch& batch) {
+      auto& st = self->state;
+      auto now = log::wall_clock_ms();
+      std::vector<stream_event> events;
+      events.reserve(batch.tasks.size() + batch.workers.size());
+      for (const auto& e : batch.tasks) {
+        if (e.change.created)
+          ++st.submitted;
+        bool final = core::is_final(e.change.to);
+        if (final)
+          ++st.finished;
+        events.push_back(stream_event{stream_event::tasks, e.task.id, final,
+                                      shared(encode_task_event(e, batch.seq))});
+      }
+      for (const auto& e : batch.workers)
+        events.push_back(
+          stream_event{stream_event::workers, 0, false,
+                       shared(encode_worker_event(e, batch.seq, now))});
+      st.hub->publish(batch.seq, std::move(events));
+    },
+    [self](snapshot_atom, uint64_t session, core::task_id only) {
+      auto hub = self->state.hub;
+      self
+        ->request(self->state.scheduler, std::chrono::seconds(10),
+                  snapshot_atom::value, only, snapshot_tasks)
+        .then(
+          [hub, session](const cluster_snapshot& snap) {
+            hub->deliver_snapshot(
+              session, shared(encode_snapshot(snap, log::wall_clock_ms())),
+              snap.seq);
+          },
+          [](caf::error& err) {
+            log::warn("no snapshot for a WebSocket client: {}",
+                      caf::to_string(err));
+          });
+    },
+    [self](tick_atom) {
+      self->delayed_send(self, tick_interval, tick_atom::value);
+      if (self->state.hub->session_count() == 0) {
+        self->state.finished = 0;
+        self->state.submitted = 0;
+        self->state.last_tick = log::wall_clock_ms();
+        return;
+      }
+      self
+        ->request(self->state.scheduler, std::chrono::seconds(5),
+                  stats_atom::value)
+        .then(
+          [self](const cluster_summary& summary) {
+            auto& st = self->state;
+            auto now = log::wall_clock_ms();
+            double seconds = std::max<double>(0.001, (now - st.last_tick) / 1000.0);
+            json msg{{"type", "stats"},
+                     {"summary", encode_summary(summary)},
+                     {"finished_per_second", st.finished / seconds},
+                     {"submitted_per_second", st.submitted / seconds},
+                     {"at", core::format_rfc3339(now)}};
+            st.finished = 0;
+            st.submitted = 0;
+            st.last_tick = now;
+            // Stats are not part of the event sequence: every live session
+            // takes them.
+            st.hub->publish(std::numeric_limits<uint64_t>::max(),
+                            {stream_event{stream_event::stats, 0, false,
+                                          shared(msg)}});
+          },
+          [](caf::error&) {});
+    },
+  };
+}
+
+} // namespace taskmaster::http
