@@ -103,18 +103,23 @@ struct cluster_summary {
 // -- events from the scheduler to the monitor and its subscribers -------------
 
 struct task_event {
+  /// Increases by one per event (task or worker) across all batches.
+  uint64_t seq = 0;
   core::task_change change;
-  /// The task after the change, without output tails and environment.
+  /// The task as of this change (its status is `change.to`), without output
+  /// tails and environment.
   core::task_record task;
 };
 
 struct worker_event {
+  uint64_t seq = 0;
   core::worker_change change;
   worker_view worker;
 };
 
 struct event_batch {
-  /// Increases by one per batch; a snapshot carries the last one it covers.
+  /// The seq of the last event in the batch; a snapshot carries the last
+  /// one it covers.
   uint64_t seq = 0;
   std::vector<task_event> tasks;
   std::vector<worker_event> workers;
@@ -187,12 +192,12 @@ typename Inspector::result_type inspect(Inspector& f, cluster_summary& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_event& x) {
-  return f(caf::meta::type_name("task_event"), x.change, x.task);
+  return f(caf::meta::type_name("task_event"), x.seq, x.change, x.task);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_event& x) {
-  return f(caf::meta::type_name("worker_event"), x.change, x.worker);
+  return f(caf::meta::type_name("worker_event"), x.seq, x.change, x.worker);
 }
 
 template <class Inspector>

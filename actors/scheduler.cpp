@@ -95,7 +95,11 @@ void carry_out(self_ptr self, core::plan& plan) {
     const auto* t = st.core->find(c.id);
     if (t == nullptr)
       continue;
-    events.tasks.push_back(task_event{c, client_view(*st.core, *t, false)});
+    auto view = client_view(*st.core, *t, false);
+    // One call can move a task more than once (submitted and started, or
+    // requeued and started again): each event shows its own status.
+    view.status = c.to;
+    events.tasks.push_back(task_event{++st.event_seq, c, std::move(view)});
     if (core::is_final(c.to)) {
       auto w = st.waiters.find(c.id);
       if (w != st.waiters.end()) {
@@ -110,12 +114,12 @@ void carry_out(self_ptr self, core::plan& plan) {
     const auto* w = st.core->cluster().find(c.id);
     if (w == nullptr)
       continue;
-    events.workers.push_back(worker_event{c, view_of(*w)});
+    events.workers.push_back(worker_event{++st.event_seq, c, view_of(*w)});
     if (c.to == core::worker_status::lost)
       log::warn("worker {} is LOST", c.id);
   }
   events.summary = summarize(*st.core);
-  events.seq = ++st.event_seq;
+  events.seq = st.event_seq;
   self->send(st.monitor, event_atom::value, std::move(events));
 }
 

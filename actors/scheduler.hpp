@@ -63,7 +63,7 @@ struct scheduler_state {
   std::unordered_map<uint64_t, caf::typed_response_promise<bool>> barriers;
   std::unordered_map<core::task_id, std::vector<waiter>> waiters;
   bool stopping = false;
-  /// Sequence number of the last event batch sent to the monitor.
+  /// Sequence number of the last event sent to the monitor.
   uint64_t event_seq = 0;
 };
 

@@ -376,7 +376,7 @@ json encode_summary(const cluster_summary& s) {
   };
 }
 
-json encode_task_event(const task_event& e, uint64_t seq) {
+json encode_task_event(const task_event& e) {
   const auto& c = e.change;
   std::string_view event = "finished";
   if (c.created)
@@ -386,14 +386,13 @@ json encode_task_event(const task_event& e, uint64_t seq) {
   else if (c.to == core::task_status::queued)
     event = "requeued";
   return json{{"type", "task"},
-              {"seq", seq},
+              {"seq", e.seq},
               {"event", event},
               {"from", c.created ? json(nullptr) : json(core::to_string(c.from))},
               {"task", encode_task(e.task, false)}};
 }
 
-json encode_worker_event(const worker_event& e, uint64_t seq,
-                         core::time_ms now) {
+json encode_worker_event(const worker_event& e, core::time_ms now) {
   std::string_view event = "joined";
   switch (e.change.to) {
     case core::worker_status::up:
@@ -410,7 +409,7 @@ json encode_worker_event(const worker_event& e, uint64_t seq,
       break;
   }
   return json{{"type", "worker"},
-              {"seq", seq},
+              {"seq", e.seq},
               {"event", event},
               {"worker", encode_worker(e.worker, now)}};
 }

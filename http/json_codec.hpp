@@ -61,10 +61,10 @@ json encode_summary(const cluster_summary& summary);
 // -- the WebSocket stream (messages have a "type"; see README) ----------------
 
 /// {"type": "task", "event": "submitted|started|requeued|finished", ...}
-json encode_task_event(const task_event& e, uint64_t seq);
+json encode_task_event(const task_event& e);
 
 /// {"type": "worker", "event": "joined|draining|lost|left", ...}
-json encode_worker_event(const worker_event& e, uint64_t seq, core::time_ms now);
+json encode_worker_event(const worker_event& e, core::time_ms now);
 
 /// {"type": "snapshot", "seq", "summary", "workers", "tasks"}
 json encode_snapshot(const cluster_snapshot& s, core::time_ms now);

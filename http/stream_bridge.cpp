@@ -39,14 +39,14 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
         bool final = core::is_final(e.change.to);
         if (final)
           ++st.finished;
-        events.push_back(stream_event{stream_event::tasks, e.task.id, final,
-                                      shared(encode_task_event(e, batch.seq))});
+        events.push_back(stream_event{e.seq, stream_event::tasks, e.task.id,
+                                      final, shared(encode_task_event(e))});
       }
       for (const auto& e : batch.workers)
         events.push_back(
-          stream_event{stream_event::workers, 0, false,
-                       shared(encode_worker_event(e, batch.seq, now))});
-      st.hub->publish(batch.seq, std::move(events));
+          stream_event{e.seq, stream_event::workers, 0, false,
+                       shared(encode_worker_event(e, now))});
+      st.hub->publish(std::move(events));
     },
     [self](snapshot_atom, uint64_t session, core::task_id only) {
       auto hub = self->state.hub;
@@ -90,8 +90,8 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
             st.last_tick = now;
             // Stats are not part of the event sequence: every live session
             // takes them.
-            st.hub->publish(std::numeric_limits<uint64_t>::max(),
-                            {stream_event{stream_event::stats, 0, false,
+            st.hub->publish({stream_event{std::numeric_limits<uint64_t>::max(),
+                                          stream_event::stats, 0, false,
                                           shared(msg)}});
           },
           [](caf::error&) {});

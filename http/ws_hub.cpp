@@ -111,30 +111,32 @@ public:
     enqueue(std::move(json));
     auto pending = std::move(pending_);
     pending_.clear();
-    for (auto& [s, e] : pending)
-      deliver(s, e);
+    for (auto& e : pending)
+      deliver(e);
     if (resync_after_snapshot_) {
       resync_after_snapshot_ = false;
       resync();
     }
   }
 
-  void deliver(uint64_t seq, const stream_event& e) {
+  void deliver(const stream_event& e) {
     if ((topics_ & e.topic) == 0)
       return;
     if (task_filter_ != 0
         && (e.topic != stream_event::tasks || e.task != task_filter_))
       return;
     if (state_ == state::awaiting_snapshot) {
-      if (pending_.size() >= hub_.options_.max_queue) {
+      if (pending_bytes_ >= hub_.options_.max_queue_bytes) {
         pending_.clear();
+        pending_bytes_ = 0;
         resync_after_snapshot_ = true;
       } else {
-        pending_.emplace_back(seq, e);
+        pending_bytes_ += e.json->size();
+        pending_.push_back(e);
       }
       return;
     }
-    if (state_ != state::live || seq <= snapshot_seq_)
+    if (state_ != state::live || e.seq <= snapshot_seq_)
       return;
     enqueue(e.json);
   }
@@ -149,6 +151,7 @@ public:
     }
     state_ = state::closing;
     queue_.clear();
+    queued_bytes_ = 0;
     ws_.async_close(websocket::close_reason{code, why},
                     [self = shared_from_this()](beast::error_code) {
                       self->finish();
@@ -292,7 +295,8 @@ private:
   }
 
   void enqueue(std::shared_ptr<const std::string> json) {
-    if (queue_.size() >= hub_.options_.max_queue) {
+    if (queued_bytes_ + json->size() > hub_.options_.max_queue_bytes
+        && !queue_.empty()) {
       if (++resyncs_ > hub_.options_.max_resyncs) {
         log::warn("WebSocket client {} cannot keep up: dropped", address_);
         return drop();
@@ -300,6 +304,7 @@ private:
       resync();
       return;
     }
+    queued_bytes_ += json->size();
     queue_.push_back(std::move(json));
     if (!writing_)
       write();
@@ -308,9 +313,12 @@ private:
   /// Drops what is queued (but the message being written) and starts over
   /// with a fresh snapshot.
   void resync() {
-    while (queue_.size() > (writing_ ? 1u : 0u))
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+      queued_bytes_ -= queue_.back()->size();
       queue_.pop_back();
+    }
     pending_.clear();
+    pending_bytes_ = 0;
     state_ = state::awaiting_snapshot;
     hub_.request_snapshot_(id_, task_filter_);
   }
@@ -326,6 +334,7 @@ private:
                       if (self->state_ == state::closed
                           || self->state_ == state::closing)
                         return;
+                      self->queued_bytes_ -= self->queue_.front()->size();
                       self->queue_.pop_front();
                       if (self->queue_.empty())
                         self->resyncs_ = 0;
@@ -346,9 +355,11 @@ private:
   uint8_t topics_ = all_topics;
   state state_ = state::handshake;
   uint64_t snapshot_seq_ = 0;
-  std::vector<std::pair<uint64_t, stream_event>> pending_;
+  std::vector<stream_event> pending_;
+  size_t pending_bytes_ = 0;
   bool resync_after_snapshot_ = false;
   std::deque<std::shared_ptr<const std::string>> queue_;
+  size_t queued_bytes_ = 0;
   bool writing_ = false;
   size_t resyncs_ = 0;
 };
@@ -434,12 +445,12 @@ void ws_hub::deliver_snapshot(uint64_t session,
   });
 }
 
-void ws_hub::publish(uint64_t seq, std::vector<stream_event> events) {
-  asio::post(ioc_, [this, seq, events = std::move(events)] {
+void ws_hub::publish(std::vector<stream_event> events) {
+  asio::post(ioc_, [this, events = std::move(events)] {
     auto sessions = sessions_;
     for (const auto& e : events)
       for (auto& [id, s] : sessions)
-        s->deliver(seq, e);
+        s->deliver(e);
   });
 }
 

@@ -29,6 +29,9 @@ namespace taskmaster::http {
 /// One event, serialized once and shared by every session that wants it.
 struct stream_event {
   enum topic_t : uint8_t { tasks = 1, workers = 2, stats = 4 };
+  /// Position in the event sequence; sessions skip what their snapshot
+  /// already covers. Stats are outside the sequence (the maximum value).
+  uint64_t seq = 0;
   topic_t topic = tasks;
   /// For task events: the task, for `?task=` filters.
   core::task_id task = 0;
@@ -38,8 +41,8 @@ struct stream_event {
 };
 
 struct ws_options {
-  /// Messages queued for one session before it is resynced.
-  size_t max_queue = 2048;
+  /// Bytes queued for one session before it is resynced.
+  size_t max_queue_bytes = 16 * 1024 * 1024;
   /// Resyncs in a row (without the queue ever draining) before a session is
   /// dropped as dead.
   size_t max_resyncs = 3;
@@ -82,8 +85,8 @@ public:
   void deliver_snapshot(uint64_t session, std::shared_ptr<const std::string> json,
                         uint64_t seq);
 
-  /// One event batch for every interested session.
-  void publish(uint64_t seq, std::vector<stream_event> events);
+  /// Events for every interested session.
+  void publish(std::vector<stream_event> events);
 
   size_t session_count() const {
     return sessions_count_.load();

@@ -68,6 +68,10 @@ public:
     return dir_;
   }
 
+  size_t websocket_sessions() const {
+    return gateway_ ? gateway_->websocket_sessions() : 0;
+  }
+
 private:
   temp_dir dir_;
   test_config cfg_;

@@ -1,0 +1,440 @@
+// End-to-end test of the TaskMaster dashboard in a real browser.
+//
+//   node test/e2e/dashboard.test.mjs TASKMASTERD_PATH BUILD_DIR
+//
+// Starts its own standalone taskmasterd (free ports, temporary data
+// directory), drives Debian's chromium through playwright-core, and stops
+// only the daemons it started. Prints "N passed, M failed" last and exits
+// non-zero when anything failed. Every wait is bounded.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [daemonPath, buildDir] = process.argv.slice(2);
+if (!daemonPath || !buildDir) {
+  console.error('usage: dashboard.test.mjs TASKMASTERD_PATH BUILD_DIR');
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TOTAL_BUDGET_MS = 170_000; // the whole run, start to finish
+const started = Date.now();
+
+// ------------------------------------------------------------------ helpers
+
+const log = (...a) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+/** Polls fn until it returns a truthy value; throws after timeoutMs. */
+async function waitFor(what, fn, timeoutMs = 10_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+const results = [];
+async function check(name, fn) {
+  const t0 = Date.now();
+  log(`RUN  ${name}`);
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    log(`PASS ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    log(`FAIL ${name} (${Date.now() - t0} ms)\n       ${(e && e.stack) || e}`);
+  }
+}
+
+// ------------------------------------------------------------------ the daemon
+
+const daemons = new Set();
+
+/** Starts a standalone daemon and waits (bounded) for its URL on stdout. */
+function startDaemon({ dataDir, httpPort = 0 }) {
+  const args = [`--data-dir=${dataDir}`, `--http-port=${httpPort}`, '--cluster-port=0'];
+  const proc = spawn(daemonPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const d = { proc, pid: proc.pid, url: null, port: null, exited: false, code: null, stderr: '', stdout: '' };
+  daemons.add(d);
+  d.exit = new Promise((resolve) => proc.on('exit', (code, signal) => {
+    d.exited = true;
+    d.code = code ?? signal;
+    daemons.delete(d);
+    resolve(d.code);
+  }));
+  proc.stderr.on('data', (b) => { d.stderr = (d.stderr + b).slice(-20_000); });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stopDaemon(d);
+      reject(new Error(`taskmasterd printed no URL within 20 s\nstdout: ${d.stdout}\nstderr: ${d.stderr}`));
+    }, 20_000);
+    proc.stdout.on('data', (b) => {
+      d.stdout += b;
+      const m = /API and dashboard: (http:\/\/[^\s/]+:(\d+))\//.exec(d.stdout);
+      if (m && !d.url) {
+        d.url = m[1];
+        d.port = Number(m[2]);
+        clearTimeout(timer);
+        resolve(d);
+      }
+    });
+    proc.on('error', (e) => { clearTimeout(timer); reject(e); });
+    d.exit.then((code) => {
+      clearTimeout(timer);
+      if (!d.url) reject(new Error(`taskmasterd exited (${code}) before it was ready\nstderr: ${d.stderr}`));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after graceMs. Only ever the process we started, by PID. */
+async function stopDaemon(d, graceMs = 15_000) {
+  if (!d || d.exited) return d && d.code;
+  try { process.kill(d.pid, 'SIGTERM'); } catch (_) { /* already gone */ }
+  const timeout = sleep(graceMs).then(() => 'timeout');
+  if ((await Promise.race([d.exit, timeout])) === 'timeout') {
+    log(`taskmasterd ${d.pid} did not stop within ${graceMs} ms: SIGKILL`);
+    try { process.kill(d.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+    await Promise.race([d.exit, sleep(5_000)]);
+  }
+  return d.code;
+}
+
+function killAllDaemonsNow() {
+  for (const d of daemons) {
+    try { process.kill(d.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+  }
+}
+
+async function api(base, method, p, body) {
+  const res = await fetch(base + p, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
+  return { status: res.status, data, text };
+}
+
+// ------------------------------------------------------------------ the run
+
+let browser = null;
+let daemon = null;
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-e2e-'));
+const profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-e2e-chromium-'));
+
+const watchdog = setTimeout(() => {
+  log(`the test exceeded its ${TOTAL_BUDGET_MS / 1000} s budget: stopping`);
+  killAllDaemonsNow();
+  console.log(`${results.filter((r) => r.ok).length} passed, ${results.filter((r) => !r.ok).length + 1} failed`);
+  process.exit(1);
+}, TOTAL_BUDGET_MS);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => { killAllDaemonsNow(); process.exit(130); });
+}
+process.on('exit', killAllDaemonsNow);
+
+async function main() {
+  daemon = await startDaemon({ dataDir });
+  const base = daemon.url;
+  log(`taskmasterd ${daemon.pid} at ${base} (data ${dataDir})`);
+
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1480, height: 940 },
+    deviceScaleFactor: 1,
+    timeout: 30_000,
+  });
+  browser = context;
+  context.setDefaultTimeout(10_000);
+  const page = context.pages()[0] || await context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => { pageErrors.push(e); log(`page error: ${e.message}`); });
+  let loads = 0;
+  page.on('load', () => { loads++; });
+
+  const status = page.locator('#connection-status');
+  const row = (id) => page.locator(`[data-testid=task-row][data-task-id="${id}"]`);
+  const rowStatus = (id) => row(id).locator('[data-testid=task-status]');
+  const waitRowStatus = (id, s, timeout = 15_000) =>
+    waitFor(`task ${id} to show ${s}`, async () => (await rowStatus(id).getAttribute('data-status', { timeout: 1000 })) === s, timeout);
+  const markerIntact = async () => (await page.evaluate(() => window.__e2eMarker)) === 'still-here';
+  const newestId = async () => {
+    const r = await api(base, 'GET', '/tasks?limit=1');
+    return r.data.tasks.length ? r.data.tasks[0].id : 0;
+  };
+
+  async function submitThroughForm(command, name) {
+    await page.fill('#submit-command', command);
+    await page.fill('#submit-name', name || '');
+    const before = await newestId();
+    await page.click('#submit-button');
+    // The form tells us the id; the API agrees.
+    const text = await waitFor('the submit confirmation', async () => {
+      const ok = page.locator('#submit-ok');
+      return (await ok.isVisible()) && (await ok.textContent());
+    }, 10_000);
+    const id = Number(/#(\d+)/.exec(text)[1]);
+    assert(id > before, `the new task id ${id} is not above ${before}`);
+    return id;
+  }
+
+  let helloId = 0;
+
+  await check('1. the dashboard connects and lists one UP worker', async () => {
+    await page.goto(base + '/', { waitUntil: 'load', timeout: 15_000 });
+    await page.evaluate(() => { window.__e2eMarker = 'still-here'; });
+    await waitFor('the connection indicator to say connected', async () =>
+      (await status.getAttribute('data-state')) === 'connected' && /^\s*connected/i.test(await status.textContent()), 10_000);
+    const workers = page.locator('#workers-table [data-testid=worker-row]');
+    await waitFor('a worker row', async () => (await workers.count()) >= 1, 10_000);
+    assert((await workers.count()) === 1, `expected one worker row, saw ${await workers.count()}`);
+    const state = (await workers.first().locator('[data-testid=worker-state]').textContent()).trim();
+    assert(state === 'UP', `the worker is ${state}, not UP`);
+  });
+
+  await check('2. a task submitted through the form appears and reaches SUCCEEDED without a reload', async () => {
+    helloId = await submitThroughForm('echo hello-from-e2e; sleep 0.5', 'hello e2e');
+    await waitFor(`row for task ${helloId}`, () => row(helloId).count(), 5_000);
+    // The row sits at the top of the (live, unfiltered) first page.
+    const firstId = await page.locator('[data-testid=task-row]').first().getAttribute('data-task-id');
+    assert(Number(firstId) === helloId, `the newest row is ${firstId}, not ${helloId}`);
+    await waitRowStatus(helloId, 'SUCCEEDED', 15_000);
+    assert((await rowStatus(helloId).textContent()).includes('SUCCEEDED'), 'the status cell does not read SUCCEEDED');
+    assert(await markerIntact(), 'the page was reloaded (window marker lost)');
+    assert(loads === 1, `the page loaded ${loads} times`);
+    const t = await api(base, 'GET', `/tasks/${helloId}`);
+    assert(t.data.status === 'SUCCEEDED', `the API says ${t.data.status}`);
+  });
+
+  await check('untrusted task text is shown literally, never as HTML', async () => {
+    // A realistic mix for the screenshot, and hostile text on the way.
+    const specs = [
+      { command: 'make -C services/api test', name: 'api unit tests', priority: 'HIGH' },
+      { command: 'exit 3', name: 'flaky integration suite', priority: 'MEDIUM' },
+      { command: 'sleep 5', name: 'slow export', priority: 'LOW', timeout_seconds: 1 },
+      { command: 'echo "<b>bold?</b>"', name: '<img src=x onerror="window.__xss=1">', priority: 'CRITICAL' },
+      { command: 'pg_dump analytics > /dev/null', name: 'nightly backup', priority: 'CRITICAL', delay_seconds: 600 },
+      { command: 'echo rotating logs; sleep 0.2', name: 'log rotation', priority: 'LOW' },
+    ];
+    const r = await api(base, 'POST', '/tasks', specs);
+    assert(r.status === 201, `POST /tasks answered ${r.status}: ${r.text}`);
+    const ids = r.data.map((t) => t.id);
+    const delayed = ids[4];
+    const c = await api(base, 'POST', `/tasks/${delayed}/cancel`);
+    assert(c.status === 200, `cancel answered ${c.status}`);
+    const hostile = ids[3];
+    await waitFor('the hostile row', () => row(hostile).count(), 5_000);
+    const text = await row(hostile).textContent();
+    assert(text.includes('<img src=x onerror="window.__xss=1">'), `the name is not shown literally: ${text}`);
+    assert((await row(hostile).locator('img').count()) === 0, 'an <img> element was created from task data');
+    assert((await page.evaluate(() => window.__xss)) === undefined, 'task data ran as script');
+    // Let the quick ones end, so the screenshot shows every status.
+    await waitRowStatus(ids[2], 'TIMED_OUT', 15_000);
+    await waitRowStatus(ids[1], 'FAILED', 10_000);
+    await waitRowStatus(ids[5], 'SUCCEEDED', 10_000);
+    await page.screenshot({ path: path.join(buildDir, 'dashboard.png'), fullPage: true });
+  });
+
+  await check('3. the detail view shows the output of the task', async () => {
+    await row(helloId).locator('td').nth(1).click();
+    const panel = page.locator('#task-detail');
+    await panel.waitFor({ state: 'visible', timeout: 5_000 });
+    assert(Number(await panel.getAttribute('data-task-id')) === helloId, 'the panel shows another task');
+    await waitFor('stdout in the detail view', async () =>
+      (await panel.locator('[data-testid=detail-stdout]').textContent()).includes('hello-from-e2e'), 5_000);
+    assert((await panel.locator('[data-testid=detail-status]').textContent()).includes('SUCCEEDED'), 'the detail status is not SUCCEEDED');
+    assert((await panel.locator('[data-testid=detail-command]').textContent()) === 'echo hello-from-e2e; sleep 0.5', 'the command differs');
+    await page.screenshot({ path: path.join(buildDir, 'dashboard-detail.png') });
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'hidden', timeout: 5_000 });
+  });
+
+  await check('4. an empty command shows the API error inline and creates nothing', async () => {
+    const before = await newestId();
+    await page.fill('#submit-command', '');
+    await page.fill('#submit-name', 'nothing');
+    await page.click('#submit-button');
+    const err = page.locator('#submit-error');
+    await err.waitFor({ state: 'visible', timeout: 5_000 });
+    const text = await err.textContent();
+    assert(/command/i.test(text), `the error does not mention the command: "${text}"`);
+    await sleep(500);
+    assert((await newestId()) === before, 'a task was created');
+    await page.fill('#submit-name', '');
+  });
+
+  await check('5. a running task is cancelled from its row', async () => {
+    const id = await submitThroughForm('sleep 60', 'sleeper (row cancel)');
+    await waitRowStatus(id, 'RUNNING', 15_000);
+    const button = row(id).locator('[data-testid=task-cancel]');
+    await button.click();            // arms the button ("Confirm?")
+    await button.click();            // confirms
+    await waitRowStatus(id, 'CANCELLED', 10_000);
+    const t = await api(base, 'GET', `/tasks/${id}`);
+    assert(t.data.status === 'CANCELLED', `the API says ${t.data.status}`);
+    assert(await markerIntact(), 'the page was reloaded');
+  });
+
+  await check('5b. a running task is cancelled from the detail view', async () => {
+    const id = await submitThroughForm('sleep 60', 'sleeper (detail cancel)');
+    await waitRowStatus(id, 'RUNNING', 15_000);
+    await row(id).locator('td').nth(1).click();
+    const panel = page.locator('#task-detail');
+    await waitFor('the detail view of the sleeper', async () => Number(await panel.getAttribute('data-task-id')) === id, 5_000);
+    const button = page.locator('#detail-cancel');
+    await button.waitFor({ state: 'visible', timeout: 5_000 });
+    await button.click();
+    await button.click();
+    await waitFor('CANCELLED in the detail view', async () =>
+      (await panel.locator('[data-testid=detail-status]').getAttribute('data-status')) === 'CANCELLED', 10_000);
+    await waitRowStatus(id, 'CANCELLED', 5_000);
+    await page.keyboard.press('Escape');
+    await panel.waitFor({ state: 'hidden', timeout: 5_000 });
+  });
+
+  await check('6. with 10,000 tasks the table shows one page and filters and paging answer within 2 s', async () => {
+    const rows = page.locator('#tasks-table [data-testid=task-row]');
+    const prios = ['LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+    let maxRows = 0;
+    const t0 = Date.now();
+    for (let b = 0; b < 10; b++) {
+      const batch = Array.from({ length: 1000 }, (_, i) => ({ command: 'true', name: `bulk ${b * 1000 + i}`, priority: prios[i % 4] }));
+      const r = await api(base, 'POST', '/tasks', batch);
+      assert(r.status === 201, `batch ${b} answered ${r.status}: ${r.text.slice(0, 200)}`);
+      maxRows = Math.max(maxRows, await rows.count());
+    }
+    log(`  10,000 tasks submitted in ${Date.now() - t0} ms`);
+    const newest = await newestId();
+    // The newest task reaches the top of the live first page.
+    await waitFor('the newest bulk task at the top', async () =>
+      Number(await rows.first().getAttribute('data-task-id', { timeout: 1000 })) === newest, 10_000);
+    for (let i = 0; i < 5; i++) { maxRows = Math.max(maxRows, await rows.count()); await sleep(100); }
+    assert(maxRows <= 50, `the table rendered ${maxRows} rows`);
+    const lag = await page.evaluate(() => new Promise((r) => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); }));
+    log(`  event-loop lag ${lag.toFixed(1)} ms, rows ${maxRows}`);
+
+    const table = page.locator('#tasks-table');
+    const timed = async (what, action, done) => {
+      const s = Date.now();
+      await action();
+      await waitFor(what, done, 2_000, 20);
+      const took = Date.now() - s;
+      log(`  ${what}: ${took} ms`);
+      return took;
+    };
+    const settled = async () => (await table.getAttribute('data-loading')) === 'false';
+    const rowData = () => page.$$eval('#tasks-table [data-testid=task-row]', (trs) => trs.map((tr) => ({
+      id: Number(tr.dataset.taskId), status: tr.dataset.status, prio: tr.querySelector('.prio').textContent })));
+
+    // Status filter.
+    await timed('the SUCCEEDED filter', () => page.click('[data-testid=status-filter][data-status=SUCCEEDED]'), async () => {
+      if (!(await settled()) || (await table.getAttribute('data-status')) !== 'SUCCEEDED') return false;
+      const d = await rowData();
+      return d.length > 0 && d.length <= 50 && d.every((r) => r.status === 'SUCCEEDED');
+    });
+    // Next page.
+    const lastOnFirst = (await rowData()).at(-1).id;
+    await timed('the next page', () => page.click('#page-next'), async () => {
+      if (!(await settled()) || (await table.getAttribute('data-page')) !== '2') return false;
+      const d = await rowData();
+      return d.length > 0 && d.length <= 50 && d.every((r) => r.id < lastOnFirst && r.status === 'SUCCEEDED');
+    });
+    // Priority filter (on top of the status filter), back on page 1.
+    await timed('the HIGH priority filter', () => page.selectOption('#filter-priority', 'HIGH'), async () => {
+      if (!(await settled()) || (await table.getAttribute('data-priority')) !== 'HIGH' || (await table.getAttribute('data-page')) !== '1') return false;
+      const d = await rowData();
+      return d.length > 0 && d.every((r) => r.prio === 'HIGH' && r.status === 'SUCCEEDED');
+    });
+    // Everything again, with the queue still draining.
+    await page.selectOption('#filter-priority', '');
+    await timed('the All filter', () => page.click('[data-testid=status-filter][data-status=""]'), async () => {
+      if (!(await settled()) || (await table.getAttribute('data-status')) !== '' || (await table.getAttribute('data-priority')) !== '') return false;
+      const d = await rowData();
+      return d.length === 50;
+    });
+    await timed('page 2 of everything', () => page.click('#page-next'), async () =>
+      (await settled()) && (await table.getAttribute('data-page')) === '2' && (await rows.count()) === 50);
+    await timed('back to the newest', () => page.click('#page-first'), async () =>
+      (await settled()) && (await table.getAttribute('data-page')) === '1' && (await rows.count()) === 50);
+    const mem = await page.evaluate(() => window.taskmasterDashboard && window.taskmasterDashboard.debug());
+    log(`  dashboard state: ${JSON.stringify(mem)}`);
+    assert(mem && mem.storeSize <= 1600, `the in-memory task map holds ${mem && mem.storeSize} tasks`);
+    assert(await markerIntact(), 'the page was reloaded');
+  });
+
+  await check('7. the dashboard notices the daemon going away and reconnects to a new one by itself', async () => {
+    const port = daemon.port;
+    const stopping = stopDaemon(daemon, 30_000);
+    await waitFor('the indicator to say disconnected', async () =>
+      (await status.getAttribute('data-state')) === 'disconnected' && /disconnected/i.test(await status.textContent()), 30_000);
+    assert(await page.locator('#connection-banner').isVisible(), 'no disconnection banner');
+    const code = await stopping;
+    log(`  old daemon exited with ${code}`);
+    // A new daemon on the same port and data directory.
+    const t0 = Date.now();
+    daemon = await waitFor('a new daemon on port ' + port, async () => {
+      try { return await startDaemon({ dataDir, httpPort: port }); } catch (e) { log(`  restart failed: ${e.message.split('\n')[0]}`); return null; }
+    }, 20_000, 500);
+    log(`  new daemon ${daemon.pid} at ${daemon.url}`);
+    await waitFor('the indicator to say connected again', async () =>
+      (await status.getAttribute('data-state')) === 'connected', 15_000);
+    log(`  reconnected ${Date.now() - t0} ms after the restart began`);
+    assert(!(await page.locator('#connection-banner').isVisible()), 'the banner is still shown');
+    assert(await markerIntact(), 'the page was reloaded');
+    assert(loads === 1, `the page loaded ${loads} times`);
+    await waitFor('an UP worker again', async () =>
+      (await page.locator('#workers-table [data-testid=worker-row][data-state=UP]').count()) === 1, 10_000);
+    // The restored tasks are there: the hello task is still SUCCEEDED.
+    const t = await api(daemon.url, 'GET', `/tasks/${helloId}`);
+    assert(t.data.status === 'SUCCEEDED', `after the restart the API says ${t.data.status}`);
+  });
+
+  await check('no uncaught errors in the page', async () => {
+    assert(pageErrors.length === 0, `page errors: ${pageErrors.map((e) => e.message).join('; ')}`);
+  });
+}
+
+let fatal = null;
+try {
+  await main();
+} catch (e) {
+  fatal = e;
+  log(`fatal: ${(e && e.stack) || e}`);
+} finally {
+  if (browser) await Promise.race([browser.close().catch(() => {}), sleep(10_000)]);
+  for (const d of Array.from(daemons)) {
+    const code = await stopDaemon(d, 15_000);
+    if (fatal || results.some((r) => !r.ok)) log(`taskmasterd ${d.pid} stderr tail:\n${d.stderr.slice(-3000)}`);
+    log(`stopped taskmasterd ${d.pid} (${code})`);
+  }
+  clearTimeout(watchdog);
+  fs.rmSync(profileDir, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.filter((r) => !r.ok).length + (fatal ? 1 : 0);
+for (const r of results) if (!r.ok) console.log(`failed: ${r.name}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
