@@ -168,7 +168,14 @@ void connect(self_ptr self) {
       },
       [self](caf::error& err) {
         self->state.connecting = false;
-        schedule_reconnect(self, self->system().render(err));
+        if (err == caf::sec::incompatible_application_ids)
+          schedule_reconnect(
+            self, fmt::format("it runs a different TaskMaster protocol "
+                              "version (this worker speaks taskmaster/{}); "
+                              "run the same release on both",
+                              protocol_version));
+        else
+          schedule_reconnect(self, self->system().render(err));
       });
 }
 

@@ -11,6 +11,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
+#include <caf/openssl/manager.hpp>
 #include <fmt/format.h>
 
 #include "actors/log.hpp"
@@ -63,6 +64,15 @@ void configure_middleman(taskmaster_config& cfg) {
             fmt::format("taskmaster/{}", protocol_version)});
   cfg.add_message_types<caf::id_block::taskmaster>();
   cfg.load<caf::io::middleman>();
+  if (cfg.tls()) {
+    // Mutual TLS: both sides present a certificate signed by the cluster CA.
+    cfg.openssl_certificate = cfg.tls_cert;
+    cfg.openssl_key = cfg.tls_key;
+    cfg.openssl_cafile = cfg.tls_ca;
+    cfg.load<caf::openssl::manager>();
+  }
+  for (const auto& w : cfg.warnings())
+    log::warn("{}", w);
 }
 
 worker_options make_worker_options(const taskmaster_config& cfg) {
@@ -76,10 +86,13 @@ worker_options make_worker_options(const taskmaster_config& cfg) {
   o.info.incarnation = std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32);
   o.master_host = cfg.master_host;
   o.master_port = cfg.master_port;
+  o.tls = cfg.tls();
   o.reconnect = core::retry_policy{millis(cfg.reconnect_backoff),
                                    millis(cfg.reconnect_backoff_max)};
   o.runner.output_tail_bytes = cfg.output_tail_bytes;
   o.runner.kill_grace = std::chrono::milliseconds(millis(cfg.kill_grace));
+  o.runner.run_as = cfg.run_as;
+  // Task environments never carry the daemon's own secrets.
   o.runner.hidden_env = {"TASKMASTER_API_TOKEN"};
   return o;
 }
@@ -124,8 +137,13 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
     caf::anon_send_exit(scheduler_handle, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(monitor_handle, caf::exit_reason::user_shutdown);
   };
-  auto published = sys.middleman().publish(endpoint, cfg.cluster_port,
-                                           cfg.cluster_bind.c_str(), true);
+  // With TLS configured the cluster port is published through the openssl
+  // module only, so a plain connection cannot reach it.
+  auto published = cfg.tls()
+                     ? caf::openssl::publish(endpoint, cfg.cluster_port,
+                                             cfg.cluster_bind.c_str(), true)
+                     : sys.middleman().publish(endpoint, cfg.cluster_port,
+                                               cfg.cluster_bind.c_str(), true);
   if (!published) {
     fmt::print(stderr, "taskmasterd: cannot listen for workers on {}:{}: {}\n",
                cfg.cluster_bind, cfg.cluster_port,
@@ -140,6 +158,17 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gw.max_body_bytes = cfg.max_body_bytes;
   gw.request_timeout = cfg.request_timeout;
   gw.routes.limits.max_batch_tasks = cfg.max_batch_tasks;
+  gw.routes.limits.max_command_bytes = cfg.max_command_bytes;
+  gw.routes.limits.max_name_bytes = cfg.max_name_bytes;
+  gw.routes.limits.max_description_bytes = cfg.max_description_bytes;
+  gw.routes.limits.max_labels = cfg.max_labels;
+  gw.routes.limits.max_label_bytes = cfg.max_label_bytes;
+  gw.routes.limits.max_env = cfg.max_env;
+  gw.routes.limits.max_env_value_bytes = cfg.max_env_bytes;
+  gw.routes.api_token = cfg.api_token;
+  gw.routes.max_header_bytes = cfg.max_header_bytes;
+  gw.websocket.max_message_bytes = cfg.ws_max_message_bytes;
+  gw.websocket.max_sessions_per_address = cfg.ws_max_clients_per_address;
   http::gateway gateway{sys, scheduler_handle, monitor_handle, metrics, gw};
   auto bound = gateway.start();
   if (auto* why = std::get_if<std::string>(&bound)) {
@@ -155,12 +184,14 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
                              caf::actor_cast<cluster_actor>(endpoint));
   }
   fmt::print("taskmasterd: {} ready\n"
-             "  API and dashboard: http://{}:{}/\n"
-             "  cluster port:      {}:{} (workers: --master={}:{})\n"
+             "  API and dashboard: http://{}:{}/{}\n"
+             "  cluster port:      {}:{} (workers: --master={}:{}){}\n"
              "  data directory:    {}\n",
              with_worker ? "standalone master with a local worker" : "master",
-             cfg.http_bind, http_port, cfg.cluster_bind, *published,
-             cfg.cluster_bind, *published, cfg.data_dir);
+             cfg.http_bind, http_port,
+             cfg.api_token.empty() ? "" : " (API token required)",
+             cfg.cluster_bind, *published, cfg.cluster_bind, *published,
+             cfg.tls() ? " mutual TLS" : "", cfg.data_dir);
   std::fflush(stdout);
   auto sig = wait_for_shutdown_signal();
   log::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");

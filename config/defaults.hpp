@@ -51,4 +51,25 @@ inline constexpr size_t http_threads = 16;
 inline constexpr auto request_timeout = 10s;
 inline constexpr size_t max_batch_tasks = 10'000;
 
+// -- security
+inline constexpr const char* api_token = "";
+inline constexpr const char* api_token_file = "";
+inline constexpr const char* tls_ca = "";
+inline constexpr const char* tls_cert = "";
+inline constexpr const char* tls_key = "";
+inline constexpr bool insecure = false;
+inline constexpr const char* run_as = "";
+
+// -- request limits
+inline constexpr size_t max_command_bytes = 64 * 1024;
+inline constexpr size_t max_name_bytes = 256;
+inline constexpr size_t max_description_bytes = 4096;
+inline constexpr size_t max_labels = 32;
+inline constexpr size_t max_label_bytes = 256;
+inline constexpr size_t max_env = 256;
+inline constexpr size_t max_env_bytes = 32 * 1024;
+inline constexpr size_t max_header_bytes = 16 * 1024;
+inline constexpr size_t ws_max_message_bytes = 64 * 1024;
+inline constexpr size_t ws_max_clients_per_address = 64;
+
 } // namespace taskmaster::defaults

@@ -1,8 +1,12 @@
 #include "config/taskmaster_config.hpp"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include <caf/config_option.hpp>
@@ -21,6 +25,12 @@ namespace {
 bool is_builtin(caf::string_view name) {
   return name == "help" || name == "long-help" || name == "dump-config"
          || name == "config-file";
+}
+
+/// 127.0.0.0/8, ::1 and localhost.
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1" || address == "[::1]"
+         || address.rfind("127.", 0) == 0;
 }
 
 core::time_ms to_ms(caf::timespan x) {
@@ -81,7 +91,24 @@ taskmaster_config::taskmaster_config()
     max_body_bytes(defaults::max_body_bytes),
     http_threads(defaults::http_threads),
     request_timeout(defaults::request_timeout),
-    max_batch_tasks(defaults::max_batch_tasks) {
+    max_batch_tasks(defaults::max_batch_tasks),
+    api_token(defaults::api_token),
+    api_token_file(defaults::api_token_file),
+    tls_ca(defaults::tls_ca),
+    tls_cert(defaults::tls_cert),
+    tls_key(defaults::tls_key),
+    insecure(defaults::insecure),
+    run_as(defaults::run_as),
+    max_command_bytes(defaults::max_command_bytes),
+    max_name_bytes(defaults::max_name_bytes),
+    max_description_bytes(defaults::max_description_bytes),
+    max_labels(defaults::max_labels),
+    max_label_bytes(defaults::max_label_bytes),
+    max_env(defaults::max_env),
+    max_env_bytes(defaults::max_env_bytes),
+    max_header_bytes(defaults::max_header_bytes),
+    ws_max_message_bytes(defaults::ws_max_message_bytes),
+    ws_max_clients_per_address(defaults::ws_max_clients_per_address) {
   config_file_path.clear();
   opt_group{custom_options_, "global"}
     .add(role, "role", "standalone (default), master or worker")
@@ -132,7 +159,32 @@ taskmaster_config::taskmaster_config()
     .add(request_timeout, "request-timeout",
          "how long an HTTP request may wait for the scheduler")
     .add(max_batch_tasks, "max-batch-tasks",
-         "most tasks in one POST /tasks array");
+         "most tasks in one POST /tasks array")
+    .add(api_token, "api-token",
+         "require 'Authorization: Bearer TOKEN' on the API (also "
+         "$TASKMASTER_API_TOKEN)")
+    .add(api_token_file, "api-token-file", "read the API token from a file")
+    .add(tls_ca, "tls-ca", "cluster CA certificate (PEM) for mutual TLS")
+    .add(tls_cert, "tls-cert", "this node's certificate (PEM)")
+    .add(tls_key, "tls-key", "this node's private key (PEM)")
+    .add(insecure, "insecure",
+         "allow a non-loopback API without token or cluster port without TLS")
+    .add(run_as, "run-as", "worker: run tasks as this user")
+    .add(max_command_bytes, "max-command-bytes", "longest task command")
+    .add(max_name_bytes, "max-name-bytes", "longest task name")
+    .add(max_description_bytes, "max-description-bytes",
+         "longest task description")
+    .add(max_labels, "max-labels", "most labels on a task")
+    .add(max_label_bytes, "max-label-bytes",
+         "longest label or environment key or label value")
+    .add(max_env, "max-env", "most environment entries on a task")
+    .add(max_env_bytes, "max-env-bytes", "longest environment value")
+    .add(max_header_bytes, "max-header-bytes",
+         "largest request head (431 above)")
+    .add(ws_max_message_bytes, "ws-max-message-bytes",
+         "largest message a WebSocket client may send")
+    .add(ws_max_clients_per_address, "ws-max-clients-per-address",
+         "WebSocket sessions allowed from one address");
 }
 
 std::string taskmaster_config::parse_args(const std::vector<std::string>& args) {
@@ -188,7 +240,58 @@ std::string taskmaster_config::validate() {
     return "--max-batch-tasks must be at least 1";
   if (aging_interval.count() <= 0)
     return "--aging-interval must be positive";
+  if (!api_token_file.empty()) {
+    std::ifstream in{api_token_file};
+    if (!in)
+      return fmt::format("cannot read --api-token-file {}", api_token_file);
+    std::getline(in, api_token);
+  } else if (api_token.empty()) {
+    if (const char* env = std::getenv("TASKMASTER_API_TOKEN"))
+      api_token = env;
+  }
+  while (!api_token.empty() && std::isspace(static_cast<unsigned char>(api_token.back())))
+    api_token.pop_back();
+  if (!api_token.empty() && api_token.size() < 16)
+    return "the API token must be at least 16 characters long";
+  if (!run_as.empty() && role != "master" && ::getpwnam(run_as.c_str()) == nullptr)
+    return fmt::format("--run-as: no such user '{}'", run_as);
+  auto tls_given = !tls_ca.empty() + !tls_cert.empty() + !tls_key.empty();
+  if (tls_given != 0 && tls_given != 3)
+    return "mutual TLS needs all of --tls-ca, --tls-cert and --tls-key";
+  for (const auto* path : {&tls_ca, &tls_cert, &tls_key})
+    if (!path->empty() && ::access(path->c_str(), R_OK) != 0)
+      return fmt::format("cannot read {}", *path);
+  if (role != "worker" && !insecure) {
+    if (!is_loopback(http_bind) && api_token.empty())
+      return fmt::format("refusing to serve the API on {} without a token: "
+                         "set --api-token (or --api-token-file), bind to "
+                         "127.0.0.1, or pass --insecure",
+                         http_bind);
+    if (!is_loopback(cluster_bind) && !tls())
+      return fmt::format("refusing to open the cluster port on {} without "
+                         "TLS: set --tls-ca/--tls-cert/--tls-key, bind to "
+                         "127.0.0.1, or pass --insecure",
+                         cluster_bind);
+  }
   return {};
+}
+
+std::vector<std::string> taskmaster_config::warnings() const {
+  std::vector<std::string> result;
+  if (insecure && role != "worker") {
+    if (!is_loopback(http_bind) && api_token.empty())
+      result.push_back(fmt::format(
+        "INSECURE: the API on {} accepts anyone who can reach it; they can run "
+        "any command on every worker",
+        http_bind));
+    if (!is_loopback(cluster_bind) && !tls())
+      result.push_back(fmt::format(
+        "INSECURE: the cluster port on {} is unauthenticated and unencrypted",
+        cluster_bind));
+  }
+  if (role != "master" && run_as.empty() && ::geteuid() == 0)
+    result.push_back("tasks run as root: consider --run-as=USER");
+  return result;
 }
 
 std::string taskmaster_config::options_help() const {
@@ -201,6 +304,8 @@ std::string taskmaster_config::options_help() const {
     std::string value;
     if (auto v = opt.get())
       value = caf::to_string(*v);
+    if (name == "api-token" && value != "\"\"")
+      value = "\"***\"";
     // CAF prints whole days as "7d" but does not parse that unit back.
     if (type == "timespan" && value.size() > 1 && value.back() == 'd'
         && value.find_first_not_of("0123456789") == value.size() - 1)

@@ -59,12 +59,39 @@ public:
   caf::timespan request_timeout;
   size_t max_batch_tasks;
 
+  // -- security
+  std::string api_token;
+  std::string api_token_file;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  bool insecure;
+  std::string run_as;
+
+  // -- request limits
+  size_t max_command_bytes;
+  size_t max_name_bytes;
+  size_t max_description_bytes;
+  size_t max_labels;
+  size_t max_label_bytes;
+  size_t max_env;
+  size_t max_env_bytes;
+  size_t max_header_bytes;
+  size_t ws_max_message_bytes;
+  size_t ws_max_clients_per_address;
+
   /// Parses the command line (argv[0] excluded) and the config file. Returns
   /// an empty string on success, else one line saying what is wrong.
   std::string parse_args(const std::vector<std::string>& args);
 
-  /// Checks values that parse but make no sense. Same convention as load.
+  /// Checks values that parse but make no sense, reads the token file and
+  /// $TASKMASTER_API_TOKEN, and refuses unsafe binds. Same convention as
+  /// parse_args.
   std::string validate();
+
+  /// Warnings for a valid but risky configuration (--insecure, tasks as
+  /// root), to log at start.
+  std::vector<std::string> warnings() const;
 
   /// The options of the "global" group with their descriptions.
   std::string options_help() const;
@@ -80,6 +107,11 @@ public:
   core::string_map worker_labels;
   std::string master_host;
   uint16_t master_port = 0;
+
+  /// True when nodes talk over mutual TLS (all three --tls-* given).
+  bool tls() const {
+    return !tls_cert.empty();
+  }
 
   core::scheduler_settings scheduler_settings() const;
 

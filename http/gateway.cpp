@@ -31,6 +31,15 @@ std::variant<uint16_t, std::string> gateway::start() {
   // The bridge actor needs the hub and the hub asks the bridge for
   // snapshots: create the hub first with a handle filled in right after.
   auto bridge_handle = std::make_shared<gateway_actor>();
+  if (!options_.routes.api_token.empty() && !options_.websocket.authorize) {
+    auto check = std::make_shared<token_check>(options_.routes.api_token);
+    options_.websocket.authorize = [check](const std::string& authorization,
+                                           const std::string& token,
+                                           const std::string& protocols) {
+      return check->check_websocket(authorization, token, protocols);
+    };
+  }
+  options_.websocket.max_header_bytes = options_.routes.max_header_bytes;
   hub_ = std::make_unique<ws_hub>(
     options_.websocket, [bridge_handle](uint64_t session, core::task_id only) {
       caf::anon_send(*bridge_handle, snapshot_atom::value, session, only);
@@ -39,7 +48,8 @@ std::variant<uint16_t, std::string> gateway::start() {
   *bridge_handle = bridge_;
   hub_->start();
   server_ = std::make_unique<gateway_server>(
-    [hub = hub_.get()](int fd) { hub->accept(fd); });
+    [hub = hub_.get()](int fd) { hub->accept(fd); },
+    options_.routes.max_header_bytes);
   auto threads = options_.threads;
   server_->new_task_queue = [threads] {
     return new httplib::ThreadPool(threads);

@@ -10,13 +10,15 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "http/api_error.hpp"
 
 namespace taskmaster::http {
 
 namespace {
-
-/// How much of a request head we look at to recognise an upgrade.
-constexpr size_t peek_limit = 8192;
 
 bool wait_readable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
@@ -153,32 +155,54 @@ bool is_websocket_upgrade(std::string_view head) {
   return false;
 }
 
-gateway_server::gateway_server(upgrade_handler on_upgrade)
-  : on_upgrade_(std::move(on_upgrade)) {
+gateway_server::gateway_server(upgrade_handler on_upgrade,
+                               size_t max_header_bytes)
+  : on_upgrade_(std::move(on_upgrade)), max_header_bytes_(max_header_bytes) {
 }
 
 bool gateway_server::process_and_close_socket(socket_t sock) {
   // Look at the request head without consuming it: either Beast reads it
   // (upgrade) or httplib does (everything else).
-  char head[peek_limit];
+  std::vector<char> buffer(max_header_bytes_ + 1);
+  auto* head = buffer.data();
   ssize_t seen = 0;
   auto deadline = std::chrono::steady_clock::now()
                   + std::chrono::seconds(read_timeout_sec_ > 0
                                            ? read_timeout_sec_
                                            : 5);
-  while (static_cast<size_t>(seen) < sizeof(head)) {
+  bool complete = false;
+  while (static_cast<size_t>(seen) < buffer.size()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                   deadline - std::chrono::steady_clock::now())
                   .count();
     if (left <= 0 || !wait_readable(sock, static_cast<int>(left)))
       break;
-    auto n = ::recv(sock, head, sizeof(head), MSG_PEEK);
+    auto n = ::recv(sock, head, buffer.size(), MSG_PEEK);
     if (n <= 0 || n == seen)
       break;
     seen = n;
     if (std::string_view{head, static_cast<size_t>(seen)}.find("\r\n\r\n")
-        != std::string_view::npos)
+        != std::string_view::npos) {
+      complete = true;
       break;
+    }
+  }
+  if (!complete && static_cast<size_t>(seen) == buffer.size()) {
+    auto body = error_body(api_error{
+      api_errc::headers_too_large,
+      fmt::format("the request head is longer than {} bytes "
+                  "(--max-header-bytes)",
+                  max_header_bytes_),
+      0});
+    auto response = fmt::format("HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                                "Content-Type: application/json\r\n"
+                                "Content-Length: {}\r\nConnection: close\r\n"
+                                "\r\n{}",
+                                body.size(), body);
+    ::send(sock, response.data(), response.size(), MSG_NOSIGNAL);
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+    return false;
   }
   if (seen > 0 && is_websocket_upgrade({head, static_cast<size_t>(seen)})) {
     on_upgrade_(sock);

@@ -15,7 +15,9 @@ public:
   /// Takes ownership of the socket of an upgrade request (not yet read).
   using upgrade_handler = std::function<void(int fd)>;
 
-  explicit gateway_server(upgrade_handler on_upgrade);
+  /// A first request head longer than `max_header_bytes` is answered 431
+  /// before httplib reads it.
+  gateway_server(upgrade_handler on_upgrade, size_t max_header_bytes);
 
 private:
   /// Replaces httplib's per-connection loop: peek at the request head; an
@@ -24,6 +26,7 @@ private:
   bool process_and_close_socket(socket_t sock) override;
 
   upgrade_handler on_upgrade_;
+  size_t max_header_bytes_;
 };
 
 /// True when `head` (the start of a request) asks to upgrade /ws to a

@@ -51,7 +51,8 @@ rest_api::rest_api(scheduler_client& scheduler,
                    route_options options)
   : scheduler_(scheduler),
     metrics_(std::move(metrics)),
-    options_(options) {
+    options_(std::move(options)),
+    auth_(options_.api_token) {
 }
 
 void rest_api::reply(httplib::Response& res, int status, const json& body) {
@@ -67,7 +68,33 @@ void rest_api::reply(httplib::Response& res, const api_error& err) {
 }
 
 void rest_api::install(httplib::Server& server) {
-  using namespace std::placeholders;
+  server.set_pre_routing_handler([this](const httplib::Request& req,
+                                        httplib::Response& res) {
+    size_t head = req.method.size() + req.target.size() + req.version.size();
+    for (const auto& [key, value] : req.headers)
+      head += key.size() + value.size() + 4;
+    if (head > options_.max_header_bytes) {
+      reply(res, api_error{api_errc::headers_too_large,
+                           fmt::format("the request head is {} bytes; the "
+                                       "limit is {} (--max-header-bytes)",
+                                       head, options_.max_header_bytes),
+                           0});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    bool open = req.path == "/healthz" || (req.method == "GET" && req.path == "/");
+    if (auth_.enabled() && !open
+        && !auth_.accepts_header(req.get_header_value("Authorization"))) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"taskmaster\"");
+      reply(res, api_error{api_errc::unauthorized,
+                           req.has_header("Authorization")
+                             ? "the API token is wrong"
+                             : "this API needs a token: send "
+                               "'Authorization: Bearer TOKEN'",
+                           0});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   server.Post("/tasks", [this](const auto& req, auto& res) { submit(req, res); });
   server.Get("/tasks", [this](const auto& req, auto& res) { list_tasks(req, res); });
   server.Get(R"(/tasks/([^/]+))",

@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include "actors/task_metrics.hpp"
+#include "http/auth.hpp"
 #include "http/json_codec.hpp"
 #include "http/scheduler_client.hpp"
 
@@ -18,6 +19,11 @@ struct route_options {
   request_limits limits;
   /// Longest `?wait=` a client may ask for on GET /tasks/{id}.
   uint32_t max_wait_seconds = 60;
+  /// Requests need `Authorization: Bearer TOKEN` when set (not /healthz and
+  /// the dashboard page itself).
+  std::string api_token;
+  /// Request line plus headers beyond this answer 431.
+  size_t max_header_bytes = 16 * 1024;
 };
 
 class rest_api {
@@ -43,6 +49,7 @@ private:
   scheduler_client& scheduler_;
   std::shared_ptr<task_metrics> metrics_;
   route_options options_;
+  token_check auth_;
 };
 
 } // namespace taskmaster::http

@@ -75,8 +75,14 @@ split_target(std::string_view target) {
 
 class ws_hub::session : public std::enable_shared_from_this<session> {
 public:
-  session(ws_hub& hub, tcp::socket socket, uint64_t id, std::string address)
-    : hub_(hub), ws_(std::move(socket)), id_(id), address_(std::move(address)) {
+  /// A non-empty `refusal` answers the upgrade with 429 and that text.
+  session(ws_hub& hub, tcp::socket socket, uint64_t id, std::string address,
+          std::string refusal)
+    : hub_(hub),
+      ws_(std::move(socket)),
+      id_(id),
+      address_(std::move(address)),
+      refusal_(std::move(refusal)) {
   }
 
   uint64_t id() const {
@@ -200,6 +206,9 @@ private:
       return drop();
     }
     const auto& req = parser_->get();
+    if (!refusal_.empty())
+      return reject(bhttp::status::too_many_requests,
+                    api_errc::too_many_connections, refusal_);
     auto [path, params] = split_target(std::string_view{
       req.target().data(), req.target().size()});
     if (req.method() != bhttp::verb::get || path != "/ws")
@@ -259,10 +268,26 @@ private:
     timeouts.keep_alive_pings = true;
     ws_.set_option(timeouts);
     ws_.read_message_max(hub_.options_.max_message_bytes);
-    auto protocols = req[bhttp::field::sec_websocket_protocol];
+    // Answer with one of the offered subprotocols (browsers insist): plain
+    // "taskmaster", else the token-carrying one the client sent.
     std::string chosen;
-    if (protocols.find("taskmaster") != beast::string_view::npos)
-      chosen = "taskmaster";
+    std::string_view offered{req[bhttp::field::sec_websocket_protocol].data(),
+                             req[bhttp::field::sec_websocket_protocol].size()};
+    while (!offered.empty()) {
+      auto comma = offered.find(',');
+      auto p = offered.substr(0, comma);
+      while (!p.empty() && p.front() == ' ')
+        p.remove_prefix(1);
+      while (!p.empty() && p.back() == ' ')
+        p.remove_suffix(1);
+      if (p == "taskmaster")
+        chosen = p;
+      else if (chosen.empty() && p.rfind("taskmaster.", 0) == 0)
+        chosen = p;
+      if (comma == std::string_view::npos)
+        break;
+      offered.remove_prefix(comma + 1);
+    }
     ws_.set_option(websocket::stream_base::decorator(
       [chosen](websocket::response_type& res) {
         res.set(bhttp::field::server, "taskmasterd");
@@ -351,6 +376,7 @@ private:
   std::optional<bhttp::response<bhttp::string_body>> response_;
   uint64_t id_;
   std::string address_;
+  std::string refusal_;
   core::task_id task_filter_ = 0;
   uint8_t topics_ = all_topics;
   state state_ = state::handshake;
@@ -422,14 +448,14 @@ void ws_hub::accept(int fd) {
       socket.close(ec);
       return;
     }
+    std::string refusal;
+    if (per_address_[address] >= options_.max_sessions_per_address)
+      refusal = fmt::format("{} WebSocket sessions from {} already; the limit "
+                            "is {} (--ws-max-clients-per-address)",
+                            per_address_[address], address,
+                            options_.max_sessions_per_address);
     auto s = std::make_shared<session>(*this, std::move(socket), next_id_++,
-                                       address);
-    if (per_address_[address] >= options_.max_sessions_per_address) {
-      log::warn("refused a WebSocket client from {}: {} sessions already",
-                address, per_address_[address]);
-      s->drop();
-      return;
-    }
+                                       address, std::move(refusal));
     add(s);
     s->start();
   });

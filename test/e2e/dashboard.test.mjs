@@ -9,6 +9,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -48,6 +49,7 @@ async function waitFor(what, fn, timeoutMs = 10_000, everyMs = 100) {
 }
 
 const results = [];
+let diagnose = async () => {};   // set once the page exists: screenshot + dashboard state
 async function check(name, fn) {
   const t0 = Date.now();
   log(`RUN  ${name}`);
@@ -58,6 +60,7 @@ async function check(name, fn) {
   } catch (e) {
     results.push({ name, ok: false, error: e });
     log(`FAIL ${name} (${Date.now() - t0} ms)\n       ${(e && e.stack) || e}`);
+    try { await diagnose(results.length); } catch (d) { log(`  (no diagnostics: ${d.message})`); }
   }
 }
 
@@ -120,17 +123,31 @@ function killAllDaemonsNow() {
   }
 }
 
-async function api(base, method, p, body) {
-  const res = await fetch(base + p, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
+/** One request on its own connection (Connection: close): an idle keep-alive
+ *  connection of ours must not hold up the daemon when it is told to stop. */
+function api(base, method, p, body) {
+  const payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(base + p, {
+      method,
+      agent: false,
+      headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {},
+      timeout: 15_000,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let data = null;
+        try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
+        resolve({ status: res.statusCode, data, text });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: no answer within 15 s`)));
+    req.on('error', reject);
+    req.end(payload);
   });
-  const text = await res.text();
-  let data = null;
-  try { data = JSON.parse(text); } catch (_) { /* not JSON */ }
-  return { status: res.status, data, text };
 }
 
 // ------------------------------------------------------------------ the run
@@ -173,6 +190,17 @@ async function main() {
   let loads = 0;
   page.on('load', () => { loads++; });
 
+  diagnose = async (n) => {
+    const file = path.join(buildDir, `e2e-failure-${n}.png`);
+    await page.screenshot({ path: file, fullPage: true, timeout: 5_000 });
+    const state = await page.evaluate(() => ({
+      dashboard: window.taskmasterDashboard && window.taskmasterDashboard.debug(),
+      connection: document.querySelector('#connection-status').textContent,
+      rows: document.querySelectorAll('[data-testid=task-row]').length,
+      table: Object.assign({}, document.querySelector('#tasks-table').dataset),
+    }));
+    log(`  diagnostics: ${file} ${JSON.stringify(state)}`);
+  };
   const status = page.locator('#connection-status');
   const row = (id) => page.locator(`[data-testid=task-row][data-task-id="${id}"]`);
   const rowStatus = (id) => row(id).locator('[data-testid=task-status]');
@@ -385,12 +413,17 @@ async function main() {
 
   await check('7. the dashboard notices the daemon going away and reconnects to a new one by itself', async () => {
     const port = daemon.port;
-    const stopping = stopDaemon(daemon, 30_000);
+    const old = daemon;
+    const t1 = Date.now();
+    // The browser's idle keep-alive connections can keep a stopping daemon
+    // around for its 30 s keep-alive timeout: allow for that, then SIGKILL.
+    const stopping = stopDaemon(old, 40_000);
     await waitFor('the indicator to say disconnected', async () =>
       (await status.getAttribute('data-state')) === 'disconnected' && /disconnected/i.test(await status.textContent()), 30_000);
+    log(`  the indicator said disconnected ${Date.now() - t1} ms after SIGTERM`);
     assert(await page.locator('#connection-banner').isVisible(), 'no disconnection banner');
     const code = await stopping;
-    log(`  old daemon exited with ${code}`);
+    log(`  old daemon exited with ${code} ${Date.now() - t1} ms after SIGTERM`);
     // A new daemon on the same port and data directory.
     const t0 = Date.now();
     daemon = await waitFor('a new daemon on port ' + port, async () => {
