@@ -251,7 +251,8 @@ decode_submission(std::string_view body, const request_limits& limits,
   json doc;
   try {
     doc = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for numbers beyond double's range.
     std::string what = e.what();
     // Drop nlohmann's "[json.exception.parse_error.101] " prefix.
     auto bracket = what.find("] ");

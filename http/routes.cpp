@@ -56,45 +56,16 @@ rest_api::rest_api(scheduler_client& scheduler,
 }
 
 void rest_api::reply(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(dump(body), "application/json");
+  send_json(res, status, body);
 }
 
 void rest_api::reply(httplib::Response& res, const api_error& err) {
-  res.status = http_status(err.code);
-  if (err.retry_after > 0)
-    res.set_header("Retry-After", std::to_string(err.retry_after));
-  res.set_content(error_body(err), "application/json");
+  send_error(res, err);
 }
 
 void rest_api::install(httplib::Server& server) {
-  server.set_pre_routing_handler([this](const httplib::Request& req,
-                                        httplib::Response& res) {
-    size_t head = req.method.size() + req.target.size() + req.version.size();
-    for (const auto& [key, value] : req.headers)
-      head += key.size() + value.size() + 4;
-    if (head > options_.max_header_bytes) {
-      reply(res, api_error{api_errc::headers_too_large,
-                           fmt::format("the request head is {} bytes; the "
-                                       "limit is {} (--max-header-bytes)",
-                                       head, options_.max_header_bytes),
-                           0});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    bool open = req.path == "/healthz" || (req.method == "GET" && req.path == "/");
-    if (auth_.enabled() && !open
-        && !auth_.accepts_header(req.get_header_value("Authorization"))) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"taskmaster\"");
-      reply(res, api_error{api_errc::unauthorized,
-                           req.has_header("Authorization")
-                             ? "the API token is wrong"
-                             : "this API needs a token: send "
-                               "'Authorization: Bearer TOKEN'",
-                           0});
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  install_request_guards(server, auth_, options_.max_header_bytes);
+  install_error_handlers(server);
   server.Post("/tasks", [this](const auto& req, auto& res) { submit(req, res); });
   server.Get("/tasks", [this](const auto& req, auto& res) { list_tasks(req, res); });
   server.Get(R"(/tasks/([^/]+))",
@@ -106,52 +77,6 @@ void rest_api::install(httplib::Server& server) {
   server.Get("/metrics", [this](const auto& req, auto& res) { metrics(req, res); });
   server.Get("/healthz", [](const auto&, auto& res) {
     reply(res, 200, json{{"status", "ok"}});
-  });
-  // Routing misses and httplib's own refusals (413 and friends) get the same
-  // JSON error shape as everything else.
-  server.set_error_handler([](const httplib::Request& req,
-                              httplib::Response& res) {
-    if (!res.body.empty())
-      return;
-    switch (res.status) {
-      case 404:
-        reply(res, api_error{api_errc::not_found,
-                             fmt::format("no route for {} {}", req.method,
-                                         req.path),
-                             0});
-        break;
-      case 413:
-        reply(res, api_error{api_errc::payload_too_large,
-                             "the request body is larger than the limit "
-                             "(--max-body-bytes)",
-                             0});
-        break;
-      case 431:
-        reply(res, api_error{api_errc::headers_too_large,
-                             "the request headers are too large", 0});
-        break;
-      default: {
-        auto status = res.status;
-        reply(res, api_error{api_errc::invalid_request,
-                             fmt::format("the request was refused ({})",
-                                         status),
-                             0});
-        res.status = status;
-      }
-    }
-  });
-  server.set_exception_handler([](const httplib::Request&,
-                                  httplib::Response& res,
-                                  std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    log::error("HTTP handler failed: {}", what);
-    reply(res, api_error{api_errc::internal, "internal error", 0});
   });
 }
 

@@ -9,6 +9,7 @@
 #include "actors/task_metrics.hpp"
 #include "http/auth.hpp"
 #include "http/json_codec.hpp"
+#include "http/request_guards.hpp"
 #include "http/scheduler_client.hpp"
 
 /// The REST routes: decode the request, ask the scheduler through the

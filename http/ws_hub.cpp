@@ -30,47 +30,6 @@ namespace {
 constexpr uint8_t all_topics = stream_event::tasks | stream_event::workers
                                | stream_event::stats;
 
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size()) {
-      int value = 0;
-      auto [end, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3,
-                                       value, 16);
-      if (ec == std::errc{} && end == in.data() + i + 3) {
-        out += static_cast<char>(value);
-        i += 2;
-        continue;
-      }
-    }
-    out += in[i] == '+' ? ' ' : in[i];
-  }
-  return out;
-}
-
-/// Splits `/ws?a=1&b=2` into path and decoded parameters.
-std::pair<std::string, std::map<std::string, std::string>>
-split_target(std::string_view target) {
-  std::map<std::string, std::string> params;
-  auto q = target.find('?');
-  std::string path{target.substr(0, q)};
-  if (q == std::string_view::npos)
-    return {path, params};
-  auto query = target.substr(q + 1);
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    auto eq = pair.find('=');
-    if (!pair.empty())
-      params[percent_decode(pair.substr(0, eq))]
-        = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
-    if (amp == std::string_view::npos)
-      break;
-    query = query.substr(amp + 1);
-  }
-  return {path, params};
-}
-
 } // namespace
 
 class ws_hub::session : public std::enable_shared_from_this<session> {
@@ -209,7 +168,7 @@ private:
     if (!refusal_.empty())
       return reject(bhttp::status::too_many_requests,
                     api_errc::too_many_connections, refusal_);
-    auto [path, params] = split_target(std::string_view{
+    auto [path, params] = parse_stream_target(std::string_view{
       req.target().data(), req.target().size()});
     if (req.method() != bhttp::verb::get || path != "/ws")
       return reject(bhttp::status::not_found, api_errc::not_found,

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "actors/core/task.hpp"
+#include "http/stream_target.hpp"
 
 /// The live event stream: WebSocket sessions (Boost.Beast) on the gateway's
 /// own Asio thread. The HTTP server hands over upgraded sockets; the gateway

@@ -108,3 +108,15 @@ TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {
   CHECK_NOTHROW(dump(j));
   CHECK_FALSE(encode_task(t, false).contains("stdout"));
 }
+
+TEST_CASE("numbers beyond a double are a JSON error, not a crash",
+          "[http][codec][fuzz]") {
+  // Found by fuzz_submission: nlohmann throws out_of_range, not parse_error.
+  auto result = decode_submission("382222222222222222222222222222222222e2222222",
+                                  request_limits{}, now);
+  REQUIRE(std::holds_alternative<api_error>(result));
+  CHECK(std::get<api_error>(result).code == api_errc::invalid_json);
+  CHECK_FALSE(std::holds_alternative<submission>(
+    decode_submission(R"({"command": "x", "timeout_seconds": 1e999})",
+                      request_limits{}, now)));
+}

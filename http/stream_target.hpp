@@ -1,0 +1,19 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace taskmaster::http {
+
+/// The path and decoded query parameters of a /ws request target.
+struct stream_target {
+  std::string path;
+  std::map<std::string, std::string> params;
+};
+
+/// Splits `/ws?task=3&topics=tasks` into path and percent-decoded
+/// parameters.
+stream_target parse_stream_target(std::string_view target);
+
+} // namespace taskmaster::http
