@@ -30,15 +30,20 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
   return {
     [self](event_atom, const event_batch& batch) {
       auto& st = self->state;
+      for (const auto& e : batch.tasks) {
+        if (e.change.created)
+          ++st.submitted;
+        if (core::is_final(e.change.to))
+          ++st.finished;
+      }
+      // Nobody watching: nothing to encode.
+      if (st.hub->session_count() == 0)
+        return;
       auto now = log::wall_clock_ms();
       std::vector<stream_event> events;
       events.reserve(batch.tasks.size() + batch.workers.size());
       for (const auto& e : batch.tasks) {
-        if (e.change.created)
-          ++st.submitted;
         bool final = core::is_final(e.change.to);
-        if (final)
-          ++st.finished;
         events.push_back(stream_event{e.seq, stream_event::tasks, e.task.id,
                                       final, shared(encode_task_event(e))});
       }
