@@ -367,6 +367,7 @@ using executor_actor = caf::typed_actor<
 /// and the executor's reports.
 using worker_node_actor = worker_actor::extend<
   caf::reacts_to<exited_atom, core::attempt_result>,
+  caf::reacts_to<report_atom>,
   caf::reacts_to<reconnect_atom>,
   caf::reacts_to<beat_atom>,
   caf::replies_to<shutdown_atom, uint32_t>::with<bool>>;

@@ -17,10 +17,13 @@ monitor(monitor_actor::stateful_pointer<monitor_state> self,
                subs.end());
   });
   return {
-    [=](event_atom, event_batch& events) {
+    [=](event_atom, const event_batch& events) {
       self->state.metrics->record(events);
+      // Forward the message itself: CAF messages are copy-on-write, so every
+      // subscriber shares one copy of the batch.
+      auto msg = self->current_mailbox_element()->move_content_to_message();
       for (const auto& s : self->state.subscribers)
-        self->send(s, event_atom::value, events);
+        caf::anon_send(caf::actor_cast<caf::actor>(s), msg);
     },
     [=](caf::subscribe_atom, subscriber_actor& s) {
       self->monitor(s);

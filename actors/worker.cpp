@@ -263,8 +263,16 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       auto& st = self->state;
       st.running.erase(result.ref);
       st.unacked[result.ref] = result;
-      send_report(self, {std::move(result)});
+      // Exits that arrive together go out in one report: the flush message
+      // queues up behind any exits already in the mailbox.
+      if (st.to_report.empty())
+        self->send(self, report_atom::value);
+      st.to_report.push_back(std::move(result));
       check_shutdown(self);
+    },
+    [self](report_atom) {
+      send_report(self, std::move(self->state.to_report));
+      self->state.to_report.clear();
     },
     [self](reconnect_atom) { connect(self); },
     [self](beat_atom) {

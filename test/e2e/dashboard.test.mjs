@@ -427,7 +427,7 @@ async function main() {
     const t1 = Date.now();
     // The browser's idle keep-alive connections can keep a stopping daemon
     // around for its 30 s keep-alive timeout: allow for that, then SIGKILL.
-    const stopping = stopDaemon(old, 40_000);
+    const stopping = stopDaemon(old, 45_000);
     await waitFor('the indicator to say disconnected', async () =>
       (await status.getAttribute('data-state')) === 'disconnected' && /disconnected/i.test(await status.textContent()), 30_000);
     log(`  the indicator said disconnected ${Date.now() - t1} ms after SIGTERM`);
