@@ -4,6 +4,9 @@
 
 namespace taskmaster {
 
+/// Limits malloc arenas (see daemon.cpp). Call before any thread starts.
+void tune_malloc();
+
 /// Blocks SIGTERM/SIGINT in every thread (the main thread waits for them
 /// with sigwait) and ignores SIGPIPE. Call before any thread starts.
 void block_shutdown_signals();

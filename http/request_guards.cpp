@@ -68,10 +68,18 @@ void install_error_handlers(httplib::Server& server) {
                              0});
         break;
       case 413:
+        // cpp-httplib caps form-encoded bodies at 8 KiB (what curl -d sends
+        // without a Content-Type), whatever --max-body-bytes says.
         send_error(res, api_error{api_errc::payload_too_large,
-                             "the request body is larger than the limit "
-                             "(--max-body-bytes)",
-                             0});
+                                  req.get_header_value("Content-Type").rfind(
+                                    "application/x-www-form-urlencoded", 0)
+                                      == 0
+                                    ? "form-encoded bodies are limited to "
+                                      "8 KiB: send Content-Type: "
+                                      "application/json"
+                                    : "the request body is larger than the "
+                                      "limit (--max-body-bytes)",
+                                  0});
         break;
       case 431:
         send_error(res, api_error{api_errc::headers_too_large,

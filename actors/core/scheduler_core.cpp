@@ -137,7 +137,7 @@ cancel_outcome scheduler_core::cancel(task_id id, time_ms now, plan& out) {
     return cancel_outcome::conflict;
   task_change change;
   if (task->status == task_status::queued) {
-    queue_.erase(id);
+    queue_.erase(id, task->spec.prio, task->spec.labels, task->queued_at);
     delayed_.erase({task->not_before, id});
     pending_.erase(id);
     task->not_before = 0;
@@ -364,7 +364,7 @@ void scheduler_core::dispatch(time_ms now, plan& out) {
     std::pair<time_ms, task_id> best_entry;
     std::string best_worker;
     for (const auto& [key, cls] : queue_.classes()) {
-      const auto& head = *cls.entries.begin();
+      const auto& head = cls.entries.begin()->first;
       if (best_class != nullptr && !(head < best_entry))
         continue;
       auto where = cluster_.place(cls.labels);
@@ -439,7 +439,7 @@ std::string scheduler_core::reason_of(const task_record& task) const {
     return "being written to the journal";
   if (task.not_before > 0)
     return task.reason;
-  const auto* cls = queue_.class_of(task.id);
+  const auto* cls = queue_.class_of(task.spec.labels);
   if (cls == nullptr)
     return task.reason;
   auto where = cluster_.place(cls->labels);

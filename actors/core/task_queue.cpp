@@ -8,42 +8,44 @@ task_queue::task_queue(time_ms aging_interval)
 
 void task_queue::push(task_id id, priority prio, const string_map& labels,
                       time_ms ready_since) {
-  if (contains(id))
-    return;
-  auto key = format_labels(labels);
-  auto r = rank(prio, ready_since);
-  auto& cls = classes_[key];
+  auto& cls = classes_[format_labels(labels)];
   if (cls.entries.empty())
     cls.labels = labels;
-  cls.entries.emplace(r, id);
-  index_.emplace(id, location{std::move(key), r, prio});
-  ++per_priority_[static_cast<size_t>(prio)];
+  if (cls.entries.emplace(std::make_pair(rank(prio, ready_since), id), prio)
+        .second) {
+    ++size_;
+    ++per_priority_[static_cast<size_t>(prio)];
+  }
 }
 
-bool task_queue::erase(task_id id) {
-  auto i = index_.find(id);
-  if (i == index_.end())
+bool task_queue::erase(task_id id, priority prio, const string_map& labels,
+                       time_ms ready_since) {
+  auto c = classes_.find(format_labels(labels));
+  if (c == classes_.end()
+      || c->second.entries.erase({rank(prio, ready_since), id}) == 0)
     return false;
-  auto c = classes_.find(i->second.class_key);
-  c->second.entries.erase({i->second.rank, id});
   if (c->second.entries.empty())
     classes_.erase(c);
-  --per_priority_[static_cast<size_t>(i->second.prio)];
-  index_.erase(i);
+  --size_;
+  --per_priority_[static_cast<size_t>(prio)];
   return true;
 }
 
-const task_queue::placement_class* task_queue::class_of(task_id id) const {
-  auto i = index_.find(id);
-  if (i == index_.end())
-    return nullptr;
-  auto c = classes_.find(i->second.class_key);
+const task_queue::placement_class*
+task_queue::class_of(const string_map& labels) const {
+  auto c = classes_.find(format_labels(labels));
   return c == classes_.end() ? nullptr : &c->second;
 }
 
 task_id task_queue::pop_front(const std::string& class_key) {
-  auto id = classes_.at(class_key).entries.begin()->second;
-  erase(id);
+  auto c = classes_.find(class_key);
+  auto head = c->second.entries.begin();
+  auto id = head->first.second;
+  --size_;
+  --per_priority_[static_cast<size_t>(head->second)];
+  c->second.entries.erase(head);
+  if (c->second.entries.empty())
+    classes_.erase(c);
   return id;
 }
 

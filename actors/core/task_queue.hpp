@@ -6,7 +6,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <unordered_map>
 
 #include "actors/core/task.hpp"
 
@@ -32,22 +31,22 @@ public:
   /// One group of tasks with identical label constraints.
   struct placement_class {
     string_map labels;
-    /// Ordered by (rank, id).
-    std::set<std::pair<time_ms, task_id>> entries;
+    /// Ordered by (rank, id); the value is the task's priority.
+    std::map<std::pair<time_ms, task_id>, priority> entries;
   };
 
+  /// Queues a task. The queue keeps no per-task index (a million queued
+  /// tasks cost one tree node each): callers name a task by what they
+  /// queued it with.
   void push(task_id id, priority prio, const string_map& labels,
             time_ms ready_since);
 
   /// Removes a queued task; false when it is not queued.
-  bool erase(task_id id);
-
-  bool contains(task_id id) const {
-    return index_.count(id) != 0;
-  }
+  bool erase(task_id id, priority prio, const string_map& labels,
+             time_ms ready_since);
 
   size_t size() const {
-    return index_.size();
+    return size_;
   }
 
   size_t size(priority prio) const {
@@ -63,10 +62,10 @@ public:
     return classes_;
   }
 
-  /// The class a queued task belongs to, or nullptr.
-  const placement_class* class_of(task_id id) const;
+  /// The class for these labels, or nullptr when none of its tasks queue.
+  const placement_class* class_of(const string_map& labels) const;
 
-  /// Removes and returns the head of `cls` (which must not be empty).
+  /// Removes and returns the head of a class (which must not be empty).
   task_id pop_front(const std::string& class_key);
 
   time_ms rank(priority prio, time_ms ready_since) const {
@@ -74,15 +73,9 @@ public:
   }
 
 private:
-  struct location {
-    std::string class_key;
-    time_ms rank;
-    priority prio;
-  };
-
   time_ms aging_interval_;
   std::map<std::string, placement_class> classes_;
-  std::unordered_map<task_id, location> index_;
+  size_t size_ = 0;
   std::array<size_t, priority_count> per_priority_{};
 };
 

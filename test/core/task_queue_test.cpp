@@ -55,9 +55,9 @@ TEST_CASE("erasing a queued task keeps counts right", "[core][queue]") {
   task_queue q{aging};
   q.push(1, priority::high, {}, 0);
   q.push(2, priority::high, {}, 1);
-  CHECK(q.erase(1));
-  CHECK_FALSE(q.erase(1));
-  CHECK_FALSE(q.contains(1));
+  CHECK(q.erase(1, priority::high, {}, 0));
+  CHECK_FALSE(q.erase(1, priority::high, {}, 0));
+  CHECK_FALSE(q.erase(2, priority::high, {}, 0)); // queued with another time
   CHECK(q.size(priority::high) == 1);
   CHECK(pop_best(q) == 2);
   CHECK(q.classes().empty());
@@ -71,7 +71,8 @@ TEST_CASE("tasks with different label constraints form separate classes",
   q.push(3, priority::medium, {{"gpu", "1"}}, 2);
   REQUIRE(q.classes().size() == 2);
   CHECK(q.classes().count("gpu=1") == 1);
-  CHECK(q.class_of(3)->labels.at("gpu") == "1");
+  CHECK(q.class_of({{"gpu", "1"}})->entries.size() == 2);
+  CHECK(q.class_of({{"ssd", "1"}}) == nullptr);
   CHECK(q.pop_front("gpu=1") == 1);
   CHECK(q.pop_front("") == 2);
   CHECK(q.pop_front("gpu=1") == 3);
