@@ -209,14 +209,18 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     return true;
   }
   socket_stream strm{sock, read_timeout_sec_, write_timeout_sec_};
+  // stop() closes the listening socket at once, but is_running() stays true
+  // until every connection loop has returned: watch the socket instead, or
+  // an idle keep-alive client holds up shutdown for the whole timeout.
+  auto stopping = [this] { return svr_sock_ == INVALID_SOCKET; };
   auto ok = false;
-  for (auto count = keep_alive_max_count_; count > 0 && is_running(); --count) {
+  for (auto count = keep_alive_max_count_; count > 0 && !stopping(); --count) {
     if (!strm.buffered()) {
       // Wait for the next request on this connection, noticing a stop.
       auto waited = std::chrono::milliseconds(0);
       auto limit = std::chrono::seconds(keep_alive_timeout_sec_);
       bool readable = false;
-      while (waited < limit && is_running()) {
+      while (waited < limit && !stopping()) {
         if (wait_readable(sock, 100)) {
           readable = true;
           break;
@@ -227,7 +231,7 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
         break;
     }
     bool connection_closed = false;
-    ok = process_request(strm, count == 1 || !is_running(), connection_closed,
+    ok = process_request(strm, count == 1 || stopping(), connection_closed,
                          nullptr);
     if (!ok || connection_closed)
       break;

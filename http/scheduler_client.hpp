@@ -22,12 +22,15 @@ public:
   }
 
   /// Sends `xs...` and waits for a `T` (at most the timeout plus `extra`).
+  /// Reads go ahead of the scheduler's queued work (`urgent`) so a page of
+  /// tasks does not wait behind a burst of dispatching.
   template <class T, class... Ts>
   std::variant<T, api_error> ask_within(caf::timespan extra, Ts&&... xs) {
     caf::scoped_actor self{sys_};
     std::variant<T, api_error> result{
       api_error{api_errc::unavailable, "the scheduler did not answer", 1}};
-    self->request(scheduler_, timeout_ + extra, std::forward<Ts>(xs)...)
+    self->template request<caf::message_priority::high>(
+          scheduler_, timeout_ + extra, std::forward<Ts>(xs)...)
       .receive([&](T& value) { result = std::move(value); },
                [&](caf::error& err) {
                  result = api_error{api_errc::unavailable,
