@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <iterator>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -77,22 +79,30 @@ core::string_map decode_map(const std::string& text) {
   return json::parse(text).get<core::string_map>();
 }
 
+/// JSON text of a string (quoted, escaped).
+std::string quoted(const std::string& text) {
+  return json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+/// The attempts as a JSON array. Written directly rather than through a
+/// json DOM: this runs for every state change of every task.
 std::string encode_attempts(const std::vector<core::attempt_record>& attempts) {
   if (attempts.empty())
     return {};
-  auto arr = json::array();
+  std::string out = "[";
   for (const auto& a : attempts) {
-    json j{{"n", a.number},
-           {"w", a.worker_id},
-           {"s", a.started_at},
-           {"f", a.finished_at},
-           {"o", static_cast<int>(a.outcome)},
-           {"r", a.reason}};
+    if (out.size() > 1)
+      out += ',';
+    fmt::format_to(std::back_inserter(out),
+                   R"({{"n":{},"w":{},"s":{},"f":{},"o":{},"r":{})", a.number,
+                   quoted(a.worker_id), a.started_at, a.finished_at,
+                   static_cast<int>(a.outcome), quoted(a.reason));
     if (a.has_exit_code)
-      j["x"] = a.exit_code;
-    arr.push_back(std::move(j));
+      fmt::format_to(std::back_inserter(out), R"(,"x":{})", a.exit_code);
+    out += '}';
   }
-  return arr.dump();
+  out += ']';
+  return out;
 }
 
 std::vector<core::attempt_record> decode_attempts(const std::string& text) {
@@ -198,6 +208,12 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
       || sqlite3_prepare_v2(db,
                             "INSERT OR REPLACE INTO meta VALUES ('last_id', ?1)",
                             -1, &journal->set_last_id_, nullptr)
+           != SQLITE_OK
+      || sqlite3_prepare_v2(db, "BEGIN", -1, &journal->begin_, nullptr)
+           != SQLITE_OK
+      || sqlite3_prepare_v2(db, "COMMIT", -1, &journal->commit_, nullptr)
+           != SQLITE_OK
+      || sqlite3_prepare_v2(db, "ROLLBACK", -1, &journal->rollback_, nullptr)
            != SQLITE_OK) {
     error = fmt::format("cannot prepare statements on {}: {}", path,
                         sqlite3_errmsg(db));
@@ -216,8 +232,17 @@ task_journal::~task_journal() {
   sqlite3_finalize(upsert_);
   sqlite3_finalize(erase_);
   sqlite3_finalize(set_last_id_);
+  sqlite3_finalize(begin_);
+  sqlite3_finalize(commit_);
+  sqlite3_finalize(rollback_);
   sqlite3_close(db_);
   ::close(lock_fd_);
+}
+
+bool task_journal::step(sqlite3_stmt* stmt) {
+  auto rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW;
 }
 
 bool task_journal::exec(const char* sql) {
@@ -278,6 +303,7 @@ journal_contents task_journal::load() {
   }
   sqlite3_finalize(stmt);
   last_id_ = result.last_id;
+  saved_last_id_ = result.last_id;
   return result;
 }
 
@@ -356,7 +382,7 @@ void task_journal::run() {
 }
 
 bool task_journal::commit(std::deque<batch>& batches) {
-  if (!exec("BEGIN"))
+  if (!step(begin_))
     return false;
   auto ok = true;
   for (const auto& b : batches) {
@@ -405,14 +431,17 @@ bool task_journal::commit(std::deque<batch>& batches) {
   }
   // Remember the highest id ever used, so ids are not reused after the tasks
   // that carried them were deleted by retention.
-  sqlite3_bind_int64(set_last_id_, 1, static_cast<sqlite3_int64>(last_id_));
-  ok = ok && sqlite3_step(set_last_id_) == SQLITE_DONE;
-  sqlite3_reset(set_last_id_);
+  if (last_id_ != saved_last_id_) {
+    sqlite3_bind_int64(set_last_id_, 1, static_cast<sqlite3_int64>(last_id_));
+    ok = ok && step(set_last_id_);
+    saved_last_id_ = last_id_;
+  }
   if (!ok) {
-    exec("ROLLBACK");
+    step(rollback_);
+    saved_last_id_ = 0;
     return false;
   }
-  return exec("COMMIT");
+  return step(commit_);
 }
 
 } // namespace taskmaster::store

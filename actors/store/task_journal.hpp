@@ -86,6 +86,9 @@ private:
 
   bool exec(const char* sql);
 
+  /// Runs a prepared statement without results and resets it.
+  bool step(sqlite3_stmt* stmt);
+
   sqlite3* db_;
   journal_options options_;
   /// Holds an exclusive flock on `<dir>/lock` so two masters cannot share a
@@ -94,7 +97,12 @@ private:
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;
   sqlite3_stmt* set_last_id_ = nullptr;
+  sqlite3_stmt* begin_ = nullptr;
+  sqlite3_stmt* commit_ = nullptr;
+  sqlite3_stmt* rollback_ = nullptr;
   core::task_id last_id_ = 0;
+  /// The last_id the database holds.
+  core::task_id saved_last_id_ = 0;
 
   mutable std::mutex mtx_;
   std::condition_variable cv_;

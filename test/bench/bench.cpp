@@ -45,7 +45,7 @@ namespace {
 
 using nlohmann::json;
 using clock_type = std::chrono::steady_clock;
-using taskmaster::test::daemon;
+using node = taskmaster::test::daemon;
 using taskmaster::test::temp_dir;
 
 double seconds_since(clock_type::time_point start) {
@@ -281,12 +281,12 @@ struct row {
   bool met;
 };
 
-std::vector<std::unique_ptr<daemon>> start_workers(const temp_dir& dir,
-                                                   const daemon& master,
+std::vector<std::unique_ptr<node>> start_workers(const temp_dir& dir,
+                                                   const node& master,
                                                    int count, int slots) {
-  std::vector<std::unique_ptr<daemon>> workers;
+  std::vector<std::unique_ptr<node>> workers;
   for (int i = 0; i < count; ++i)
-    workers.push_back(daemon::worker(dir, master.cluster_addr(),
+    workers.push_back(node::worker(dir, master.cluster_addr(),
                                      fmt::format("bench{}", i + 1), slots));
   if (!taskmaster::test::wait_for_workers(master.api(), count,
                                           std::chrono::seconds(120))) {
@@ -302,6 +302,8 @@ int main(int argc, char** argv) {
   std::string workloads = "w1,w2,w3,w4";
   std::string json_path;
   uint64_t w5_tasks = 1'000'000;
+  // Profiling aid: run W1-W3 against a cluster started by hand.
+  std::string server;
   int w6_workers = 200;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -313,6 +315,8 @@ int main(int argc, char** argv) {
       w5_tasks = std::stoull(a.substr(11));
     else if (a.rfind("--w6-workers=", 0) == 0)
       w6_workers = std::stoi(a.substr(13));
+    else if (a.rfind("--server=", 0) == 0)
+      server = a.substr(9);
   }
   auto wants = [&](const char* w) {
     return workloads.find(w) != std::string::npos;
@@ -323,9 +327,14 @@ int main(int argc, char** argv) {
 
   if (wants("w1") || wants("w2") || wants("w3")) {
     temp_dir dir;
-    auto master = daemon::master(dir, "master");
-    auto workers = start_workers(dir, *master, 2, 2);
-    client c{master->http_url()};
+    std::unique_ptr<node> master;
+    std::vector<std::unique_ptr<node>> workers;
+    if (server.empty()) {
+      master = node::master(dir, "master");
+      workers = start_workers(dir, *master, 2, 2);
+      server = master->http_url();
+    }
+    client c{server};
     if (wants("w1")) {
       constexpr int count = 2000;
       auto base = spawn_baseline("true", count, 4);
@@ -376,7 +385,7 @@ int main(int argc, char** argv) {
 
   if (wants("w4")) {
     temp_dir dir;
-    auto master = daemon::master(dir, "admission", {"--max-queued=0"});
+    auto master = node::master(dir, "admission", {"--max-queued=0"});
     client c{master->http_url()};
     constexpr int batches = 100;
     constexpr int per_batch = 1000;
@@ -415,13 +424,13 @@ int main(int argc, char** argv) {
     // Dispatch rate with a shallow queue first.
     double shallow = 0;
     {
-      auto master = daemon::master(dir, "shallow");
+      auto master = node::master(dir, "shallow");
       client c{master->http_url()};
       c.post("/tasks", batch_of("true", 1000).dump());
       auto workers = start_workers(dir, *master, 2, 2);
       shallow = dispatch_rate(c, 5, 1000);
     }
-    auto master = daemon::master(dir, "deep", {"--max-queued=0"});
+    auto master = node::master(dir, "deep", {"--max-queued=0"});
     client c{master->http_url()};
     auto base_rss = rss_kb(master->proc().pid());
     auto start = clock_type::now();
@@ -441,7 +450,7 @@ int main(int argc, char** argv) {
     master->proc().signal(SIGKILL);
     master->proc().wait(std::chrono::seconds(30));
     auto restart = clock_type::now();
-    master = daemon::master(dir, "deep",
+    master = node::master(dir, "deep",
                             {"--max-queued=0",
                              "--http-port=" + std::to_string(http_port)});
     auto restart_seconds = seconds_since(restart);
@@ -468,7 +477,7 @@ int main(int argc, char** argv) {
 
   if (wants("w6")) {
     temp_dir dir;
-    auto master = daemon::master(dir, "many");
+    auto master = node::master(dir, "many");
     client c{master->http_url()};
     auto begin = clock_type::now();
     auto workers = start_workers(dir, *master, w6_workers, 1);
