@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <iterator>
 
 #include <fmt/format.h>
 
 #include "actors/core/time.hpp"
+#include "http/json_text.hpp"
 
 namespace taskmaster::http {
 
@@ -290,44 +292,7 @@ decode_submission(std::string_view body, const request_limits& limits,
 }
 
 json encode_task(const core::task_record& t, bool full) {
-  auto attempts = json::array();
-  for (const auto& a : t.attempts)
-    attempts.push_back(json{
-      {"attempt", a.number},
-      {"worker_id", a.worker_id},
-      {"started_at", time_or_null(a.started_at)},
-      {"finished_at", time_or_null(a.finished_at)},
-      {"exit_code", a.has_exit_code ? json(a.exit_code) : json(nullptr)},
-      {"outcome", core::to_string(a.outcome)},
-      {"reason", a.reason}});
-  json j{
-    {"id", t.id},
-    {"name", t.spec.name},
-    {"description", t.spec.description},
-    {"command", t.spec.command},
-    {"priority", core::to_string(t.spec.prio)},
-    {"status", core::to_string(t.status)},
-    {"reason", t.reason},
-    {"timeout_seconds", t.spec.timeout_seconds},
-    {"max_retries", t.max_retries},
-    {"labels", t.spec.labels},
-    {"attempts", std::move(attempts)},
-    {"worker_id", t.worker_id.empty() ? json(nullptr) : json(t.worker_id)},
-    {"exit_code", t.has_exit_code ? json(t.exit_code) : json(nullptr)},
-    {"created_at", time_or_null(t.created_at)},
-    {"started_at", time_or_null(t.started_at)},
-    {"finished_at", time_or_null(t.finished_at)},
-    {"run_at", time_or_null(t.spec.run_at)},
-    {"idempotency_key", t.spec.idempotency_key.empty()
-                          ? json(nullptr)
-                          : json(t.spec.idempotency_key)},
-  };
-  if (full) {
-    j["env"] = t.spec.env;
-    j["stdout"] = t.stdout_tail;
-    j["stderr"] = t.stderr_tail;
-  }
-  return j;
+  return json::parse(task_text(t, full));
 }
 
 json encode_worker(const worker_view& w, core::time_ms now) {
@@ -377,7 +342,7 @@ json encode_summary(const cluster_summary& s) {
   };
 }
 
-json encode_task_event(const task_event& e) {
+std::string encode_task_event(const task_event& e) {
   const auto& c = e.change;
   std::string_view event = "finished";
   if (c.created)
@@ -386,11 +351,16 @@ json encode_task_event(const task_event& e) {
     event = "started";
   else if (c.to == core::task_status::queued)
     event = "requeued";
-  return json{{"type", "task"},
-              {"seq", e.seq},
-              {"event", event},
-              {"from", c.created ? json(nullptr) : json(core::to_string(c.from))},
-              {"task", encode_task(e.task, false)}};
+  std::string out = fmt::format(R"({{"type":"task","seq":{},"event":"{}","from":)",
+                                e.seq, event);
+  if (c.created)
+    out += "null";
+  else
+    fmt::format_to(std::back_inserter(out), "\"{}\"", core::to_string(c.from));
+  out += ",\"task\":";
+  append_task(out, e.task, false);
+  out += '}';
+  return out;
 }
 
 json encode_worker_event(const worker_event& e, core::time_ms now) {
@@ -415,18 +385,20 @@ json encode_worker_event(const worker_event& e, core::time_ms now) {
               {"worker", encode_worker(e.worker, now)}};
 }
 
-json encode_snapshot(const cluster_snapshot& s, core::time_ms now) {
+std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now) {
   auto workers = json::array();
   for (const auto& w : s.workers)
     workers.push_back(encode_worker(w, now));
-  auto tasks = json::array();
-  for (const auto& t : s.tasks)
-    tasks.push_back(encode_task(t, false));
-  return json{{"type", "snapshot"},
-              {"seq", s.seq},
-              {"summary", encode_summary(s.summary)},
-              {"workers", std::move(workers)},
-              {"tasks", std::move(tasks)}};
+  std::string out = fmt::format(R"({{"type":"snapshot","seq":{},"summary":{},"workers":{},"tasks":[)",
+                                s.seq, dump(encode_summary(s.summary)),
+                                dump(workers));
+  for (size_t i = 0; i < s.tasks.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    append_task(out, s.tasks[i], false);
+  }
+  out += "]}";
+  return out;
 }
 
 std::string dump(const json& j) {

@@ -10,6 +10,7 @@
 #include "actors/core/task.hpp"
 #include "actors/messages.hpp"
 #include "http/api_error.hpp"
+#include "http/json_text.hpp"
 
 /// JSON in and out of the REST API. Decoding validates everything a client
 /// can get wrong and names the offending field; encoding is the one place
@@ -51,7 +52,8 @@ std::variant<core::task_spec, api_error>
 decode_task_spec(const json& j, const request_limits& limits,
                  core::time_ms now, const std::string& where);
 
-/// `full` adds env, stdout and stderr.
+/// `full` adds env, stdout and stderr. The wire text comes from
+/// task_text() (json_text.hpp); this parses it for callers that want a DOM.
 json encode_task(const core::task_record& task, bool full);
 
 json encode_worker(const worker_view& worker, core::time_ms now);
@@ -61,13 +63,13 @@ json encode_summary(const cluster_summary& summary);
 // -- the WebSocket stream (messages have a "type"; see README) ----------------
 
 /// {"type": "task", "event": "submitted|started|requeued|finished", ...}
-json encode_task_event(const task_event& e);
+std::string encode_task_event(const task_event& e);
 
 /// {"type": "worker", "event": "joined|draining|lost|left", ...}
 json encode_worker_event(const worker_event& e, core::time_ms now);
 
 /// {"type": "snapshot", "seq", "summary", "workers", "tasks"}
-json encode_snapshot(const cluster_snapshot& s, core::time_ms now);
+std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now);
 
 /// Serializes for the wire; invalid UTF-8 in output tails is replaced.
 std::string dump(const json& j);

@@ -111,16 +111,20 @@ void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
   bool any_created = false;
   for (auto c : result.created)
     any_created = any_created || c != 0;
-  auto status = any_created ? 201 : 200;
+  res.status = any_created ? 201 : 200;
   if (sub.batch) {
-    auto body = json::array();
-    for (const auto& t : result.tasks)
-      body.push_back(encode_task(t, false));
-    return reply(res, status, body);
+    std::string body = "[";
+    for (size_t i = 0; i < result.tasks.size(); ++i) {
+      if (i > 0)
+        body += ',';
+      append_task(body, result.tasks[i], false);
+    }
+    body += ']';
+    return res.set_content(std::move(body), "application/json");
   }
   if (result.tasks.empty())
     return reply(res, api_error{api_errc::internal, "no task in the answer", 0});
-  reply(res, status, encode_task(result.tasks.front(), false));
+  res.set_content(task_text(result.tasks.front(), false), "application/json");
 }
 
 void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
@@ -139,7 +143,8 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
   auto& found = std::get<task_lookup>(answer);
   if (!found.found)
     return reply(res, not_found(text));
-  reply(res, 200, encode_task(found.task, true));
+  res.status = 200;
+  res.set_content(task_text(found.task, true), "application/json");
 }
 
 void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
@@ -183,14 +188,19 @@ void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
   if (auto* err = std::get_if<api_error>(&answer))
     return reply(res, *err);
   auto& listing = std::get<task_listing>(answer);
-  auto tasks = json::array();
-  for (const auto& t : listing.tasks)
-    tasks.push_back(encode_task(t, false));
-  reply(res, 200,
-        json{{"tasks", std::move(tasks)},
-             {"next_cursor", listing.next_cursor == 0
-                               ? json(nullptr)
-                               : json(std::to_string(listing.next_cursor))}});
+  std::string body = "{\"tasks\":[";
+  for (size_t i = 0; i < listing.tasks.size(); ++i) {
+    if (i > 0)
+      body += ',';
+    append_task(body, listing.tasks[i], false);
+  }
+  body += "],\"next_cursor\":";
+  body += listing.next_cursor == 0
+            ? std::string{"null"}
+            : "\"" + std::to_string(listing.next_cursor) + "\"";
+  body += '}';
+  res.status = 200;
+  res.set_content(std::move(body), "application/json");
 }
 
 void rest_api::cancel_task(const httplib::Request& req,
@@ -206,7 +216,8 @@ void rest_api::cancel_task(const httplib::Request& req,
   switch (result.result) {
     case cancel_result::cancelled:
     case cancel_result::already_cancelled:
-      return reply(res, 200, encode_task(result.task, false));
+      res.status = 200;
+      return res.set_content(task_text(result.task, false), "application/json");
     case cancel_result::conflict:
       return reply(res, api_error{api_errc::conflict,
                                   fmt::format("task {} already ended {}", *id,

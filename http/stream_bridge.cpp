@@ -16,6 +16,10 @@ std::shared_ptr<const std::string> shared(const json& j) {
   return std::make_shared<const std::string>(dump(j));
 }
 
+std::shared_ptr<const std::string> shared(std::string text) {
+  return std::make_shared<const std::string>(std::move(text));
+}
+
 } // namespace
 
 gateway_actor::behavior_type

@@ -120,3 +120,33 @@ TEST_CASE("numbers beyond a double are a JSON error, not a crash",
     decode_submission(R"({"command": "x", "timeout_seconds": 1e999})",
                       request_limits{}, now)));
 }
+
+TEST_CASE("task text escapes like nlohmann and replaces invalid UTF-8",
+          "[http][codec]") {
+  for (std::string s : {std::string{"plain"}, std::string{"q\"b\\s/"},
+                        std::string{"tab\tnl\ncr\rbell\x07"},
+                        std::string{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+                        std::string{"bad \xff\xfe end"},
+                        std::string{"cut \xe2\x82"},
+                        std::string{"surrogate \xed\xa0\x80"},
+                        std::string("nul\0inside", 10)}) {
+    std::string ours;
+    append_json_string(ours, s);
+    auto theirs = json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+    CHECK(json::parse(ours) == json::parse(theirs));
+  }
+  core::task_record t;
+  t.id = 3;
+  t.spec.command = "echo \"hi\"";
+  t.spec.labels = {{"k", "v"}};
+  t.spec.env = {{"A", "1"}};
+  t.attempts.push_back(core::attempt_record{1, "w", 5, 6, 0, true,
+                                            core::attempt_outcome::succeeded, ""});
+  auto j = json::parse(task_text(t, true));
+  CHECK(j["command"] == "echo \"hi\"");
+  CHECK(j["labels"]["k"] == "v");
+  CHECK(j["env"]["A"] == "1");
+  CHECK(j["attempts"][0]["exit_code"] == 0);
+  CHECK(j["attempts"][0]["outcome"] == "SUCCEEDED");
+  CHECK(j["worker_id"].is_null());
+}
