@@ -290,6 +290,7 @@ scheduler(self_ptr self, scheduler_options options,
       if (admitted.queue_full)
         return submit_reply{submit_status::queue_full, {}, {}};
       std::vector<core::task_record> fresh;
+      fresh.reserve(admitted.ids.size());
       for (size_t i = 0; i < admitted.ids.size(); ++i)
         if (admitted.created[i])
           fresh.push_back(*st.core->find(admitted.ids[i]));

@@ -1,6 +1,7 @@
 #include "http/json_text.hpp"
 
 #include <iterator>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -46,8 +47,16 @@ void append_time(std::string& out, core::time_ms t) {
     out += "null";
     return;
   }
+  // Tasks written together mostly share their timestamps (a batch has one
+  // created_at): remember the last one formatted on this thread.
+  thread_local core::time_ms last = 0;
+  thread_local std::string text;
+  if (t != last) {
+    text = core::format_rfc3339(t);
+    last = t;
+  }
   out += '"';
-  out += core::format_rfc3339(t);
+  out += text;
   out += '"';
 }
 
@@ -67,7 +76,13 @@ void append_map(std::string& out, const core::string_map& m) {
 
 template <class T>
 void append_field(std::string& out, std::string_view key, const T& value) {
-  fmt::format_to(std::back_inserter(out), ",\"{}\":{}", key, value);
+  out += ",\"";
+  out += key;
+  out += "\":";
+  if constexpr (std::is_arithmetic_v<T>)
+    out += std::to_string(value);
+  else
+    out += value;
 }
 
 void append_string_field(std::string& out, std::string_view key,
@@ -174,7 +189,8 @@ void append_json_string(std::string& out, std::string_view text) {
 }
 
 void append_task(std::string& out, const core::task_record& t, bool full) {
-  fmt::format_to(std::back_inserter(out), "{{\"id\":{}", t.id);
+  out += "{\"id\":";
+  out += std::to_string(t.id);
   append_string_field(out, "name", t.spec.name);
   append_string_field(out, "description", t.spec.description);
   append_string_field(out, "command", t.spec.command);
@@ -191,7 +207,8 @@ void append_task(std::string& out, const core::task_record& t, bool full) {
     if (!first)
       out += ',';
     first = false;
-    fmt::format_to(std::back_inserter(out), "{{\"attempt\":{}", a.number);
+    out += "{\"attempt\":";
+    out += std::to_string(a.number);
     append_string_field(out, "worker_id", a.worker_id);
     out += ",\"started_at\":";
     append_time(out, a.started_at);
