@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 1;
+constexpr uint32_t protocol_version = 2;
 
 // -- messages between workers and the master ----------------------------------
 
@@ -225,12 +225,13 @@ typename Inspector::result_type inspect(Inspector& f, task_spec& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_ref& x) {
-  return f(caf::meta::type_name("attempt_ref"), x.task, x.attempt);
+  return f(caf::meta::type_name("attempt_ref"), x.task, x.attempt, x.epoch);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_record& x) {
-  return f(caf::meta::type_name("attempt_record"), x.number, x.worker_id,
+  return f(caf::meta::type_name("attempt_record"), x.number, x.epoch,
+           x.worker_id,
            x.started_at, x.finished_at, x.exit_code, x.has_exit_code,
            x.outcome, x.reason);
 }

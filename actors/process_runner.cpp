@@ -237,6 +237,9 @@ void process_runner::spawn(core::assignment work) {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    // Nothing else of the daemon's (client sockets, the journal, pipes of
+    // other tasks) reaches the task, whatever its CLOEXEC flags.
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP
@@ -265,6 +268,7 @@ void process_runner::spawn(core::assignment work) {
       ::dup2(devnull, 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
+      ::close_range(3, ~0U, 0);
       if (::setgroups(groups_.size(), groups_.data()) != 0
           || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
         static const char msg[] = "taskmaster: cannot switch user\n";

@@ -188,6 +188,7 @@ scheduler(self_ptr self, scheduler_options options,
   st.journal = std::move(journal);
   st.monitor = std::move(monitor);
   st.rng.seed(std::random_device{}());
+  options.settings.epoch = restored.epoch;
   st.core = std::make_unique<core::scheduler_core>(
     options.settings, [self] {
       return std::uniform_real_distribution<double>{0.0, 1.0}(self->state.rng);

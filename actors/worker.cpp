@@ -1,6 +1,7 @@
 #include "actors/worker.hpp"
 
 #include <cstdlib>
+#include <set>
 
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
@@ -103,13 +104,16 @@ void do_register(self_ptr self) {
   req.info = st.options.info;
   for (const auto& [ref, work] : st.running)
     req.running.push_back(ref);
-  for (const auto& [ref, result] : st.unacked)
+  std::set<core::attempt_ref> sent;
+  for (const auto& [ref, result] : st.unacked) {
     req.results.push_back(result);
+    sent.insert(ref);
+  }
   self
     ->request(st.master, request_timeout, register_atom::value, std::move(req),
               caf::actor_cast<worker_actor>(self))
     .then(
-      [self](register_reply& reply) {
+      [self, sent](register_reply& reply) {
         auto& st = self->state;
         st.connecting = false;
         if (!reply.accepted) {
@@ -126,6 +130,13 @@ void do_register(self_ptr self) {
                     st.options.info.id, st.options.info.slots);
         st.failures = 0;
         st.heartbeat_interval_ms = reply.heartbeat_interval_ms;
+        // Attempts that ended while the registration was on its way were
+        // reported to nobody: report them now.
+        std::vector<core::attempt_result> late;
+        for (const auto& [ref, result] : st.unacked)
+          if (sent.count(ref) == 0)
+            late.push_back(result);
+        send_report(self, std::move(late));
         if (st.stopping)
           self->send(st.master, drain_atom::value, st.options.info.id);
       },
@@ -288,7 +299,11 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
           .then(
             [self](bool known) {
               auto& st = self->state;
-              if (!known && st.registered) {
+              if (!known && st.registered && st.stopping) {
+                // Drained and marked LEFT by the master: nothing to rejoin.
+                st.registered = false;
+                check_shutdown(self);
+              } else if (!known && st.registered) {
                 log::warn("the master no longer knows this worker; "
                           "registering again");
                 st.registered = false;

@@ -56,7 +56,8 @@ std::variant<uint16_t, std::string> gateway::start() {
   };
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_keep_alive_max_count(100'000);
-  server_->set_keep_alive_timeout(30);
+  // Idle keep-alive connections hold a pool thread each: let them go soon.
+  server_->set_keep_alive_timeout(5);
   server_->set_read_timeout(30);
   server_->set_write_timeout(30);
   server_->set_tcp_nodelay(true);

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -166,10 +167,11 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
   std::vector<char> buffer(max_header_bytes_ + 1);
   auto* head = buffer.data();
   ssize_t seen = 0;
+  // A connection that sends nothing holds one of the pool's threads: give
+  // the first request head a few seconds, not the whole read timeout.
   auto deadline = std::chrono::steady_clock::now()
-                  + std::chrono::seconds(read_timeout_sec_ > 0
-                                           ? read_timeout_sec_
-                                           : 5);
+                  + std::chrono::seconds(std::min<time_t>(
+                    read_timeout_sec_ > 0 ? read_timeout_sec_ : 5, 5));
   bool complete = false;
   while (static_cast<size_t>(seen) < buffer.size()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -178,8 +180,14 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     if (left <= 0 || !wait_readable(sock, static_cast<int>(left)))
       break;
     auto n = ::recv(sock, head, buffer.size(), MSG_PEEK);
-    if (n <= 0 || n == seen)
+    if (n <= 0)
       break;
+    if (n == seen) {
+      // Nothing new since the last peek (the head arrives in pieces); the
+      // socket stays readable because of what is already queued.
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
     seen = n;
     if (std::string_view{head, static_cast<size_t>(seen)}.find("\r\n\r\n")
         != std::string_view::npos) {

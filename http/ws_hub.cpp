@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <deque>
@@ -365,6 +366,7 @@ void ws_hub::start() {
 }
 
 void ws_hub::stop() {
+  stopped_ = true;
   if (!thread_.joinable())
     return;
   asio::post(ioc_, [this] {
@@ -387,6 +389,10 @@ void ws_hub::stop() {
 }
 
 void ws_hub::accept(int fd) {
+  if (stopped_) {
+    ::close(fd);
+    return;
+  }
   asio::post(ioc_, [this, fd] {
     // httplib set receive/send timeouts on the socket; Asio does its own.
     timeval none{0, 0};

@@ -113,6 +113,8 @@ private:
   uint64_t next_id_ = 1;
   std::atomic<size_t> sessions_count_{0};
   bool stopping_ = false;
+  /// Set by stop(): sockets handed over afterwards are closed at once.
+  std::atomic<bool> stopped_{false};
 };
 
 } // namespace taskmaster::http

@@ -249,14 +249,20 @@ void scheduler_core::report(const std::string& worker_id,
     out.acks.emplace_back(worker_id, result.ref);
     if (worker != nullptr && worker->running.erase(result.ref) > 0)
       ++worker->tasks_finished;
-    orphans_.erase(result.ref);
     auto* task = find_mutable(result.ref.task);
     // A result for an attempt that is no longer current (the task was
-    // requeued, cancelled or forgotten) is acknowledged and ignored.
+    // requeued, cancelled or forgotten), or from a worker that does not hold
+    // it, is acknowledged and ignored.
     if (task == nullptr || task->status != task_status::running
-        || task->current_ref() != result.ref)
+        || task->current_ref() != result.ref || task->worker_id != worker_id)
       continue;
-    apply_result(*task, result, now, out);
+    orphans_.erase(result.ref);
+    auto checked = result;
+    // Outcomes come over the wire: anything unknown counts as a failure.
+    if (static_cast<uint8_t>(checked.outcome)
+        > static_cast<uint8_t>(attempt_outcome::returned))
+      checked.outcome = attempt_outcome::failed;
+    apply_result(*task, checked, now, out);
   }
   if (worker != nullptr && worker->status == worker_status::draining
       && worker->running.empty())
@@ -538,6 +544,7 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
                                    time_ms now, plan& out) {
   attempt_record attempt;
   attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
+  attempt.epoch = settings_.epoch;
   attempt.worker_id = worker.info.id;
   attempt.started_at = now;
   task.attempts.push_back(std::move(attempt));

@@ -20,6 +20,8 @@ namespace taskmaster::core {
 
 /// Tunables of the scheduling logic (filled from the daemon's config).
 struct scheduler_settings {
+  /// This master start's epoch (see attempt_ref); the journal counts them.
+  uint32_t epoch = 0;
   /// One priority level per this much waiting (see task_queue).
   time_ms aging_interval = 60'000;
   /// Retry budget for tasks that do not set `max_retries`.

@@ -58,7 +58,7 @@ bool is_final(task_status x) {
 }
 
 std::string to_string(const attempt_ref& x) {
-  return fmt::format("{}#{}", x.task, x.attempt);
+  return fmt::format("{}#{}/{}", x.task, x.attempt, x.epoch);
 }
 
 std::optional<string_map> parse_labels(std::string_view text) {

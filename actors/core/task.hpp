@@ -84,18 +84,28 @@ struct task_spec {
 
 /// Identifies one attempt of one task. A report that names an attempt that is
 /// no longer the task's current one is stale.
+///
+/// `epoch` counts master starts on a data directory. A master that crashed
+/// after sending an assignment but before journaling it numbers the task's
+/// next attempt the same again; the epoch keeps the two apart, so a worker's
+/// result for the forgotten one cannot end the new one.
 struct attempt_ref {
   task_id task = 0;
   uint32_t attempt = 0;
+  uint32_t epoch = 0;
 
   friend bool operator==(const attempt_ref& a, const attempt_ref& b) {
-    return a.task == b.task && a.attempt == b.attempt;
+    return a.task == b.task && a.attempt == b.attempt && a.epoch == b.epoch;
   }
   friend bool operator!=(const attempt_ref& a, const attempt_ref& b) {
     return !(a == b);
   }
   friend bool operator<(const attempt_ref& a, const attempt_ref& b) {
-    return a.task < b.task || (a.task == b.task && a.attempt < b.attempt);
+    if (a.task != b.task)
+      return a.task < b.task;
+    if (a.attempt != b.attempt)
+      return a.attempt < b.attempt;
+    return a.epoch < b.epoch;
   }
 };
 
@@ -104,6 +114,8 @@ std::string to_string(const attempt_ref& x);
 /// The history entry for one attempt.
 struct attempt_record {
   uint32_t number = 0;
+  /// The master epoch that started it (see attempt_ref).
+  uint32_t epoch = 0;
   std::string worker_id;
   time_ms started_at = 0;
   time_ms finished_at = 0;
@@ -144,7 +156,9 @@ struct task_record {
     return attempts.empty() ? nullptr : &attempts.back();
   }
   attempt_ref current_ref() const {
-    return {id, attempts.empty() ? 0u : attempts.back().number};
+    if (attempts.empty())
+      return {id, 0, 0};
+    return {id, attempts.back().number, attempts.back().epoch};
   }
 };
 

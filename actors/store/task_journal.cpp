@@ -94,9 +94,10 @@ std::string encode_attempts(const std::vector<core::attempt_record>& attempts) {
     if (out.size() > 1)
       out += ',';
     fmt::format_to(std::back_inserter(out),
-                   R"({{"n":{},"w":{},"s":{},"f":{},"o":{},"r":{})", a.number,
-                   quoted(a.worker_id), a.started_at, a.finished_at,
-                   static_cast<int>(a.outcome), quoted(a.reason));
+                   R"({{"n":{},"e":{},"w":{},"s":{},"f":{},"o":{},"r":{})",
+                   a.number, a.epoch, quoted(a.worker_id), a.started_at,
+                   a.finished_at, static_cast<int>(a.outcome),
+                   quoted(a.reason));
     if (a.has_exit_code)
       fmt::format_to(std::back_inserter(out), R"(,"x":{})", a.exit_code);
     out += '}';
@@ -112,6 +113,7 @@ std::vector<core::attempt_record> decode_attempts(const std::string& text) {
   for (const auto& j : json::parse(text)) {
     core::attempt_record a;
     a.number = j.at("n").get<uint32_t>();
+    a.epoch = j.value("e", 0u);
     a.worker_id = j.at("w").get<std::string>();
     a.started_at = j.at("s").get<core::time_ms>();
     a.finished_at = j.at("f").get<core::time_ms>();
@@ -256,12 +258,23 @@ bool task_journal::exec(const char* sql) {
 
 journal_contents task_journal::load() {
   journal_contents result;
-  sqlite3_stmt* meta = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = 'last_id'", -1,
-                     &meta, nullptr);
-  if (sqlite3_step(meta) == SQLITE_ROW)
-    result.last_id = static_cast<core::task_id>(sqlite3_column_int64(meta, 0));
-  sqlite3_finalize(meta);
+  auto read_meta = [this](const char* key) -> int64_t {
+    sqlite3_stmt* meta = nullptr;
+    sqlite3_prepare_v2(db_, "SELECT value FROM meta WHERE key = ?1", -1, &meta,
+                       nullptr);
+    sqlite3_bind_text(meta, 1, key, -1, SQLITE_STATIC);
+    int64_t value = 0;
+    if (sqlite3_step(meta) == SQLITE_ROW)
+      value = sqlite3_column_int64(meta, 0);
+    sqlite3_finalize(meta);
+    return value;
+  };
+  result.last_id = static_cast<core::task_id>(read_meta("last_id"));
+  // Count this start before anything is dispatched in it.
+  result.epoch = static_cast<uint32_t>(read_meta("epoch")) + 1;
+  exec(fmt::format("INSERT OR REPLACE INTO meta VALUES ('epoch', {})",
+                   result.epoch)
+         .c_str());
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db_, select_sql, -1, &stmt, nullptr);
   while (sqlite3_step(stmt) == SQLITE_ROW) {

@@ -32,6 +32,8 @@ struct journal_options {
 struct journal_contents {
   std::vector<core::task_record> tasks;
   core::task_id last_id = 0;
+  /// This start's epoch: one more than the last start's, already durable.
+  uint32_t epoch = 1;
 };
 
 class task_journal {

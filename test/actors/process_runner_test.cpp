@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <fstream>
@@ -172,4 +174,17 @@ TEST_CASE("stopping the runner ends what runs as returned",
   }
   auto r = c.wait(1);
   CHECK(r.outcome == core::attempt_outcome::returned);
+}
+
+TEST_CASE("tasks inherit no descriptor of the daemon but stdin, stdout and "
+          "stderr",
+          "[actors][runner]") {
+  // A descriptor without close-on-exec, as a library might leave one.
+  int leaked = ::open("/dev/null", O_RDONLY);
+  REQUIRE(leaked > 2);
+  collector c;
+  process_runner runner{{}, c.handler()};
+  runner.start(work(1, "ls /proc/$$/fd | sort -n | tr '\\n' ' '"));
+  CHECK(c.wait(1).stdout_tail == "0 1 2 ");
+  ::close(leaked);
 }

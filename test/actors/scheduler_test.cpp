@@ -115,7 +115,7 @@ TEST_CASE("a worker registers, runs what it is assigned and gets an ack once "
   auto first = w.expect_assign();
   REQUIRE(first.size() == 1);
   CHECK(first[0].command == "echo one");
-  CHECK(first[0].ref == core::attempt_ref{ids[0], 1});
+  CHECK(first[0].ref == core::attempt_ref{ids[0], 1, 1});
   w.report(first[0].ref, core::attempt_outcome::succeeded);
   CHECK(w.expect(ack_atom::value) == std::vector<core::attempt_ref>{first[0].ref});
   // The acknowledged result is on disk before the ack went out.
@@ -165,7 +165,7 @@ TEST_CASE("when a worker's actor goes away its task is requeued for another",
   rescuer.join();
   auto work = rescuer.expect_assign();
   REQUIRE(work.size() == 1);
-  CHECK(work[0].ref == core::attempt_ref{id, 2});
+  CHECK(work[0].ref == core::attempt_ref{id, 2, 1});
   auto task = lookup(m, id);
   REQUIRE(task.attempts.size() == 2);
   CHECK(task.attempts[0].outcome == core::attempt_outcome::lost);

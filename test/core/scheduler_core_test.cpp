@@ -509,3 +509,55 @@ TEST_CASE("retention forgets the oldest finished tasks",
   CHECK(core.find(1) == nullptr);
   CHECK(core.task_count() == 2);
 }
+
+TEST_CASE("an attempt the journal never saw does not end the task after a "
+          "restart",
+          "[core][scheduler][recovery]") {
+  // Epoch 1 dispatched attempt 1 and crashed before journaling it: the
+  // journal holds the task QUEUED without attempts.
+  fixture before;
+  auto id = before.submit("sleep 8");
+  auto queued = before.task(id);
+  auto settings = test_settings();
+  settings.epoch = 2;
+  scheduler_core after{settings, [] { return 1.0; }};
+  after.restore({queued}, id, 1000);
+  plan p;
+  worker_info w{"a", "h", 2, {}, 7};
+  // The worker still runs epoch 1's attempt 1.
+  attempt_ref old{id, 1, 1};
+  after.register_worker(w, {old}, {}, 1000, p);
+  REQUIRE(p.kills.size() == 1);
+  CHECK(p.kills[0].second == old);
+  REQUIRE(p.assignments.size() == 1);
+  auto fresh = p.assignments[0].second.ref;
+  CHECK(fresh.attempt == 1);
+  CHECK(fresh.epoch == 2);
+  CHECK(fresh != old);
+  // The killed old process reports; it must not touch the new attempt.
+  attempt_result killed;
+  killed.ref = old;
+  killed.outcome = attempt_outcome::cancelled;
+  plan r;
+  after.report("a", {killed}, 1001, r);
+  CHECK(after.find(id)->status == task_status::running);
+  attempt_result done;
+  done.ref = fresh;
+  done.outcome = attempt_outcome::succeeded;
+  after.report("a", {done}, 1002, r);
+  CHECK(after.find(id)->status == task_status::succeeded);
+}
+
+TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "
+                          "attempt is ignored",
+                 "[core][scheduler]") {
+  join("a", 1);
+  join("b", 1);
+  auto id = submit("work");
+  auto holder = task(id).worker_id;
+  auto other = holder == "a" ? std::string{"b"} : std::string{"a"};
+  report(other, result(task(id).current_ref(), attempt_outcome::succeeded));
+  CHECK(task(id).status == task_status::running);
+  report(holder, result(task(id).current_ref(), attempt_outcome::succeeded));
+  CHECK(task(id).status == task_status::succeeded);
+}

@@ -140,7 +140,7 @@ TEST_CASE("task text escapes like nlohmann and replaces invalid UTF-8",
   t.spec.command = "echo \"hi\"";
   t.spec.labels = {{"k", "v"}};
   t.spec.env = {{"A", "1"}};
-  t.attempts.push_back(core::attempt_record{1, "w", 5, 6, 0, true,
+  t.attempts.push_back(core::attempt_record{1, 0, "w", 5, 6, 0, true,
                                             core::attempt_outcome::succeeded, ""});
   auto j = json::parse(task_text(t, true));
   CHECK(j["command"] == "echo \"hi\"");
