@@ -163,6 +163,11 @@ public:
     return unreachable_;
   }
 
+  /// `call` that expects 200: the body, or nullopt after printing why (the
+  /// exit code is in `failure`).
+  std::optional<json> expect_ok(const std::string& method,
+                                const std::string& path, int& failure);
+
   const std::string& base() const {
     return base_;
   }
@@ -183,6 +188,20 @@ int api_error(int status, const json& body) {
   if (body.contains("error") && body["error"].contains("message"))
     message = body["error"]["message"].get<std::string>();
   return fail(api_failure, fmt::format("{} ({})", message, status));
+}
+
+std::optional<json> api::expect_ok(const std::string& method,
+                                   const std::string& path, int& failure) {
+  auto res = call(method, path);
+  if (!res) {
+    failure = client::unreachable;
+    return std::nullopt;
+  }
+  if (res->first != 200) {
+    failure = api_error(res->first, res->second);
+    return std::nullopt;
+  }
+  return std::move(res->second);
 }
 
 std::string text(const json& j, const char* key) {
@@ -370,15 +389,14 @@ int show_task(const client_options& o, api& server) {
       return server.unreachable() ? unreachable : api_failure;
     return finish_waiting(o, *done);
   }
-  auto res = server.call("GET", "/tasks/" + id);
-  if (!res)
-    return unreachable;
-  if (res->first != 200)
-    return api_error(res->first, res->second);
+  int failure = ok;
+  auto task = server.expect_ok("GET", "/tasks/" + id, failure);
+  if (!task)
+    return failure;
   if (o.json_output)
-    fmt::print("{}\n", res->second.dump(2));
+    fmt::print("{}\n", task->dump(2));
   else
-    print_task(res->second);
+    print_task(*task);
   return ok;
 }
 
@@ -390,50 +408,47 @@ int list_tasks(const client_options& o, api& server) {
     query += "&priority=" + o.priority;
   if (!o.cursor.empty())
     query += "&cursor=" + o.cursor;
-  auto res = server.call("GET", query);
-  if (!res)
-    return unreachable;
-  if (res->first != 200)
-    return api_error(res->first, res->second);
+  int failure = ok;
+  auto page = server.expect_ok("GET", query, failure);
+  if (!page)
+    return failure;
   if (o.json_output) {
-    fmt::print("{}\n", res->second.dump(2));
+    fmt::print("{}\n", page->dump(2));
     return ok;
   }
-  print_task_table(res->second["tasks"]);
-  if (!res->second["next_cursor"].is_null())
-    fmt::print("(more: --cursor={})\n", text(res->second, "next_cursor"));
+  print_task_table((*page)["tasks"]);
+  if (!(*page)["next_cursor"].is_null())
+    fmt::print("(more: --cursor={})\n", text(*page, "next_cursor"));
   return ok;
 }
 
 int cancel(const client_options& o, api& server) {
   if (o.remainder.size() != 1)
     return fail(usage, "usage: taskmasterd cancel ID");
-  auto res = server.call("POST", "/tasks/" + o.remainder[0] + "/cancel");
-  if (!res)
-    return unreachable;
-  if (res->first != 200)
-    return api_error(res->first, res->second);
+  int failure = ok;
+  auto task = server.expect_ok("POST", "/tasks/" + o.remainder[0] + "/cancel",
+                               failure);
+  if (!task)
+    return failure;
   if (o.json_output)
-    fmt::print("{}\n", res->second.dump(2));
+    fmt::print("{}\n", task->dump(2));
   else
-    fmt::print("task {} is {}\n", text(res->second, "id"),
-               text(res->second, "status"));
+    fmt::print("task {} is {}\n", text(*task, "id"), text(*task, "status"));
   return ok;
 }
 
 int workers(const client_options& o, api& server) {
-  auto res = server.call("GET", "/workers");
-  if (!res)
-    return unreachable;
-  if (res->first != 200)
-    return api_error(res->first, res->second);
+  int failure = ok;
+  auto answer = server.expect_ok("GET", "/workers", failure);
+  if (!answer)
+    return failure;
   if (o.json_output) {
-    fmt::print("{}\n", res->second.dump(2));
+    fmt::print("{}\n", answer->dump(2));
     return ok;
   }
   fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<20} {}\n", "ID", "STATE",
              "SLOTS", "LOAD", "HEARTBEAT", "LABELS", "HOST");
-  for (const auto& w : res->second["workers"]) {
+  for (const auto& w : (*answer)["workers"]) {
     std::string labels;
     for (const auto& [k, v] : w["labels"].items())
       labels += (labels.empty() ? "" : ",") + k + "=" + v.get<std::string>();

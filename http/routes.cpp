@@ -44,6 +44,24 @@ std::optional<api_error> unsigned_param(const httplib::Request& req,
   return std::nullopt;
 }
 
+/// An optional query parameter naming one of an enum's values.
+template <class Parse>
+std::optional<api_error> enum_param(const httplib::Request& req,
+                                    const char* name, Parse parse,
+                                    const char* choices, int16_t& out) {
+  if (!req.has_param(name) || req.get_param_value(name).empty())
+    return std::nullopt;
+  auto text = req.get_param_value(name);
+  auto value = parse(text);
+  if (!value)
+    return api_error{api_errc::invalid_request,
+                     fmt::format("'{}' must be one of {}, not \"{}\"", name,
+                                 choices, text),
+                     0};
+  out = static_cast<int16_t>(*value);
+  return std::nullopt;
+}
+
 } // namespace
 
 rest_api::rest_api(scheduler_client& scheduler,
@@ -149,30 +167,14 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
 
 void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
   task_query query;
-  if (req.has_param("status") && !req.get_param_value("status").empty()) {
-    auto text = req.get_param_value("status");
-    auto status = core::parse_task_status(text);
-    if (!status)
-      return reply(res, api_error{api_errc::invalid_request,
-                                  fmt::format("'status' must be one of QUEUED, "
-                                              "RUNNING, SUCCEEDED, FAILED, "
-                                              "TIMED_OUT, CANCELLED, not \"{}\"",
-                                              text),
-                                  0});
-    query.status = static_cast<int16_t>(*status);
-  }
-  if (req.has_param("priority") && !req.get_param_value("priority").empty()) {
-    auto text = req.get_param_value("priority");
-    auto prio = core::parse_priority(text);
-    if (!prio)
-      return reply(res, api_error{api_errc::invalid_request,
-                                  fmt::format("'priority' must be one of LOW, "
-                                              "MEDIUM, HIGH, CRITICAL, not "
-                                              "\"{}\"",
-                                              text),
-                                  0});
-    query.prio = static_cast<int16_t>(*prio);
-  }
+  if (auto err = enum_param(req, "status", core::parse_task_status,
+                            "QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, "
+                            "CANCELLED",
+                            query.status))
+    return reply(res, *err);
+  if (auto err = enum_param(req, "priority", core::parse_priority,
+                            "LOW, MEDIUM, HIGH, CRITICAL", query.prio))
+    return reply(res, *err);
   uint64_t limit = 100;
   if (auto err = unsigned_param(req, "limit", 1000, limit))
     return reply(res, *err);
