@@ -14,7 +14,7 @@ struct entry {
 constexpr entry table[] = {
   {"invalid_request", 400},      {"invalid_json", 400},
   {"unauthorized", 401},         {"not_found", 404},
-  {"method_not_allowed", 405},   {"conflict", 409},
+  {"conflict", 409},
   {"payload_too_large", 413},    {"headers_too_large", 431},
   {"queue_full", 429},           {"too_many_connections", 429},
   {"unavailable", 503},          {"internal", 500},

@@ -13,7 +13,6 @@ enum class api_errc {
   invalid_json,
   unauthorized,
   not_found,
-  method_not_allowed,
   conflict,
   payload_too_large,
   headers_too_large,

@@ -46,14 +46,12 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
       auto now = log::wall_clock_ms();
       std::vector<stream_event> events;
       events.reserve(batch.tasks.size() + batch.workers.size());
-      for (const auto& e : batch.tasks) {
-        bool final = core::is_final(e.change.to);
+      for (const auto& e : batch.tasks)
         events.push_back(stream_event{e.seq, stream_event::tasks, e.task.id,
-                                      final, shared(encode_task_event(e))});
-      }
+                                      shared(encode_task_event(e))});
       for (const auto& e : batch.workers)
         events.push_back(
-          stream_event{e.seq, stream_event::workers, 0, false,
+          stream_event{e.seq, stream_event::workers, 0,
                        shared(encode_worker_event(e, now))});
       st.hub->publish(std::move(events));
     },
@@ -100,7 +98,7 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
             // Stats are not part of the event sequence: every live session
             // takes them.
             st.hub->publish({stream_event{std::numeric_limits<uint64_t>::max(),
-                                          stream_event::stats, 0, false,
+                                          stream_event::stats, 0,
                                           shared(msg)}});
           },
           [](caf::error&) {});

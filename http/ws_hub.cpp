@@ -53,10 +53,6 @@ public:
     return address_;
   }
 
-  core::task_id task_filter() const {
-    return task_filter_;
-  }
-
   void start() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(hub_.options_.max_header_bytes));

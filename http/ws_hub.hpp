@@ -36,8 +36,6 @@ struct stream_event {
   topic_t topic = tasks;
   /// For task events: the task, for `?task=` filters.
   core::task_id task = 0;
-  /// For task events: the task reached a final status.
-  bool final = false;
   std::shared_ptr<const std::string> json;
 };
 
