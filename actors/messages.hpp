@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 2;
+constexpr uint32_t protocol_version = 3;
 
 // -- messages between workers and the master ----------------------------------
 
@@ -301,15 +301,20 @@ typename Inspector::result_type inspect(Inspector& f, worker_change& x) {
   CAF_ADD_ATOM(taskmaster, taskmaster, reconnect_atom, "reconnect")
   CAF_ADD_ATOM(taskmaster, taskmaster, beat_atom, "beat")
   CAF_ADD_ATOM(taskmaster, taskmaster, tick_atom, "tick")
+  CAF_ADD_ATOM(taskmaster, taskmaster, flush_atom, "flush")
   CAF_ADD_ATOM(taskmaster, taskmaster, snapshot_atom, "snapshot")
 
 // -- actor interfaces -------------------------------------------------------------
 
 namespace taskmaster {
 
-/// A worker, as the master sees it.
+/// A worker, as the master sees it. An assignment also carries the
+/// acknowledgements of results the master journaled since the last message
+/// to that worker (one message instead of two per task under load); `ack`
+/// alone carries the rest.
 using worker_actor = caf::typed_actor<
-  caf::reacts_to<assign_atom, std::vector<core::assignment>>,
+  caf::reacts_to<assign_atom, std::vector<core::assignment>,
+                 std::vector<core::attempt_ref>>,
   caf::reacts_to<kill_atom, std::vector<core::attempt_ref>>,
   caf::reacts_to<ack_atom, std::vector<core::attempt_ref>>>;
 
@@ -340,6 +345,10 @@ using scheduler_actor = cluster_actor::extend<
   /// Stops accepting tasks and flushes the journal.
   caf::replies_to<shutdown_atom>::with<bool>,
   caf::reacts_to<tick_atom>,
+  /// Sends the events held back for batching (see scheduler.cpp).
+  caf::reacts_to<flush_atom>,
+  /// Sends the acknowledgements no assignment took along.
+  caf::reacts_to<ack_atom>,
   caf::reacts_to<committed_atom, uint64_t, bool>>;
 
 /// Receives the event stream.

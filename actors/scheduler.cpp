@@ -41,6 +41,49 @@ worker_view view_of(const core::worker_state& w) {
   return v;
 }
 
+/// Events go to the monitor once the messages already queued are handled:
+/// idle, at once; under load, one batch for many plans.
+void schedule_event_flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.events_flush_queued)
+    return;
+  st.events_flush_queued = true;
+  self->send(self, flush_atom::value);
+}
+
+void flush_events(self_ptr self) {
+  auto& st = self->state;
+  st.events_flush_queued = false;
+  auto& events = st.unsent_events;
+  if (events.tasks.empty() && events.workers.empty())
+    return;
+  events.summary = summarize(*st.core);
+  events.seq = st.event_seq;
+  self->send(st.monitor, event_atom::value, std::move(events));
+  events = event_batch{};
+}
+
+/// Journaled results are acknowledged with the worker's next assignment, or
+/// after ack_delay by a message of their own.
+void schedule_ack_flush(self_ptr self) {
+  auto& st = self->state;
+  if (st.acks_flush_scheduled)
+    return;
+  st.acks_flush_scheduled = true;
+  self->delayed_send(self, st.options.ack_delay, ack_atom::value);
+}
+
+void flush_acks(self_ptr self) {
+  auto& st = self->state;
+  st.acks_flush_scheduled = false;
+  for (auto& [worker, refs] : st.unsent_acks) {
+    auto w = st.workers.find(worker);
+    if (w != st.workers.end())
+      self->send(w->second, ack_atom::value, std::move(refs));
+  }
+  st.unsent_acks.clear();
+}
+
 /// Carries out what the core decided.
 void carry_out(self_ptr self, core::plan& plan) {
   if (plan.empty())
@@ -75,8 +118,15 @@ void carry_out(self_ptr self, core::plan& plan) {
     work[worker].push_back(std::move(a));
   for (auto& [worker, batch] : work) {
     auto i = st.workers.find(worker);
-    if (i != st.workers.end())
-      self->send(i->second, assign_atom::value, std::move(batch));
+    if (i == st.workers.end())
+      continue;
+    std::vector<core::attempt_ref> acks;
+    if (auto a = st.unsent_acks.find(worker); a != st.unsent_acks.end()) {
+      acks = std::move(a->second);
+      st.unsent_acks.erase(a);
+    }
+    self->send(i->second, assign_atom::value, std::move(batch),
+               std::move(acks));
   }
   std::map<std::string, std::vector<core::attempt_ref>> kills;
   for (auto& [worker, ref] : plan.kills)
@@ -86,11 +136,11 @@ void carry_out(self_ptr self, core::plan& plan) {
     if (i != st.workers.end())
       self->send(i->second, kill_atom::value, std::move(refs));
   }
-  // 3. Events for the monitor, and answers for long-polling clients.
+  // 3. Events for the monitor (batched, see schedule_event_flush), and
+  // answers for long-polling clients (at once).
   if (plan.task_changes.empty() && plan.worker_changes.empty())
     return;
-  event_batch events;
-  events.tasks.reserve(plan.task_changes.size());
+  auto& events = st.unsent_events;
   for (const auto& c : plan.task_changes) {
     const auto* t = st.core->find(c.id);
     if (t == nullptr)
@@ -118,9 +168,7 @@ void carry_out(self_ptr self, core::plan& plan) {
     if (c.to == core::worker_status::lost)
       log::warn("worker {} is LOST", c.id);
   }
-  events.summary = summarize(*st.core);
-  events.seq = st.event_seq;
-  self->send(st.monitor, event_atom::value, std::move(events));
+  schedule_event_flush(self);
 }
 
 /// Answers long polls whose time is up.
@@ -337,17 +385,13 @@ scheduler(self_ptr self, scheduler_options options,
         pending.promise.deliver(std::move(reply));
       }
       if (auto i = st.acks.find(token); i != st.acks.end()) {
-        std::map<std::string, std::vector<core::attempt_ref>> by_worker;
-        for (auto& [worker, ref] : i->second)
-          by_worker[worker].push_back(ref);
+        auto durable = std::move(i->second);
         st.acks.erase(i);
         if (!ok)
           return;
-        for (auto& [worker, refs] : by_worker) {
-          auto w = st.workers.find(worker);
-          if (w != st.workers.end())
-            self->send(w->second, ack_atom::value, std::move(refs));
-        }
+        for (auto& [worker, ref] : durable)
+          st.unsent_acks[worker].push_back(ref);
+        schedule_ack_flush(self);
       }
       if (auto i = st.barriers.find(token); i != st.barriers.end()) {
         i->second.deliver(ok);
@@ -439,6 +483,8 @@ scheduler(self_ptr self, scheduler_options options,
     [self](shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;
       st.stopping = true;
+      flush_acks(self);
+      flush_events(self);
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<bool>();
       st.barriers.emplace(token, promise);
@@ -449,6 +495,8 @@ scheduler(self_ptr self, scheduler_options options,
       return promise;
     },
     // -- time -----------------------------------------------------------------------
+    [self](flush_atom) { flush_events(self); },
+    [self](ack_atom) { flush_acks(self); },
     [self](tick_atom) {
       auto& st = self->state;
       auto now = log::wall_clock_ms();

@@ -20,7 +20,7 @@
 ///
 /// Takes: from workers (through cluster_endpoint) `register`, `heartbeat`,
 /// `report`, `drain`, `leave`; from the gateway `submit`, `lookup`, `list`,
-/// `cancel`, `workers`, `stats`, `shutdown`; from itself `tick` and
+/// `cancel`, `workers`, `stats`, `shutdown`; from itself `tick`, `flush` (events), `ack` and
 /// `committed` (the journal's commit callback).
 ///
 /// Sends: `assign`, `kill`, `ack` to workers; `event` batches to the monitor.
@@ -33,6 +33,10 @@ namespace taskmaster {
 struct scheduler_options {
   core::scheduler_settings settings;
   caf::timespan tick_interval = std::chrono::milliseconds(100);
+  /// How long an acknowledgement may wait for an assignment to the same
+  /// worker to ride on. Under load most do (one message per task instead of
+  /// two); idle, this is how much longer a worker holds a result.
+  caf::timespan ack_delay = std::chrono::milliseconds(5);
   uint32_t heartbeat_interval_ms = 1000;
 };
 
@@ -61,6 +65,12 @@ struct scheduler_state {
                      std::vector<std::pair<std::string, core::attempt_ref>>>
     acks;
   std::unordered_map<uint64_t, caf::typed_response_promise<bool>> barriers;
+  /// Journaled results not yet acknowledged to their worker.
+  std::map<std::string, std::vector<core::attempt_ref>> unsent_acks;
+  bool acks_flush_scheduled = false;
+  /// Events not yet sent to the monitor.
+  event_batch unsent_events;
+  bool events_flush_queued = false;
   std::unordered_map<core::task_id, std::vector<waiter>> waiters;
   bool stopping = false;
   /// Sequence number of the last event sent to the monitor.

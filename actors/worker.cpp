@@ -235,8 +235,11 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
   self->send(self, reconnect_atom::value);
   self->send(self, beat_atom::value);
   return {
-    [self](assign_atom, std::vector<core::assignment>& batch) {
+    [self](assign_atom, std::vector<core::assignment>& batch,
+           const std::vector<core::attempt_ref>& acks) {
       auto& st = self->state;
+      for (const auto& ref : acks)
+        st.unacked.erase(ref);
       std::vector<core::attempt_result> refused;
       for (auto& work : batch) {
         if (st.running.count(work.ref) != 0)
@@ -255,6 +258,7 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
         self->send(st.executor, run_atom::value, std::move(work));
       }
       send_report(self, std::move(refused));
+      check_shutdown(self);
     },
     [self](kill_atom, const std::vector<core::attempt_ref>& refs) {
       auto& st = self->state;

@@ -35,10 +35,17 @@ struct fake_worker {
     return reply;
   }
 
+  /// The acknowledgements that came with the last assignment.
+  std::vector<core::attempt_ref> acks_with_assign;
+
   std::vector<core::assignment> expect_assign() {
     std::vector<core::assignment> got;
     self->receive(
-      [&](assign_atom, std::vector<core::assignment>& a) { got = std::move(a); },
+      [&](assign_atom, std::vector<core::assignment>& a,
+          std::vector<core::attempt_ref>& acks) {
+        got = std::move(a);
+        acks_with_assign = std::move(acks);
+      },
       caf::after(5s) >> [] { FAIL("no assignment arrived"); });
     return got;
   }
@@ -124,6 +131,38 @@ TEST_CASE("a worker registers, runs what it is assigned and gets an ack once "
   auto second = w.expect_assign();
   REQUIRE(second.size() == 1);
   CHECK(second[0].ref.task == ids[1]);
+}
+
+TEST_CASE("under load an acknowledgement rides on the worker's next "
+          "assignment",
+          "[actors][protocol]") {
+  auto opts = no_worker();
+  // Nothing is flushed on its own during the test.
+  opts.ack_delay = std::chrono::hours(1);
+  in_process_master m{opts};
+  fake_worker w{m, "fake", 1};
+  CHECK(w.join().accepted);
+  auto ids = submit(m, {"echo one", "echo two", "echo three"});
+  auto first = w.expect_assign();
+  REQUIRE(first.size() == 1);
+  w.report(first[0].ref, core::attempt_outcome::succeeded);
+  // The next task goes out at once, before the result is on disk: it cannot
+  // carry that result's acknowledgement yet.
+  auto second = w.expect_assign();
+  REQUIRE(second.size() == 1);
+  CHECK(w.acks_with_assign.empty());
+  m.journal().flush();
+  CHECK(lookup(m, ids[0]).status == core::task_status::succeeded);
+  w.report(second[0].ref, core::attempt_outcome::succeeded);
+  auto third = w.expect_assign();
+  REQUIRE(third.size() == 1);
+  CHECK(third[0].ref.task == ids[2]);
+  CHECK(w.acks_with_assign == std::vector<core::attempt_ref>{first[0].ref});
+  // No separate ack message was sent.
+  bool other = false;
+  w.self->receive([&](ack_atom, std::vector<core::attempt_ref>&) { other = true; },
+                  caf::after(200ms) >> [] {});
+  CHECK_FALSE(other);
 }
 
 TEST_CASE("a second process with a connected worker's id is refused",

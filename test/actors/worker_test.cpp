@@ -32,7 +32,8 @@ fake_master(fake_master_actor::stateful_pointer<fake_master_state> self,
         core::assignment work;
         work.ref = {1, 1, 1};
         work.command = "sleep 1; echo finished-while-registering";
-        self->send(w, assign_atom::value, std::vector<core::assignment>{work});
+        self->send(w, assign_atom::value, std::vector<core::assignment>{work},
+                   std::vector<core::attempt_ref>{});
         return register_reply{true, {}, 50};
       }
       caf::anon_send(observer, register_atom::value, std::move(req));

@@ -15,6 +15,7 @@ in_process_master::in_process_master(options opts) {
   monitor_ = sys_->spawn(taskmaster::monitor, metrics_);
   scheduler_options sched;
   sched.settings = opts.settings;
+  sched.ack_delay = opts.ack_delay;
   scheduler_ = sys_->spawn(taskmaster::scheduler, sched, journal_, std::move(restored),
                            monitor_);
   endpoint_ = sys_->spawn(cluster_endpoint, scheduler_);

@@ -31,6 +31,8 @@ class in_process_master {
 public:
   struct options {
     core::scheduler_settings settings;
+    /// How long the scheduler holds acknowledgements back.
+    std::chrono::milliseconds ack_delay{5};
     uint32_t worker_slots = 0;
     bool http = false;
     http::gateway_options gateway;
