@@ -391,7 +391,11 @@ scheduler(self_ptr self, scheduler_options options,
           return;
         for (auto& [worker, ref] : durable)
           st.unsent_acks[worker].push_back(ref);
-        schedule_ack_flush(self);
+        // Stopping: the daemon exits once the barrier below is answered.
+        if (st.stopping)
+          flush_acks(self);
+        else
+          schedule_ack_flush(self);
       }
       if (auto i = st.barriers.find(token); i != st.barriers.end()) {
         i->second.deliver(ok);

@@ -79,6 +79,11 @@ void configure_actor_system(taskmaster_config& cfg) {
   // (200 workers) kept its latency. --scheduler.max-threads=N overrides it.
   if (caf::get_if(&caf::content(cfg), "scheduler.max-threads") == nullptr)
     cfg.set("scheduler.max-threads", size_t{1});
+  // With one thread, an actor must not keep it for as long as its mailbox
+  // refills (CAF's default): under a flood of submissions the scheduler would
+  // starve the cluster endpoint, and with it the workers' heartbeats.
+  if (caf::get_if(&caf::content(cfg), "scheduler.max-throughput") == nullptr)
+    cfg.set("scheduler.max-throughput", size_t{100});
   // Middleman heartbeats are off by default in CAF 0.17: without them a
   // frozen peer keeps its connection "up" forever.
   cfg.set("middleman.heartbeat-interval", cfg.heartbeat_interval);

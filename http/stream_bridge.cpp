@@ -1,5 +1,7 @@
 #include "http/stream_bridge.hpp"
 
+#include <algorithm>
+
 #include <limits>
 
 #include "actors/log.hpp"
@@ -49,10 +51,18 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
       for (const auto& e : batch.tasks)
         events.push_back(stream_event{e.seq, stream_event::tasks, e.task.id,
                                       shared(encode_task_event(e))});
+      auto tasks_end = events.size();
       for (const auto& e : batch.workers)
         events.push_back(
           stream_event{e.seq, stream_event::workers, 0,
                        shared(encode_worker_event(e, now))});
+      // A batch covers several plans, so task and worker events interleave:
+      // clients see seq go up one by one.
+      std::inplace_merge(events.begin(), events.begin() + tasks_end,
+                         events.end(),
+                         [](const stream_event& a, const stream_event& b) {
+                           return a.seq < b.seq;
+                         });
       st.hub->publish(std::move(events));
     },
     [self](snapshot_atom, uint64_t session, core::task_id only) {

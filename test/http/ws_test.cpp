@@ -148,6 +148,46 @@ TEST_CASE("a stream client gets a snapshot, then a task's events in order "
     }
 }
 
+TEST_CASE("task and worker events of one batch reach clients in seq order",
+          "[http][ws]") {
+  in_process_master m{with_stream(1)};
+  api_client api{m.url()};
+  REQUIRE(wait_for_workers(api, 1));
+  ws_client ws{m.url(), "/ws"};
+  auto snap = ws.next();
+  REQUIRE(snap["type"] == "snapshot");
+  auto seq = snap["seq"].get<uint64_t>();
+  // One batch covering two plans: tasks then a worker, then a task. The
+  // scheduler numbers events in the order they happened.
+  event_batch batch;
+  auto task_event_at = [](uint64_t s, core::task_id id) {
+    task_event e;
+    e.seq = s;
+    e.change.id = id;
+    e.change.to = core::task_status::queued;
+    e.task.id = id;
+    e.task.spec.command = "true";
+    return e;
+  };
+  batch.tasks.push_back(task_event_at(seq + 1, 9001));
+  batch.tasks.push_back(task_event_at(seq + 2, 9002));
+  batch.tasks.push_back(task_event_at(seq + 4, 9003));
+  worker_event w;
+  w.seq = seq + 3;
+  w.change.id = "batched";
+  w.worker.info.id = "batched";
+  batch.workers.push_back(w);
+  batch.seq = seq + 4;
+  caf::anon_send(m.monitor(), event_atom::value, std::move(batch));
+  std::vector<uint64_t> got;
+  for (int i = 0; i < 4; ++i) {
+    auto msg = ws.next();
+    REQUIRE(!msg.is_null());
+    got.push_back(msg["seq"].get<uint64_t>());
+  }
+  CHECK(got == std::vector<uint64_t>{seq + 1, seq + 2, seq + 3, seq + 4});
+}
+
 TEST_CASE("?task= and ?topics= filter the stream", "[http][ws]") {
   in_process_master m{with_stream(2)};
   api_client api{m.url()};

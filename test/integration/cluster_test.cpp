@@ -79,7 +79,7 @@ TEST_CASE("a master and two workers run 200 tasks submitted singly and in "
           + workers.body["workers"][1]["tasks_finished"].get<int>()
         == 200);
 
-  auto m = api.metrics();
+  auto m = api.metrics_when("taskmaster_tasks_completed_total", 200);
   CHECK(m["taskmaster_tasks_submitted_total"] == 200);
   CHECK(m["taskmaster_tasks_completed_total"] == 200);
   CHECK(m["taskmaster_tasks_failed_total"] == 0);
@@ -116,7 +116,8 @@ TEST_CASE("across processes, a CRITICAL task submitted after 100 queued LOW "
   REQUIRE(critical.status == 201);
   CHECK(api.get("/tasks/" + critical.body["id"].dump()).body["status"]
         == "QUEUED");
-  auto m = api.metrics();
+  auto m = api.metrics_when(
+    "taskmaster_task_queue_length_by_priority{priority=\"CRITICAL\"}", 1);
   CHECK(m["taskmaster_task_queue_length_by_priority{priority=\"LOW\"}"] == 100);
   CHECK(m["taskmaster_task_queue_length_by_priority{priority=\"CRITICAL\"}"]
         == 1);

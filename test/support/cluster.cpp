@@ -81,6 +81,20 @@ json api_client::wait_final(uint64_t id, std::chrono::seconds limit) const {
   return last;
 }
 
+std::map<std::string, double>
+api_client::metrics_when(const std::string& name, double value,
+                         std::chrono::milliseconds limit) const {
+  std::map<std::string, double> m;
+  eventually(
+    [&] {
+      m = metrics();
+      auto i = m.find(name);
+      return i != m.end() && i->second == value;
+    },
+    limit);
+  return m;
+}
+
 std::map<std::string, double> api_client::metrics() const {
   std::map<std::string, double> result;
   auto a = get("/metrics");

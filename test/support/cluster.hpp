@@ -48,6 +48,15 @@ public:
   /// GET /metrics parsed into "name{labels}" -> value.
   std::map<std::string, double> metrics() const;
 
+  /// The metrics once `name` reads `value`, or the last read after `limit`.
+  /// Metrics follow the task table by a moment (the scheduler hands events
+  /// to the monitor in batches), so a test that has just seen a task end
+  /// waits for them to catch up.
+  std::map<std::string, double>
+  metrics_when(const std::string& name, double value,
+               std::chrono::milliseconds limit
+               = std::chrono::seconds(5)) const;
+
   const std::string& base() const {
     return base_;
   }

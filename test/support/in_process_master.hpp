@@ -53,6 +53,10 @@ public:
     return endpoint_;
   }
 
+  monitor_actor& monitor() {
+    return monitor_;
+  }
+
   task_metrics& metrics() {
     return *metrics_;
   }
