@@ -20,8 +20,9 @@
 ///
 /// Takes: from workers (through cluster_endpoint) `register`, `heartbeat`,
 /// `report`, `drain`, `leave`; from the gateway `submit`, `lookup`, `list`,
-/// `cancel`, `workers`, `stats`, `shutdown`; from itself `tick`, `flush` (events), `ack` and
-/// `committed` (the journal's commit callback).
+/// `cancel`, `workers`, `stats`, `shutdown`; from itself `tick`, `flush`
+/// (held-back events), `ack` (held-back acknowledgements) and `committed`
+/// (the journal's commit callback).
 ///
 /// Sends: `assign`, `kill`, `ack` to workers; `event` batches to the monitor.
 ///

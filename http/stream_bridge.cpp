@@ -1,7 +1,6 @@
 #include "http/stream_bridge.hpp"
 
 #include <algorithm>
-
 #include <limits>
 
 #include "actors/log.hpp"
