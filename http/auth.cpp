@@ -17,6 +17,23 @@ bool tokens_equal(std::string_view expected, std::string_view given) {
   return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
 }
 
+std::vector<std::string_view> websocket_subprotocols(std::string_view header) {
+  std::vector<std::string_view> result;
+  while (!header.empty()) {
+    auto comma = header.find(',');
+    auto p = header.substr(0, comma);
+    while (!p.empty() && p.front() == ' ')
+      p.remove_prefix(1);
+    while (!p.empty() && p.back() == ' ')
+      p.remove_suffix(1);
+    result.push_back(p);
+    if (comma == std::string_view::npos)
+      break;
+    header.remove_prefix(comma + 1);
+  }
+  return result;
+}
+
 bool token_check::accepts_header(std::string_view authorization) const {
   constexpr std::string_view prefix = "Bearer ";
   if (authorization.size() < prefix.size())
@@ -38,19 +55,9 @@ std::string token_check::check_websocket(std::string_view authorization,
   if (!token_param.empty() && tokens_equal(token_, token_param))
     return {};
   constexpr std::string_view marker = "taskmaster.bearer.";
-  while (!protocols.empty()) {
-    auto comma = protocols.find(',');
-    auto p = protocols.substr(0, comma);
-    while (!p.empty() && p.front() == ' ')
-      p.remove_prefix(1);
-    while (!p.empty() && p.back() == ' ')
-      p.remove_suffix(1);
+  for (auto p : websocket_subprotocols(protocols))
     if (p.rfind(marker, 0) == 0 && tokens_equal(token_, p.substr(marker.size())))
       return {};
-    if (comma == std::string_view::npos)
-      break;
-    protocols.remove_prefix(comma + 1);
-  }
   if (authorization.empty() && token_param.empty())
     return "this stream needs the API token (Authorization: Bearer, or "
            "?token=)";

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 /// API token checks for REST requests and WebSocket upgrades.
 namespace taskmaster::http {
@@ -9,6 +10,10 @@ namespace taskmaster::http {
 /// Compares in time that depends only on the lengths of the SHA-256
 /// digests (not on where the strings differ).
 bool tokens_equal(std::string_view expected, std::string_view given);
+
+/// The entries of a Sec-WebSocket-Protocol header ("a, b,c"), trimmed. The
+/// token travels in one of them (browsers cannot set headers on a WebSocket).
+std::vector<std::string_view> websocket_subprotocols(std::string_view header);
 
 class token_check {
 public:

@@ -17,6 +17,7 @@
 
 #include "actors/log.hpp"
 #include "http/api_error.hpp"
+#include "http/auth.hpp"
 
 namespace taskmaster::http {
 
@@ -229,20 +230,11 @@ private:
     std::string chosen;
     std::string_view offered{req[bhttp::field::sec_websocket_protocol].data(),
                              req[bhttp::field::sec_websocket_protocol].size()};
-    while (!offered.empty()) {
-      auto comma = offered.find(',');
-      auto p = offered.substr(0, comma);
-      while (!p.empty() && p.front() == ' ')
-        p.remove_prefix(1);
-      while (!p.empty() && p.back() == ' ')
-        p.remove_suffix(1);
+    for (auto p : websocket_subprotocols(offered)) {
       if (p == "taskmaster")
         chosen = p;
       else if (chosen.empty() && p.rfind("taskmaster.", 0) == 0)
         chosen = p;
-      if (comma == std::string_view::npos)
-        break;
-      offered.remove_prefix(comma + 1);
     }
     ws_.set_option(websocket::stream_base::decorator(
       [chosen](websocket::response_type& res) {

@@ -10,6 +10,7 @@
 
 #include "http/gateway_server.hpp"
 #include "test/support/cluster.hpp"
+#include "test/support/connect.hpp"
 #include "test/support/in_process_master.hpp"
 #include "test/support/wait.hpp"
 
@@ -29,13 +30,7 @@ class ws_client {
 public:
   ws_client(const std::string& url, const std::string& target)
     : ws_(ioc_) {
-    auto hostport = url.substr(7);
-    auto colon = hostport.rfind(':');
-    tcp::resolver resolver{ioc_};
-    asio::connect(ws_.next_layer(),
-                  resolver.resolve(hostport.substr(0, colon),
-                                   hostport.substr(colon + 1)));
-    ws_.handshake(hostport, target);
+    ws_.handshake(connect_to(ws_.next_layer(), url), target);
   }
 
   /// The next message, or null after `limit`.
@@ -97,11 +92,7 @@ in_process_master::options with_stream(uint32_t slots,
 std::string raw_request(const std::string& url, const std::string& request) {
   asio::io_context ioc;
   tcp::socket sock{ioc};
-  auto hostport = url.substr(7);
-  auto colon = hostport.rfind(':');
-  tcp::resolver resolver{ioc};
-  asio::connect(sock, resolver.resolve(hostport.substr(0, colon),
-                                       hostport.substr(colon + 1)));
+  connect_to(sock, url);
   asio::write(sock, asio::buffer(request));
   std::string response;
   beast::error_code ec;
@@ -222,16 +213,9 @@ TEST_CASE("a client that never reads delays neither other clients nor "
   // never reads, with a tiny receive buffer so the server feels it at once.
   asio::io_context ioc;
   websocket::stream<tcp::socket> slow{ioc};
-  {
-    auto hostport = m.url().substr(7);
-    auto colon = hostport.rfind(':');
-    slow.next_layer().open(tcp::v4());
-    slow.next_layer().set_option(asio::socket_base::receive_buffer_size(1024));
-    tcp::resolver resolver{ioc};
-    asio::connect(slow.next_layer(), resolver.resolve(hostport.substr(0, colon),
-                                                      hostport.substr(colon + 1)));
-    slow.handshake(hostport, "/ws");
-  }
+  slow.next_layer().open(tcp::v4());
+  slow.next_layer().set_option(asio::socket_base::receive_buffer_size(1024));
+  slow.handshake(connect_to(slow.next_layer(), m.url()), "/ws");
   ws_client fast{m.url(), "/ws"};
   REQUIRE(fast.next()["type"] == "snapshot");
   REQUIRE(eventually([&] { return m.websocket_sessions() == 2; }));

@@ -15,6 +15,7 @@
 #include <httplib.h>
 
 #include "test/support/cluster.hpp"
+#include "test/support/connect.hpp"
 #include "test/support/wait.hpp"
 
 using namespace taskmaster::test;
@@ -43,11 +44,7 @@ std::string raw_upgrade(const std::string& url, const std::string& target,
                         const std::string& extra_headers = {}) {
   asio::io_context ioc;
   tcp::socket sock{ioc};
-  auto hostport = url.substr(7);
-  auto colon = hostport.rfind(':');
-  tcp::resolver resolver{ioc};
-  asio::connect(sock, resolver.resolve(hostport.substr(0, colon),
-                                       hostport.substr(colon + 1)));
+  auto hostport = connect_to(sock, url);
   auto request = "GET " + target + " HTTP/1.1\r\nHost: " + hostport
                  + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
@@ -336,16 +333,11 @@ TEST_CASE("every request limit is configurable and enforced with a clear "
   // WebSocket: sessions per address, and the size of what a client sends.
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<std::unique_ptr<websocket::stream<tcp::socket>>> sessions;
-  auto hostport = master->http_url().substr(7);
-  auto colon = hostport.rfind(':');
   for (int i = 0; i < 3; ++i) {
     contexts.push_back(std::make_unique<asio::io_context>());
     sessions.push_back(std::make_unique<websocket::stream<tcp::socket>>(*contexts.back()));
-    tcp::resolver resolver{*contexts.back()};
-    asio::connect(sessions.back()->next_layer(),
-                  resolver.resolve(hostport.substr(0, colon),
-                                   hostport.substr(colon + 1)));
-    sessions.back()->handshake(hostport, "/ws");
+    auto& ws = *sessions.back();
+    ws.handshake(connect_to(ws.next_layer(), master->http_url()), "/ws");
   }
   auto refused = raw_upgrade(master->http_url(), "/ws");
   CHECK(status_of(refused) == 429);
