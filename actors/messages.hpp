@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 3;
+constexpr uint32_t protocol_version = 4;
 
 // -- messages between workers and the master ----------------------------------
 
@@ -254,7 +254,7 @@ typename Inspector::result_type inspect(Inspector& f, attempt_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, assignment& x) {
   return f(caf::meta::type_name("assignment"), x.ref, x.command, x.env,
-           x.timeout_seconds);
+           x.timeout_seconds, x.prio);
 }
 
 template <class Inspector>
@@ -371,7 +371,9 @@ using monitor_actor = caf::typed_actor<
 using executor_actor = caf::typed_actor<
   caf::reacts_to<run_atom, core::assignment>,
   caf::reacts_to<kill_atom, core::attempt_ref, core::attempt_outcome,
-                 std::string>>;
+                 std::string>,
+  // Hands back, unstarted, every attempt still waiting for a slot.
+  caf::reacts_to<drain_atom, std::string>>;
 
 /// The worker's full interface: what the master sends, plus its own timers
 /// and the executor's reports.

@@ -4,8 +4,8 @@
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -56,6 +56,43 @@ void append_tail(std::string& buf, const char* data, size_t n, size_t limit) {
 void trim_tail(std::string& buf, size_t limit) {
   if (buf.size() > limit)
     buf.erase(0, buf.size() - limit);
+}
+
+/// Everything the child of spawn_shell needs, prepared by the parent: the
+/// child shares the parent's memory until it execs, so it only makes system
+/// calls.
+struct exec_request {
+  char* const* argv;
+  char* const* envp;
+  int stdout_fd;
+  int stderr_fd;
+  /// Set by the child when it cannot exec (the memory is shared).
+  int error = 0;
+};
+
+int exec_shell(void* arg) {
+  auto* r = static_cast<exec_request*>(arg);
+  // The daemon's handlers mean nothing in the task: default dispositions.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      ::sigaction(sig, &dfl, nullptr);
+  int devnull = ::open("/dev/null", O_RDONLY);
+  if (::setpgid(0, 0) != 0 || devnull < 0 || ::dup2(devnull, 0) < 0
+      || ::dup2(r->stdout_fd, 1) < 0 || ::dup2(r->stderr_fd, 2) < 0) {
+    r->error = errno;
+    ::_exit(127);
+  }
+  // Nothing else of the daemon's (client sockets, the journal, pipes of
+  // other tasks) reaches the task, whatever its CLOEXEC flags.
+  ::close_range(3, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execve("/bin/sh", r->argv, r->envp);
+  r->error = errno;
+  ::_exit(127);
 }
 
 } // namespace
@@ -119,6 +156,7 @@ process_runner::process_runner(runner_options options, exit_handler on_exit)
     base_env_.push_back(fmt::format("USER={}", pw->pw_name));
     base_env_.push_back(fmt::format("LOGNAME={}", pw->pw_name));
   }
+  spawn_stack_ = std::make_unique<char[]>(spawn_stack_size);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0)
     throw std::runtime_error(fmt::format("eventfd: {}", std::strerror(errno)));
@@ -156,6 +194,16 @@ void process_runner::kill(const core::attempt_ref& ref,
   wake();
 }
 
+void process_runner::hand_back_waiting(std::string reason) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    command cmd{command::hand_back, {}, {}};
+    cmd.reason = std::move(reason);
+    inbox_.push_back(std::move(cmd));
+  }
+  wake();
+}
+
 void process_runner::wake() {
   uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
@@ -163,7 +211,30 @@ void process_runner::wake() {
 
 void process_runner::handle(command& cmd) {
   if (cmd.kind == command::start) {
-    spawn(std::move(cmd.work));
+    // Behind everything at least as urgent, ahead of the rest.
+    auto pos = std::find_if(waiting_.begin(), waiting_.end(),
+                            [&](const core::assignment& w) {
+                              return w.prio < cmd.work.prio;
+                            });
+    waiting_.insert(pos, std::move(cmd.work));
+    start_waiting();
+    return;
+  }
+  if (cmd.kind == command::hand_back) {
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (const auto& work : waiting)
+      end_unstarted(work, core::attempt_outcome::returned, cmd.reason);
+    return;
+  }
+  auto w = std::find_if(waiting_.begin(), waiting_.end(),
+                        [&](const core::assignment& x) {
+                          return x.ref == cmd.ref;
+                        });
+  if (w != waiting_.end()) {
+    auto work = std::move(*w);
+    waiting_.erase(w);
+    end_unstarted(work, cmd.outcome, std::move(cmd.reason));
     return;
   }
   auto i = children_.find(cmd.ref);
@@ -176,6 +247,26 @@ void process_runner::handle(command& cmd) {
   c.reason = std::move(cmd.reason);
   signal_group(c, SIGTERM);
   c.kill_at = steady::now() + options_.kill_grace;
+}
+
+void process_runner::start_waiting() {
+  while (!waiting_.empty() && (options_.slots == 0 || live_ < options_.slots)) {
+    auto work = std::move(waiting_.front());
+    waiting_.pop_front();
+    spawn(std::move(work));
+  }
+}
+
+void process_runner::end_unstarted(const core::assignment& work,
+                                   core::attempt_outcome outcome,
+                                   std::string reason) {
+  core::attempt_result r;
+  r.ref = work.ref;
+  r.outcome = outcome;
+  r.finished_at = wall_now();
+  r.reason = std::move(reason);
+  --active_;
+  on_exit_(std::move(r));
 }
 
 void process_runner::spawn(core::assignment work) {
@@ -225,32 +316,27 @@ void process_runner::spawn(core::assignment work) {
   char* argv[] = {sh.data(), dash_c.data(), c->work.command.data(), nullptr};
   sigset_t no_signals;
   sigemptyset(&no_signals);
-  sigset_t defaults;
-  sigfillset(&defaults);
-  sigdelset(&defaults, SIGKILL);
-  sigdelset(&defaults, SIGSTOP);
   pid_t pid = -1;
   int rc = 0;
   if (!uid_) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    // Nothing else of the daemon's (client sockets, the journal, pipes of
-    // other tasks) reaches the task, whatever its CLOEXEC flags.
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP
-                                      | POSIX_SPAWN_SETSIGMASK
-                                      | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &no_signals);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    rc = ::posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, envp.data());
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
+    // What posix_spawn does, on a stack kept for the purpose: glibc maps and
+    // unmaps a fresh one per call, and the unmap's TLB shootdown across the
+    // daemon's threads cost more than the rest of the spawn. CLONE_VFORK
+    // suspends this thread until the child has exec'd; all signals stay
+    // blocked meanwhile so no handler runs on the shared memory.
+    exec_request request{argv, envp.data(), out[1], err[1]};
+    sigset_t all;
+    sigset_t previous;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+    pid = ::clone(exec_shell, spawn_stack_.get() + spawn_stack_size,
+                  CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
+    rc = pid < 0 ? errno : 0;
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (pid > 0 && request.error != 0) {
+      ::waitpid(pid, nullptr, 0);
+      rc = request.error;
+    }
   } else {
     // posix_spawn cannot change the user: fork and drop privileges in the
     // child only. Everything the child needs is prepared above, and it calls
@@ -288,6 +374,7 @@ void process_runner::spawn(core::assignment work) {
     fail(fmt::format("cannot start /bin/sh: {}", std::strerror(rc)));
     return;
   }
+  ++live_;
   c->pid = pid;
   c->pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   c->out_fd = out[0];
@@ -319,6 +406,7 @@ bool process_runner::reap(child& c) {
   int status = 0;
   ::waitpid(c.pid, &status, 0);
   c.exited = true;
+  --live_;
   c.wait_status = status;
   c.finished_at = wall_now();
   close_fd(c.pidfd);
@@ -377,14 +465,29 @@ void process_runner::run() {
       handle(cmd);
     if (stop)
       break;
+    // Report what ended before starting what waits: spawning blocks this
+    // thread until the shell has exec'd.
     auto now = steady::now();
+    std::vector<core::attempt_ref> done;
+    for (auto& [ref, cp] : children_) {
+      auto& c = *cp;
+      bool pipes_closed = c.out_fd < 0 && c.err_fd < 0;
+      bool drained = c.drain_until && now >= *c.drain_until;
+      if (c.exited && (pipes_closed || drained))
+        done.push_back(ref);
+    }
+    for (const auto& ref : done) {
+      auto node = children_.extract(ref);
+      finish(*node.mapped());
+    }
+    start_waiting();
+    now = steady::now();
     // Deadlines: timeouts, grace periods, pipe drains.
     std::optional<steady::time_point> next;
     auto consider = [&](const std::optional<steady::time_point>& t) {
       if (t && (!next || *t < *next))
         next = t;
     };
-    std::vector<core::attempt_ref> done;
     for (auto& [ref, cp] : children_) {
       auto& c = *cp;
       if (!c.exited && c.deadline && now >= *c.deadline
@@ -401,10 +504,9 @@ void process_runner::run() {
       // Without a pidfd (kernels before 5.3) exits are found by polling.
       if (!c.exited && c.pidfd < 0)
         reap(c);
-      bool pipes_closed = c.out_fd < 0 && c.err_fd < 0;
-      bool drained = c.drain_until && now >= *c.drain_until;
-      if (c.exited && (pipes_closed || drained)) {
-        done.push_back(ref);
+      if (c.exited && c.out_fd < 0 && c.err_fd < 0) {
+        // Found just now by polling: finish it on the next round.
+        consider(now);
         continue;
       }
       if (!c.exited) {
@@ -415,10 +517,6 @@ void process_runner::run() {
           consider(now + std::chrono::milliseconds(10));
       }
       consider(c.drain_until);
-    }
-    for (const auto& ref : done) {
-      auto node = children_.extract(ref);
-      finish(*node.mapped());
     }
     fds.clear();
     owners.clear();
@@ -477,7 +575,11 @@ void process_runner::run() {
       }
     }
   }
-  // Stopping: kill and report whatever still runs.
+  // Stopping: kill and report whatever still runs, hand back what waits.
+  for (const auto& work : waiting_)
+    end_unstarted(work, core::attempt_outcome::returned,
+                  "the worker shut down before it started");
+  waiting_.clear();
   for (auto& [ref, cp] : children_) {
     auto& c = *cp;
     if (!c.exited) {

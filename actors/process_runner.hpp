@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +20,10 @@
 /// Runs task commands as child processes on one dedicated I/O thread, so no
 /// CAF scheduler thread ever blocks on a pipe or on waitpid.
 ///
+/// At most `slots` children run at once. Attempts started beyond that wait in
+/// the runner, most urgent first, and start on this thread the moment a
+/// child exits: a prefetched attempt costs no round trip to anyone.
+///
 /// Each command runs as `/bin/sh -c COMMAND` in a new process group with
 /// stdin from /dev/null. The thread polls the children's pidfds and output
 /// pipes, keeps the last `output_tail_bytes` of stdout and stderr, enforces
@@ -28,6 +33,8 @@
 namespace taskmaster {
 
 struct runner_options {
+  /// Children running at once; further attempts wait (0: no limit).
+  uint32_t slots = 0;
   size_t output_tail_bytes = 64 * 1024;
   std::chrono::milliseconds kill_grace{5000};
   /// Run children as this user (uid/gid/supplementary groups set in the
@@ -51,22 +58,27 @@ public:
   process_runner(const process_runner&) = delete;
   process_runner& operator=(const process_runner&) = delete;
 
-  /// Starts `work` (thread-safe).
+  /// Starts `work`, or queues it while every slot is taken (thread-safe).
   void start(core::assignment work);
 
   /// Ends an attempt: SIGTERM to its group, then SIGKILL after the grace.
-  /// Its result carries `outcome` and `reason`. Unknown refs are ignored.
+  /// Its result carries `outcome` and `reason`. An attempt still waiting for
+  /// a slot ends at once without running. Unknown refs are ignored.
   void kill(const core::attempt_ref& ref, core::attempt_outcome outcome,
             std::string reason);
 
-  /// Number of attempts started and not yet reported.
+  /// Reports every attempt still waiting for a slot as `returned` with
+  /// `reason`, without running it (thread-safe).
+  void hand_back_waiting(std::string reason);
+
+  /// Number of attempts given to start() and not yet reported.
   size_t active() const {
     return active_.load();
   }
 
 private:
   struct command {
-    enum kind_t { start, kill } kind;
+    enum kind_t { start, kill, hand_back } kind;
     core::assignment work;
     core::attempt_ref ref;
     core::attempt_outcome outcome = core::attempt_outcome::cancelled;
@@ -79,6 +91,11 @@ private:
   void wake();
   void handle(command& cmd);
   void spawn(core::assignment work);
+  /// Spawns waiting attempts while a slot is free.
+  void start_waiting();
+  /// Reports an attempt that never started.
+  void end_unstarted(const core::assignment& work,
+                     core::attempt_outcome outcome, std::string reason);
   void signal_group(child& c, int sig);
   /// Reaps the shell if it exited (killing its group first); true if so.
   bool reap(child& c);
@@ -91,12 +108,19 @@ private:
   std::optional<gid_t> gid_;
   std::vector<gid_t> groups_;
   int wake_fd_ = -1;
+  /// The stack children run on between clone and exec (see spawn).
+  static constexpr size_t spawn_stack_size = 64 * 1024;
+  std::unique_ptr<char[]> spawn_stack_;
   std::mutex mtx_;
   std::vector<command> inbox_;
   bool stopping_ = false;
   std::atomic<size_t> active_{0};
   /// Owned by the runner thread.
   std::map<core::attempt_ref, std::unique_ptr<child>> children_;
+  /// Children whose shell has not exited yet (each holds a slot).
+  uint32_t live_ = 0;
+  /// Attempts waiting for a slot, most urgent first, then in arrival order.
+  std::deque<core::assignment> waiting_;
   std::thread thread_;
 };
 

@@ -210,6 +210,9 @@ executor_actor::behavior_type executor(executor_actor::pointer self,
              core::attempt_outcome outcome, std::string& reason) {
       runner->kill(ref, outcome, std::move(reason));
     },
+    [runner](drain_atom, std::string& reason) {
+      runner->hand_back_waiting(std::move(reason));
+    },
   };
 }
 
@@ -219,6 +222,7 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
   st.options = std::move(options);
   st.local_master = std::move(local_master);
   st.rng.seed(std::random_device{}());
+  st.options.runner.slots = st.options.info.slots;
   st.executor = self->spawn<caf::linked>(executor,
                                          caf::actor_cast<worker_node_actor>(self),
                                          st.options.runner);
@@ -244,12 +248,16 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       for (auto& work : batch) {
         if (st.running.count(work.ref) != 0)
           continue;
-        if (st.stopping || st.running.size() >= st.options.info.slots) {
+        // Beyond its slots a worker holds prefetched attempts, up to a bound
+        // the master never exceeds.
+        if (st.stopping
+            || st.running.size()
+                 >= st.options.info.slots * core::max_held_per_slot) {
           core::attempt_result r;
           r.ref = work.ref;
           r.outcome = core::attempt_outcome::returned;
           r.reason = st.stopping ? "the worker is shutting down"
-                                 : "the worker had no free slot";
+                                 : "the worker holds all it can";
           st.unacked[r.ref] = r;
           refused.push_back(std::move(r));
           continue;
@@ -336,6 +344,10 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
                 st.running.size(), grace_ms);
       if (st.registered && st.master)
         self->send(st.master, drain_atom::value, st.options.info.id);
+      // Prefetched attempts go back to the master unstarted, so they do not
+      // keep this worker busy through the grace.
+      self->send(st.executor, drain_atom::value,
+                 std::string{"the worker shut down before it started"});
       auto result = st.stopped;
       check_shutdown(self);
       return result;

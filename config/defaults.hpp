@@ -40,6 +40,7 @@ inline constexpr size_t max_queued = 1'000'000;
 inline constexpr auto heartbeat_interval = 1s;
 inline constexpr auto heartbeat_timeout = 5s;
 inline constexpr auto reconcile_grace = 30s;
+inline constexpr auto prefetch_budget = 5ms;
 inline constexpr uint32_t max_lost_attempts = 5;
 inline constexpr auto retention = 168h;
 inline constexpr size_t retention_max_tasks = 100'000;

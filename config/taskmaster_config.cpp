@@ -84,6 +84,7 @@ taskmaster_config::taskmaster_config()
     heartbeat_interval(defaults::heartbeat_interval),
     heartbeat_timeout(defaults::heartbeat_timeout),
     reconcile_grace(defaults::reconcile_grace),
+    prefetch_budget(defaults::prefetch_budget),
     max_lost_attempts(defaults::max_lost_attempts),
     retention(defaults::retention),
     retention_max_tasks(defaults::retention_max_tasks),
@@ -147,6 +148,9 @@ taskmaster_config::taskmaster_config()
     .add(reconcile_grace, "reconcile-grace",
          "after a master restart, how long running tasks wait for their "
          "worker")
+    .add(prefetch_budget, "prefetch-budget",
+         "feed workers of fast tasks ahead of their free slots by about this "
+         "much work (0s: only into free slots)")
     .add(max_lost_attempts, "max-lost-attempts",
          "a task whose worker is lost this often fails")
     .add(retention, "retention", "how long finished tasks are kept")
@@ -346,6 +350,7 @@ core::scheduler_settings taskmaster_config::scheduler_settings() const {
   s.retry = core::retry_policy{to_ms(retry_backoff), to_ms(retry_backoff_max)};
   s.heartbeat_timeout = to_ms(heartbeat_timeout);
   s.reconcile_grace = to_ms(reconcile_grace);
+  s.prefetch_budget = to_ms(prefetch_budget);
   s.max_lost_attempts = max_lost_attempts;
   s.max_queued = max_queued;
   s.retention = to_ms(retention);

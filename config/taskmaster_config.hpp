@@ -48,6 +48,7 @@ public:
   caf::timespan heartbeat_interval;
   caf::timespan heartbeat_timeout;
   caf::timespan reconcile_grace;
+  caf::timespan prefetch_budget;
   uint32_t max_lost_attempts;
   caf::timespan retention;
   size_t retention_max_tasks;

@@ -304,7 +304,10 @@ json encode_worker(const worker_view& w, core::time_ms now) {
     {"host", w.info.host},
     {"state", core::to_string(w.status)},
     {"slots", w.info.slots},
-    {"slots_used", w.running.size()},
+    // Beyond its slots a worker may hold prefetched attempts (they are in
+    // `running` too, as the master counts them RUNNING).
+    {"slots_used", std::min<size_t>(w.running.size(), w.info.slots)},
+    {"prefetched", w.running.size() - std::min<size_t>(w.running.size(), w.info.slots)},
     {"labels", w.info.labels},
     {"running", std::move(running)},
     {"load_average", w.load_average},

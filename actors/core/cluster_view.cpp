@@ -33,7 +33,7 @@ placement cluster_view::place(const string_map& want) const {
     if (!labels_match(want, w.info.labels))
       continue;
     any_matching = true;
-    if (w.free_slots() == 0)
+    if (w.room() == 0)
       continue;
     if (best == nullptr) {
       best = &w;
@@ -77,6 +77,14 @@ uint32_t cluster_view::free_slots() const {
   return n;
 }
 
+uint32_t cluster_view::room() const {
+  uint32_t n = 0;
+  for (const auto& [id, w] : workers_)
+    if (w.status == worker_status::up)
+      n += w.room();
+  return n;
+}
+
 uint32_t cluster_view::total_slots() const {
   uint32_t n = 0;
   for (const auto& [id, w] : workers_)
@@ -89,7 +97,7 @@ uint32_t cluster_view::used_slots() const {
   uint32_t n = 0;
   for (const auto& [id, w] : workers_)
     if (w.status == worker_status::up || w.status == worker_status::draining)
-      n += static_cast<uint32_t>(w.running.size());
+      n += w.used_slots();
   return n;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -36,23 +37,40 @@ struct worker_state {
   time_ms connected_at = 0;
   time_ms last_heartbeat = 0;
   time_ms status_since = 0;
-  /// Attempts the master believes occupy a slot on this worker.
+  /// Attempts the master believes this worker holds: running, or prefetched
+  /// and waiting there for a slot.
   std::set<attempt_ref> running;
   /// Load average reported by the worker's heartbeat (informational).
   double load_average = 0;
   /// Increasing counter of the last assignment, for round-robin tie breaks.
   uint64_t last_assigned = 0;
   uint64_t tasks_finished = 0;
+  /// How long this worker's recent attempts ran (ms, exponentially
+  /// weighted); negative until one has ended.
+  double recent_run_ms = -1;
+  /// Attempts the master may hand this worker beyond its slots (see
+  /// scheduler_settings::prefetch_budget); at most `info.slots`.
+  uint32_t prefetch = 0;
+
+  uint32_t used_slots() const {
+    return std::min(static_cast<uint32_t>(running.size()), info.slots);
+  }
 
   uint32_t free_slots() const {
-    auto used = static_cast<uint32_t>(running.size());
-    return used >= info.slots ? 0 : info.slots - used;
+    return info.slots - used_slots();
   }
 
-  bool accepts_work() const {
-    return status == worker_status::up && free_slots() > 0;
+  /// Attempts it can take now, prefetch included.
+  uint32_t room() const {
+    auto held = static_cast<uint32_t>(running.size());
+    auto limit = info.slots + prefetch;
+    return held >= limit ? 0 : limit - held;
   }
 };
+
+/// A worker holds at most this many attempts per slot (running plus
+/// prefetched); more is a protocol error it refuses.
+constexpr uint32_t max_held_per_slot = 2;
 
 /// Where a task of a given placement class could go, or why it cannot.
 struct placement {
@@ -83,14 +101,17 @@ public:
 
   const worker_state* find(const std::string& id) const;
 
-  /// Least loaded (running/slots, then fewest running, then longest since its
-  /// last assignment) UP worker with a free slot whose labels cover `want`.
+  /// Least loaded (held/slots, then fewest held, then longest since its last
+  /// assignment) UP worker with room whose labels cover `want`. A free slot
+  /// always wins over prefetching.
   placement place(const string_map& want) const;
 
   /// Marks that `worker` got one more attempt.
   void assign(worker_state& worker, const attempt_ref& ref);
 
   uint32_t free_slots() const;
+  /// Sum of room() over UP workers.
+  uint32_t room() const;
   uint32_t total_slots() const;
   uint32_t used_slots() const;
   size_t count(worker_status status) const;

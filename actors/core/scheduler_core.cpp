@@ -247,8 +247,11 @@ void scheduler_core::report(const std::string& worker_id,
   auto* worker = cluster_.find(worker_id);
   for (const auto& result : results) {
     out.acks.emplace_back(worker_id, result.ref);
-    if (worker != nullptr && worker->running.erase(result.ref) > 0)
+    if (worker != nullptr && worker->running.erase(result.ref) > 0) {
       ++worker->tasks_finished;
+      if (result.started_at != 0)
+        learn_run_time(*worker, result.finished_at - result.started_at);
+    }
     auto* task = find_mutable(result.ref.task);
     // A result for an attempt that is no longer current (the task was
     // requeued, cancelled or forgotten), or from a worker that does not hold
@@ -268,6 +271,24 @@ void scheduler_core::report(const std::string& worker_id,
       && worker->running.empty())
     set_worker_status(*worker, worker_status::left, now, out);
   dispatch(now, out);
+}
+
+void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {
+  // Weight 1/4: a handful of slow attempts stop prefetching quickly, and it
+  // takes a few dozen fast ones to resume after a very slow one.
+  auto r = static_cast<double>(std::max<time_ms>(run_time, 0));
+  worker.recent_run_ms = worker.recent_run_ms < 0
+                           ? r
+                           : worker.recent_run_ms + (r - worker.recent_run_ms) / 4;
+  worker.prefetch = 0;
+  if (settings_.prefetch_budget <= 0)
+    return;
+  // Millisecond clocks call the fastest attempts 0 ms long.
+  auto ahead = static_cast<double>(settings_.prefetch_budget)
+               / std::max(worker.recent_run_ms, 0.5);
+  worker.prefetch = static_cast<uint32_t>(
+    std::min(ahead, static_cast<double>(worker.info.slots
+                                        * (max_held_per_slot - 1))));
 }
 
 void scheduler_core::drain(const std::string& worker_id, time_ms now,
@@ -364,7 +385,7 @@ void scheduler_core::tick(time_ms now, plan& out) {
 void scheduler_core::dispatch(time_ms now, plan& out) {
   if (queue_.size() == 0)
     return;
-  auto free = cluster_.free_slots();
+  auto free = cluster_.room();
   while (free > 0 && queue_.size() > 0) {
     const std::string* best_class = nullptr;
     std::pair<time_ms, task_id> best_entry;
@@ -560,6 +581,7 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   work.command = task.spec.command;
   work.env = task.spec.env;
   work.timeout_seconds = task.spec.timeout_seconds;
+  work.prio = task.spec.prio;
   out.assignments.emplace_back(worker.info.id, std::move(work));
   task_change change;
   change.queue_wait = now - task.queued_at;

@@ -35,6 +35,13 @@ struct scheduler_settings {
   /// A task whose worker vanished this many times fails instead of being
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
+  /// Prefetch: a worker whose recent attempts ran r ms on average is handed
+  /// up to min(slots, prefetch_budget / r) attempts beyond its free slots. It
+  /// starts one the moment a process exits instead of waiting a round trip
+  /// to the master, which matters for tasks of a few milliseconds. The price:
+  /// a more urgent task submitted later may wait behind the prefetched ones,
+  /// by about this budget. Slow tasks are never prefetched; 0 turns it off.
+  time_ms prefetch_budget = 5;
   /// Bound on queued tasks (0: unbounded); submissions beyond it are refused.
   size_t max_queued = 1'000'000;
   /// Finished tasks are forgotten after this long (0: never) ...
@@ -249,6 +256,10 @@ private:
 
   void apply_result(task_record& task, const attempt_result& result,
                     time_ms now, plan& out);
+
+  /// Folds an attempt's run time into the worker's average and sets how far
+  /// ahead of its slots it may be fed.
+  void learn_run_time(worker_state& worker, time_ms run_time);
 
   /// The current attempt ended without a result of the command (worker lost,
   /// returned, reconciliation): back to the queue or, past the limit, FAILED.

@@ -181,6 +181,8 @@ struct assignment {
   std::string command;
   string_map env;
   uint32_t timeout_seconds = 0;
+  /// Orders the attempts a worker holds beyond its free slots.
+  priority prio = priority::medium;
 };
 
 /// Labels are written `k=v,k=v` on command lines and in config files.

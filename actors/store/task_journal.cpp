@@ -181,7 +181,11 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
     return nullptr;
   }
   std::unique_ptr<task_journal> journal{new task_journal(db, options, lock_fd)};
-  auto setup = fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; "
+  // Exclusive locking: only this process ever opens the database (the flock
+  // above), so SQLite can skip its file locks per transaction and keep the
+  // WAL index in memory instead of a shared-memory file.
+  auto setup = fmt::format("PRAGMA locking_mode=EXCLUSIVE; "
+                           "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; "
                            "PRAGMA busy_timeout=5000; {}",
                            options.fsync_commits ? "FULL" : "NORMAL", schema);
   if (!journal->exec(setup.c_str())) {

@@ -190,3 +190,120 @@ TEST_CASE("tasks inherit no descriptor of the daemon but stdin, stdout and "
   ::close(100);
   ::close(leaked);
 }
+
+TEST_CASE("tasks start with default signal dispositions and no blocked signal",
+          "[actors][runner]") {
+  // The daemon ignores and blocks signals of its own; its tasks must not.
+  auto previous = ::signal(SIGHUP, SIG_IGN);
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  sigset_t old_mask;
+  ::pthread_sigmask(SIG_BLOCK, &usr2, &old_mask);
+  collector c;
+  {
+    process_runner runner{{}, c.handler()};
+    runner.start(work(1, "grep -E '^Sig(Blk|Ign)' /proc/$$/status"));
+    auto r = c.wait(1);
+    CHECK(r.outcome == core::attempt_outcome::succeeded);
+    CHECK(r.stdout_tail
+          == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::signal(SIGHUP, previous);
+}
+
+TEST_CASE("a shell that cannot start is a failed attempt", "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.slots = 1;
+  process_runner runner{o, c.handler()};
+  // An environment beyond what execve takes (E2BIG) fails the exec itself.
+  auto huge = work(1, "true");
+  huge.env["BIG"] = std::string(3 * 1024 * 1024, 'x');
+  runner.start(huge);
+  auto r = c.wait(1);
+  CHECK(r.outcome == core::attempt_outcome::failed);
+  CHECK(r.reason.find("cannot start /bin/sh") != std::string::npos);
+  // The slot it took is free again.
+  runner.start(work(2, "echo fine"));
+  CHECK(c.wait(2).stdout_tail == "fine\n");
+}
+
+TEST_CASE("attempts beyond the slots wait and start, most urgent first, as "
+          "slots free",
+          "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.slots = 1;
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "sleep 0.3"));
+  auto low = work(2, "true");
+  low.prio = core::priority::low;
+  auto critical = work(3, "true");
+  critical.prio = core::priority::critical;
+  auto medium = work(4, "true");
+  runner.start(low);
+  runner.start(critical);
+  runner.start(medium);
+  CHECK(runner.active() == 4);
+  auto first = c.wait(1);
+  auto r2 = c.wait(2);
+  auto r3 = c.wait(3);
+  auto r4 = c.wait(4);
+  for (const auto* r : {&r2, &r3, &r4}) {
+    CHECK(r->outcome == core::attempt_outcome::succeeded);
+    // One at a time: none started before the sleep ended.
+    CHECK(r->started_at >= first.finished_at);
+  }
+  CHECK(r3.started_at <= r4.started_at);
+  CHECK(r4.started_at <= r2.started_at);
+  CHECK(r3.finished_at <= r4.started_at);
+  CHECK(taskmaster::test::eventually([&] { return runner.active() == 0; }));
+}
+
+TEST_CASE("a waiting attempt can be killed or handed back without running",
+          "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.slots = 1;
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "sleep 0.5; echo done"));
+  runner.start(work(2, "echo never2"));
+  runner.start(work(3, "echo never3"));
+  runner.start(work(4, "echo never4"));
+  runner.kill({2, 1}, core::attempt_outcome::cancelled, "cancelled by test");
+  auto r2 = c.wait(2, 1s);
+  CHECK(r2.outcome == core::attempt_outcome::cancelled);
+  CHECK(r2.reason == "cancelled by test");
+  CHECK(r2.started_at == 0);
+  CHECK_FALSE(r2.has_exit_code);
+  runner.hand_back_waiting("going away");
+  for (core::task_id id : {3, 4}) {
+    auto r = c.wait(id, 1s);
+    CHECK(r.outcome == core::attempt_outcome::returned);
+    CHECK(r.reason == "going away");
+    CHECK(r.stdout_tail.empty());
+  }
+  // The running one is untouched.
+  auto r1 = c.wait(1);
+  CHECK(r1.outcome == core::attempt_outcome::succeeded);
+  CHECK(r1.stdout_tail == "done\n");
+}
+
+TEST_CASE("stopping the runner hands back what waits without running it",
+          "[actors][runner]") {
+  collector c;
+  {
+    runner_options o;
+    o.slots = 1;
+    process_runner runner{o, c.handler()};
+    runner.start(work(1, "sleep 60"));
+    runner.start(work(2, "echo never"));
+    CHECK(runner.active() == 2);
+  }
+  CHECK(c.wait(1).outcome == core::attempt_outcome::returned);
+  auto r2 = c.wait(2);
+  CHECK(r2.outcome == core::attempt_outcome::returned);
+  CHECK(r2.started_at == 0);
+}

@@ -561,3 +561,98 @@ TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "
   report(holder, result(task(id).current_ref(), attempt_outcome::succeeded));
   CHECK(task(id).status == task_status::succeeded);
 }
+
+namespace {
+
+/// Reports `ref` as a success that ran `run_ms`.
+attempt_result quick(fixture& f, attempt_ref ref, time_ms run_ms) {
+  auto r = f.result(ref, attempt_outcome::succeeded);
+  r.started_at = f.now - run_ms;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "workers of fast tasks are fed ahead of their slots",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 2);
+  for (int i = 0; i < 10; ++i)
+    submit("true");
+  // No history yet: only the free slots.
+  CHECK(core.stats().running == 2);
+  // A 1 ms result: 5 ms of budget allows up to one more per slot.
+  auto p = report("w1", quick(*this, {1, 1}, 1));
+  CHECK(assigned_ids(p) == std::vector<task_id>{3, 4, 5});
+  CHECK(core.cluster().find("w1")->running.size() == 4);
+  CHECK(core.cluster().find("w1")->prefetch == 2);
+  // The slots in use never count the prefetched attempts.
+  CHECK(core.stats().slots_used == 2);
+  CHECK(core.stats().slots_total == 2);
+  CHECK(core.cluster().free_slots() == 0);
+  CHECK(core.cluster().room() == 0);
+  // Slower tasks shrink the lookahead: about 3 ms each, one ahead.
+  for (task_id id : {2, 3, 4}) {
+    p = report("w1", quick(*this, {id, 1}, 4));
+    if (core.cluster().find("w1")->prefetch < 2)
+      break;
+  }
+  CHECK(core.cluster().find("w1")->prefetch == 1);
+}
+
+TEST_CASE_METHOD(fixture, "slow tasks are never prefetched",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 2);
+  for (int i = 0; i < 6; ++i)
+    submit("true");
+  auto p = report("w1", quick(*this, {1, 1}, 6));
+  CHECK(assigned_ids(p) == std::vector<task_id>{3});
+  CHECK(core.cluster().find("w1")->prefetch == 0);
+  CHECK(core.cluster().find("w1")->running.size() == 2);
+  // Fast ones after a very slow one win prefetching back only gradually.
+  p = report("w1", quick(*this, {2, 1}, 60'000));
+  for (task_id id : {3, 4})
+    report("w1", quick(*this, {id, 1}, 1));
+  CHECK(core.cluster().find("w1")->prefetch == 0);
+}
+
+TEST_CASE_METHOD(fixture, "a free slot anywhere wins over prefetching",
+                 "[core][scheduler][prefetch]") {
+  join("fast", 1);
+  submit("true");
+  report("fast", quick(*this, {1, 1}, 1));
+  REQUIRE(core.cluster().find("fast")->prefetch == 1);
+  join("idle", 1);
+  // Each free slot is filled before "fast" gets anything ahead.
+  auto a = submit("true");
+  auto b = submit("true");
+  CHECK(task(a).worker_id != task(b).worker_id);
+  // Now only prefetch room is left, on "fast".
+  auto c = submit("true");
+  CHECK(task(c).worker_id == "fast");
+  auto d = submit("true");
+  CHECK(task(d).status == task_status::queued);
+  CHECK(core.reason_of(task(d)) == "waiting for a free slot");
+}
+
+TEST_CASE("a prefetch budget of zero feeds only free slots",
+          "[core][scheduler][prefetch]") {
+  auto settings = test_settings();
+  settings.prefetch_budget = 0;
+  scheduler_core core{settings, [] { return 0.5; }};
+  plan p;
+  worker_info w;
+  w.id = "w1";
+  w.slots = 2;
+  core.register_worker(w, {}, {}, 1000, p);
+  auto admitted = core.admit(std::vector<task_spec>(6, task_spec{}), 1000);
+  core.activate(admitted.ids, 1000, p);
+  attempt_result r;
+  r.ref = {admitted.ids[0], 1};
+  r.outcome = attempt_outcome::succeeded;
+  r.started_at = 1000;
+  r.finished_at = 1000;
+  plan after;
+  core.report("w1", {r}, 1000, after);
+  CHECK(after.assignments.size() == 1);
+  CHECK(core.cluster().find("w1")->running.size() == 2);
+}
