@@ -339,7 +339,7 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       st.stopping = true;
       st.stop_deadline = log::wall_clock_ms() + grace_ms;
       st.stopped = self->make_response_promise<bool>();
-      log::info("shutting down: taking no new tasks, {} running, up to {} ms "
+      log::info("shutting down: taking no new tasks, {} on hand, up to {} ms "
                 "to finish",
                 st.running.size(), grace_ms);
       if (st.registered && st.master)

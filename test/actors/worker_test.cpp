@@ -99,3 +99,85 @@ TEST_CASE("a result that ends while the worker registers again is reported "
   caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
 }
+
+namespace {
+
+/// A master played by the test: it accepts the registration, hands out
+/// `batch` at once and passes every report on to the observer.
+fake_master_actor::behavior_type
+batch_master(fake_master_actor::pointer self, caf::actor observer,
+             std::vector<core::assignment> batch) {
+  return {
+    [=](register_atom, register_request&, worker_actor& w) {
+      self->send(w, assign_atom::value, batch,
+                 std::vector<core::attempt_ref>{});
+      return register_reply{true, {}, 50};
+    },
+    [=](heartbeat_atom, const std::string&, uint64_t, double) { return true; },
+    [=](report_atom, const std::string&,
+        std::vector<core::attempt_result>& results) {
+      for (auto& r : results)
+        caf::anon_send(observer, report_atom::value, std::move(r));
+    },
+    [=](drain_atom, const std::string&) {},
+    [=](leave_atom, const std::string&) { return true; },
+    [=](caf::ok_atom) {},
+  };
+}
+
+core::assignment job(core::task_id id, std::string command) {
+  core::assignment work;
+  work.ref = {id, 1, 1};
+  work.command = std::move(command);
+  return work;
+}
+
+} // namespace
+
+TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
+          "back unstarted when it shuts down",
+          "[actors][worker]") {
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor test{sys};
+  // One slot: the first runs, the next one waits in the worker, the third
+  // is beyond what a one-slot worker may hold.
+  auto master = sys.spawn(
+    batch_master, caf::actor{test},
+    std::vector<core::assignment>{job(1, "sleep 0.5; echo ran"),
+                                  job(2, "echo never"), job(3, "echo never")});
+  worker_options options;
+  options.info.id = "w";
+  options.info.slots = 1;
+  options.info.incarnation = 9;
+  auto worker = sys.spawn(worker_node, options,
+                          caf::actor_cast<cluster_actor>(master));
+  std::map<core::task_id, core::attempt_result> results;
+  auto collect = [&](std::chrono::milliseconds limit) {
+    bool got = false;
+    test->receive(
+      [&](report_atom, const core::attempt_result& r) {
+        results[r.ref.task] = r;
+        got = true;
+      },
+      caf::after(limit) >> [] {});
+    return got;
+  };
+  REQUIRE(collect(5s));
+  REQUIRE(results.count(3) == 1);
+  CHECK(results[3].outcome == core::attempt_outcome::returned);
+  CHECK(results[3].reason == "the worker holds all it can");
+  caf::anon_send(worker, shutdown_atom::value, uint32_t{5000});
+  REQUIRE(collect(5s));
+  REQUIRE(results.count(2) == 1);
+  CHECK(results[2].outcome == core::attempt_outcome::returned);
+  CHECK(results[2].reason == "the worker shut down before it started");
+  CHECK(results[2].started_at == 0);
+  // Handed back at once: the running attempt (half a second) reports later.
+  REQUIRE(collect(5s));
+  REQUIRE(results.count(1) == 1);
+  CHECK(results[1].outcome == core::attempt_outcome::succeeded);
+  CHECK(results[1].stdout_tail == "ran\n");
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
+}
