@@ -84,6 +84,11 @@ void configure_actor_system(taskmaster_config& cfg) {
   // starve the cluster endpoint, and with it the workers' heartbeats.
   if (caf::get_if(&caf::content(cfg), "scheduler.max-throughput") == nullptr)
     cfg.set("scheduler.max-throughput", size_t{100});
+  // Messages from other nodes are deserialized on the network thread itself
+  // instead of being handed to a pool thread first (CAF's default is one on
+  // small machines, up to four): one thread hand-off less per message.
+  if (caf::get_if(&caf::content(cfg), "middleman.workers") == nullptr)
+    cfg.set("middleman.workers", size_t{0});
   // Middleman heartbeats are off by default in CAF 0.17: without them a
   // frozen peer keeps its connection "up" forever.
   cfg.set("middleman.heartbeat-interval", cfg.heartbeat_interval);
