@@ -66,6 +66,8 @@ struct exec_request {
   char* const* envp;
   int stdout_fd;
   int stderr_fd;
+  /// Where to stop closing descriptors one by one if close_range fails.
+  int max_fd;
   /// Set by the child when it cannot exec (the memory is shared).
   int error = 0;
 };
@@ -86,7 +88,9 @@ int exec_shell(void* arg) {
   }
   // Nothing else of the daemon's (client sockets, the journal, pipes of
   // other tasks) reaches the task, whatever its CLOEXEC flags.
-  ::close_range(3, ~0U, 0);
+  if (::close_range(3, ~0U, 0) != 0)
+    for (int fd = 3; fd < r->max_fd; ++fd)
+      ::close(fd);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -157,6 +161,8 @@ process_runner::process_runner(runner_options options, exit_handler on_exit)
     base_env_.push_back(fmt::format("LOGNAME={}", pw->pw_name));
   }
   spawn_stack_ = std::make_unique<char[]>(spawn_stack_size);
+  if (auto n = ::sysconf(_SC_OPEN_MAX); n > 0)
+    max_fd_ = static_cast<int>(std::min<long>(n, 1 << 20));
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0)
     throw std::runtime_error(fmt::format("eventfd: {}", std::strerror(errno)));
@@ -211,28 +217,33 @@ void process_runner::wake() {
 
 void process_runner::handle(command& cmd) {
   if (cmd.kind == command::start) {
-    // Behind everything at least as urgent, ahead of the rest.
+    waiting_attempt entry;
+    if (cmd.work.start_within_ms > 0)
+      entry.give_up_at = steady::now()
+                         + std::chrono::milliseconds(cmd.work.start_within_ms);
+    entry.work = std::move(cmd.work);
+    // Behind everything of the same or a lower rank, ahead of the rest.
     auto pos = std::find_if(waiting_.begin(), waiting_.end(),
-                            [&](const core::assignment& w) {
-                              return w.prio < cmd.work.prio;
+                            [&](const waiting_attempt& w) {
+                              return entry.work.rank < w.work.rank;
                             });
-    waiting_.insert(pos, std::move(cmd.work));
+    waiting_.insert(pos, std::move(entry));
     start_waiting();
     return;
   }
   if (cmd.kind == command::hand_back) {
     auto waiting = std::move(waiting_);
     waiting_.clear();
-    for (const auto& work : waiting)
-      end_unstarted(work, core::attempt_outcome::returned, cmd.reason);
+    for (const auto& w : waiting)
+      end_unstarted(w.work, core::attempt_outcome::returned, cmd.reason);
     return;
   }
   auto w = std::find_if(waiting_.begin(), waiting_.end(),
-                        [&](const core::assignment& x) {
-                          return x.ref == cmd.ref;
+                        [&](const waiting_attempt& x) {
+                          return x.work.ref == cmd.ref;
                         });
   if (w != waiting_.end()) {
-    auto work = std::move(*w);
+    auto work = std::move(w->work);
     waiting_.erase(w);
     end_unstarted(work, cmd.outcome, std::move(cmd.reason));
     return;
@@ -251,9 +262,24 @@ void process_runner::handle(command& cmd) {
 
 void process_runner::start_waiting() {
   while (!waiting_.empty() && (options_.slots == 0 || live_ < options_.slots)) {
-    auto work = std::move(waiting_.front());
+    auto work = std::move(waiting_.front().work);
     waiting_.pop_front();
     spawn(std::move(work));
+  }
+}
+
+void process_runner::give_up_waiting(steady::time_point now) {
+  for (auto i = waiting_.begin(); i != waiting_.end();) {
+    if (i->give_up_at && now >= *i->give_up_at) {
+      auto work = std::move(i->work);
+      i = waiting_.erase(i);
+      end_unstarted(work, core::attempt_outcome::returned,
+                    fmt::format("not started within {} ms on this worker "
+                                "(its slots were busy); handed back",
+                                work.start_within_ms));
+    } else {
+      ++i;
+    }
   }
 }
 
@@ -322,9 +348,11 @@ void process_runner::spawn(core::assignment work) {
     // What posix_spawn does, on a stack kept for the purpose: glibc maps and
     // unmaps a fresh one per call, and the unmap's TLB shootdown across the
     // daemon's threads cost more than the rest of the spawn. CLONE_VFORK
-    // suspends this thread until the child has exec'd; all signals stay
-    // blocked meanwhile so no handler runs on the shared memory.
-    exec_request request{argv, envp.data(), out[1], err[1]};
+    // suspends this thread until the child has exec'd; every signal glibc
+    // lets a program block stays blocked meanwhile, so no handler of ours
+    // runs in the child on the shared memory. The binary is linked with
+    // -z now: no lazy symbol binding runs in the child either.
+    exec_request request{argv, envp.data(), out[1], err[1], max_fd_};
     sigset_t all;
     sigset_t previous;
     sigfillset(&all);
@@ -461,12 +489,8 @@ void process_runner::run() {
       commands.swap(inbox_);
       stop = stopping_;
     }
-    for (auto& cmd : commands)
-      handle(cmd);
-    if (stop)
-      break;
-    // Report what ended before starting what waits: spawning blocks this
-    // thread until the shell has exec'd.
+    // Report what ended before starting anything (new or waiting): a spawn
+    // blocks this thread until the shell has exec'd.
     auto now = steady::now();
     std::vector<core::attempt_ref> done;
     for (auto& [ref, cp] : children_) {
@@ -480,14 +504,21 @@ void process_runner::run() {
       auto node = children_.extract(ref);
       finish(*node.mapped());
     }
+    for (auto& cmd : commands)
+      handle(cmd);
+    if (stop)
+      break;
     start_waiting();
     now = steady::now();
-    // Deadlines: timeouts, grace periods, pipe drains.
+    give_up_waiting(now);
+    // Deadlines: timeouts, grace periods, pipe drains, waiting attempts.
     std::optional<steady::time_point> next;
     auto consider = [&](const std::optional<steady::time_point>& t) {
       if (t && (!next || *t < *next))
         next = t;
     };
+    for (const auto& w : waiting_)
+      consider(w.give_up_at);
     for (auto& [ref, cp] : children_) {
       auto& c = *cp;
       if (!c.exited && c.deadline && now >= *c.deadline
@@ -576,8 +607,8 @@ void process_runner::run() {
     }
   }
   // Stopping: kill and report whatever still runs, hand back what waits.
-  for (const auto& work : waiting_)
-    end_unstarted(work, core::attempt_outcome::returned,
+  for (const auto& w : waiting_)
+    end_unstarted(w.work, core::attempt_outcome::returned,
                   "the worker shut down before it started");
   waiting_.clear();
   for (auto& [ref, cp] : children_) {

@@ -21,8 +21,10 @@
 /// CAF scheduler thread ever blocks on a pipe or on waitpid.
 ///
 /// At most `slots` children run at once. Attempts started beyond that wait in
-/// the runner, most urgent first, and start on this thread the moment a
-/// child exits: a prefetched attempt costs no round trip to anyone.
+/// the runner in the master's queue order (lowest rank first) and start on
+/// this thread the moment a child exits: a prefetched attempt costs no round
+/// trip to anyone. One that waits longer than its `start_within_ms` is handed
+/// back unstarted.
 ///
 /// Each command runs as `/bin/sh -c COMMAND` in a new process group with
 /// stdin from /dev/null. The thread polls the children's pidfds and output
@@ -93,6 +95,8 @@ private:
   void spawn(core::assignment work);
   /// Spawns waiting attempts while a slot is free.
   void start_waiting();
+  /// Hands back waiting attempts past their `start_within_ms`.
+  void give_up_waiting(std::chrono::steady_clock::time_point now);
   /// Reports an attempt that never started.
   void end_unstarted(const core::assignment& work,
                      core::attempt_outcome outcome, std::string reason);
@@ -119,8 +123,16 @@ private:
   std::map<core::attempt_ref, std::unique_ptr<child>> children_;
   /// Children whose shell has not exited yet (each holds a slot).
   uint32_t live_ = 0;
-  /// Attempts waiting for a slot, most urgent first, then in arrival order.
-  std::deque<core::assignment> waiting_;
+  struct waiting_attempt {
+    core::assignment work;
+    /// When it goes back unstarted (from `work.start_within_ms`).
+    std::optional<std::chrono::steady_clock::time_point> give_up_at;
+  };
+  /// Attempts waiting for a slot, lowest rank first, then in arrival order.
+  std::deque<waiting_attempt> waiting_;
+  /// Descriptors to close in a child when close_range is missing (kernels
+  /// before 5.9).
+  int max_fd_ = 1024;
   std::thread thread_;
 };
 

@@ -1,5 +1,6 @@
 #include "app/daemon.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -14,7 +16,6 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
-#include <caf/openssl/manager.hpp>
 #include <fmt/format.h>
 
 #include "actors/log.hpp"
@@ -278,6 +279,12 @@ void tune_malloc() {
   // holding 200,000 queued tasks grow to twice the heap it used. A few
   // arenas are plenty for a daemon whose work is a handful of actors.
   ::mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
+}
+
+void open_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+      ::open("/dev/null", O_RDWR); // takes the lowest free number: fd
 }
 
 void block_shutdown_signals() {

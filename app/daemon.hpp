@@ -7,6 +7,10 @@ namespace taskmaster {
 /// Limits malloc arenas (see daemon.cpp). Call before any thread starts.
 void tune_malloc();
 
+/// Opens /dev/null on whichever of descriptors 0, 1 and 2 is closed, so no
+/// later descriptor (a task's output pipe) takes their place.
+void open_standard_descriptors();
+
 /// Blocks SIGTERM/SIGINT in every thread (the main thread waits for them
 /// with sigwait) and ignores SIGPIPE. Call before any thread starts.
 void block_shutdown_signals();

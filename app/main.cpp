@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "taskmasterd: {}\n", err);
     return 2;
   }
+  taskmaster::open_standard_descriptors();
   taskmaster::tune_malloc();
   taskmaster::block_shutdown_signals();
   return taskmaster::run_daemon(cfg);

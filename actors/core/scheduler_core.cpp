@@ -186,6 +186,9 @@ scheduler_core::register_worker(const worker_info& info,
     set_worker_status(*worker, worker_status::up, now, out);
   }
   worker->info = info;
+  // A new start of the worker (maybe with other slots) learns afresh.
+  worker->recent_run_ms = -1;
+  worker->prefetch = 0;
   worker->connected_at = now;
   worker->last_heartbeat = now;
   std::set<attempt_ref> claimed;
@@ -248,9 +251,12 @@ void scheduler_core::report(const std::string& worker_id,
   for (const auto& result : results) {
     out.acks.emplace_back(worker_id, result.ref);
     if (worker != nullptr && worker->running.erase(result.ref) > 0) {
-      ++worker->tasks_finished;
-      if (result.started_at != 0)
+      if (result.started_at != 0) {
+        ++worker->tasks_finished;
         learn_run_time(*worker, result.finished_at - result.started_at);
+      } else if (result.outcome == attempt_outcome::returned) {
+        stop_prefetch(*worker);
+      }
     }
     auto* task = find_mutable(result.ref.task);
     // A result for an attempt that is no longer current (the task was
@@ -289,6 +295,12 @@ void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {
   worker.prefetch = static_cast<uint32_t>(
     std::min(ahead, static_cast<double>(worker.info.slots
                                         * (max_held_per_slot - 1))));
+}
+
+void scheduler_core::stop_prefetch(worker_state& worker) {
+  worker.recent_run_ms = std::max(worker.recent_run_ms,
+                                  static_cast<double>(prefetch_wait_limit()));
+  worker.prefetch = 0;
 }
 
 void scheduler_core::drain(const std::string& worker_id, time_ms now,
@@ -404,7 +416,8 @@ void scheduler_core::dispatch(time_ms now, plan& out) {
     if (best_class == nullptr)
       break;
     auto id = queue_.pop_front(*best_class);
-    start_attempt(*find_mutable(id), *cluster_.find(best_worker), now, out);
+    start_attempt(*find_mutable(id), *cluster_.find(best_worker),
+                  best_entry.first, now, out);
     --free;
   }
 }
@@ -551,18 +564,20 @@ void scheduler_core::set_status(task_record& task, task_status to, time_ms now,
   out.task_changes.push_back(change);
 }
 
-void scheduler_core::enqueue(task_record& task, time_ms now) {
+void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {
   if (task.not_before > now) {
     delayed_.emplace(task.not_before, task.id);
     return;
   }
   task.not_before = 0;
-  task.queued_at = now;
-  queue_.push(task.id, task.spec.prio, task.spec.labels, now);
+  if (!keep_place || task.queued_at == 0)
+    task.queued_at = now;
+  queue_.push(task.id, task.spec.prio, task.spec.labels, task.queued_at);
 }
 
 void scheduler_core::start_attempt(task_record& task, worker_state& worker,
-                                   time_ms now, plan& out) {
+                                   time_ms rank, time_ms now, plan& out) {
+  bool prefetched = worker.running.size() >= worker.info.slots;
   attempt_record attempt;
   attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
   attempt.epoch = settings_.epoch;
@@ -581,7 +596,9 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   work.command = task.spec.command;
   work.env = task.spec.env;
   work.timeout_seconds = task.spec.timeout_seconds;
-  work.prio = task.spec.prio;
+  work.rank = rank;
+  if (prefetched)
+    work.start_within_ms = static_cast<uint32_t>(prefetch_wait_limit());
   out.assignments.emplace_back(worker.info.id, std::move(work));
   task_change change;
   change.queue_wait = now - task.queued_at;
@@ -614,7 +631,10 @@ void scheduler_core::apply_result(task_record& task,
       return;
     case attempt_outcome::returned:
     case attempt_outcome::lost:
-      requeue_attempt(task, result.outcome, describe_exit(result), now, out);
+      // Handed back before it started (prefetch, refusal): it keeps its place.
+      requeue_attempt(task, result.outcome, describe_exit(result), now, out,
+                      result.outcome == attempt_outcome::returned
+                        && result.started_at == 0);
       return;
     case attempt_outcome::cancelled:
       task.reason = describe_exit(result);
@@ -650,7 +670,7 @@ void scheduler_core::apply_result(task_record& task,
 void scheduler_core::requeue_attempt(task_record& task,
                                      attempt_outcome outcome,
                                      const std::string& reason, time_ms now,
-                                     plan& out) {
+                                     plan& out, bool keep_place) {
   auto& attempt = task.attempts.back();
   attempt.outcome = outcome;
   if (attempt.finished_at == 0)
@@ -674,7 +694,7 @@ void scheduler_core::requeue_attempt(task_record& task,
   task.reason = reason;
   task.not_before = 0;
   set_status(task, task_status::queued, now, out, change);
-  enqueue(task, now);
+  enqueue(task, now, keep_place);
 }
 
 void scheduler_core::finish(task_record& task, task_status status, time_ms now,

@@ -36,11 +36,14 @@ struct scheduler_settings {
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
   /// Prefetch: a worker whose recent attempts ran r ms on average is handed
-  /// up to min(slots, prefetch_budget / r) attempts beyond its free slots. It
-  /// starts one the moment a process exits instead of waiting a round trip
-  /// to the master, which matters for tasks of a few milliseconds. The price:
-  /// a more urgent task submitted later may wait behind the prefetched ones,
-  /// by about this budget. Slow tasks are never prefetched; 0 turns it off.
+  /// up to min(slots, floor(prefetch_budget / r)) attempts beyond its free
+  /// slots. It starts one the moment a process exits instead of waiting a
+  /// round trip to the master, which matters for tasks of a few
+  /// milliseconds. The price: a task submitted later may wait behind the
+  /// prefetched ones, by about this budget while the average holds. Workers
+  /// whose attempts average more than the budget get none; a prefetched
+  /// attempt that has not started within prefetch_wait_limit() goes back to
+  /// the master unstarted. 0 turns prefetching off.
   time_ms prefetch_budget = 5;
   /// Bound on queued tasks (0: unbounded); submissions beyond it are refused.
   size_t max_queued = 1'000'000;
@@ -157,6 +160,13 @@ public:
     return settings_;
   }
 
+  /// How long a prefetched attempt may wait on its worker before the worker
+  /// hands it back: far beyond what a right guess takes (about one task of
+  /// at most the budget), short next to what a wrong one could cost.
+  time_ms prefetch_wait_limit() const {
+    return std::max<time_ms>(50, 10 * settings_.prefetch_budget);
+  }
+
   // -- tasks ----------------------------------------------------------------
 
   /// Creates records for `specs` (or finds them by idempotency key) but does
@@ -249,10 +259,13 @@ private:
 
   /// Puts a QUEUED task where it belongs: the ready queue, or the delayed
   /// set while `not_before` is in the future.
-  void enqueue(task_record& task, time_ms now);
+  /// `keep_place`: the task goes back where it was (its old `queued_at`),
+  /// for attempts that were handed back without running.
+  void enqueue(task_record& task, time_ms now, bool keep_place = false);
 
-  void start_attempt(task_record& task, worker_state& worker, time_ms now,
-                     plan& out);
+  /// `rank` is the task's place in the queue it was taken from.
+  void start_attempt(task_record& task, worker_state& worker, time_ms rank,
+                     time_ms now, plan& out);
 
   void apply_result(task_record& task, const attempt_result& result,
                     time_ms now, plan& out);
@@ -261,10 +274,16 @@ private:
   /// ahead of its slots it may be fed.
   void learn_run_time(worker_state& worker, time_ms run_time);
 
+  /// A worker handed back an attempt it never started: whatever it holds
+  /// runs longer than its average said. No prefetch until fast results
+  /// bring the average down again.
+  void stop_prefetch(worker_state& worker);
+
   /// The current attempt ended without a result of the command (worker lost,
   /// returned, reconciliation): back to the queue or, past the limit, FAILED.
   void requeue_attempt(task_record& task, attempt_outcome outcome,
-                       const std::string& reason, time_ms now, plan& out);
+                       const std::string& reason, time_ms now, plan& out,
+                       bool keep_place = false);
 
   void finish(task_record& task, task_status status, time_ms now, plan& out,
               task_change change);

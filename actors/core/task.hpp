@@ -181,8 +181,14 @@ struct assignment {
   std::string command;
   string_map env;
   uint32_t timeout_seconds = 0;
-  /// Orders the attempts a worker holds beyond its free slots.
-  priority prio = priority::medium;
+  /// The task's rank in the master's queue (see task_queue): a worker that
+  /// holds attempts beyond its free slots starts the lowest rank first, in
+  /// the master's order, aging included.
+  time_ms rank = 0;
+  /// For a prefetched attempt: if it has not started within this many ms,
+  /// the worker hands it back unstarted (0: no limit). A prefetch guessed
+  /// wrong (a long task ahead of it) then costs a bounded wait.
+  uint32_t start_within_ms = 0;
 };
 
 /// Labels are written `k=v,k=v` on command lines and in config files.

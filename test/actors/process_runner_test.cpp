@@ -22,10 +22,13 @@ struct collector {
   std::mutex mtx;
   std::condition_variable cv;
   std::map<core::task_id, core::attempt_result> results;
+  /// Task ids in the order their results came.
+  std::vector<core::task_id> order;
 
   process_runner::exit_handler handler() {
     return [this](core::attempt_result r) {
       std::lock_guard<std::mutex> guard{mtx};
+      order.push_back(r.ref.task);
       results[r.ref.task] = std::move(r);
       cv.notify_all();
     };
@@ -230,36 +233,79 @@ TEST_CASE("a shell that cannot start is a failed attempt", "[actors][runner]") {
   CHECK(c.wait(2).stdout_tail == "fine\n");
 }
 
-TEST_CASE("attempts beyond the slots wait and start, most urgent first, as "
-          "slots free",
+TEST_CASE("attempts beyond the slots wait and start in the master's order "
+          "as slots free",
           "[actors][runner]") {
   collector c;
   runner_options o;
   o.slots = 1;
   process_runner runner{o, c.handler()};
+  auto ranked = [](core::task_id id, core::time_ms rank) {
+    auto w = work(id, "true");
+    w.rank = rank;
+    return w;
+  };
   runner.start(work(1, "sleep 0.3"));
-  auto low = work(2, "true");
-  low.prio = core::priority::low;
-  auto critical = work(3, "true");
-  critical.prio = core::priority::critical;
-  auto medium = work(4, "true");
-  runner.start(low);
-  runner.start(critical);
-  runner.start(medium);
-  CHECK(runner.active() == 4);
+  // Arrival order 2, 3, 4, 5; queue order (rank) 3, 4, 5, 2 (4 and 5 tie
+  // and keep their arrival order).
+  runner.start(ranked(2, 900));
+  runner.start(ranked(3, 100));
+  runner.start(ranked(4, 500));
+  runner.start(ranked(5, 500));
+  CHECK(runner.active() == 5);
   auto first = c.wait(1);
-  auto r2 = c.wait(2);
-  auto r3 = c.wait(3);
-  auto r4 = c.wait(4);
-  for (const auto* r : {&r2, &r3, &r4}) {
-    CHECK(r->outcome == core::attempt_outcome::succeeded);
+  for (core::task_id id : {2, 3, 4, 5}) {
+    auto r = c.wait(id);
+    CHECK(r.outcome == core::attempt_outcome::succeeded);
     // One at a time: none started before the sleep ended.
-    CHECK(r->started_at >= first.finished_at);
+    CHECK(r.started_at >= first.finished_at);
   }
-  CHECK(r3.started_at <= r4.started_at);
-  CHECK(r4.started_at <= r2.started_at);
-  CHECK(r3.finished_at <= r4.started_at);
+  {
+    std::lock_guard<std::mutex> guard{c.mtx};
+    // One slot: results come in the order the attempts started.
+    CHECK(c.order == std::vector<core::task_id>{1, 3, 4, 5, 2});
+  }
   CHECK(taskmaster::test::eventually([&] { return runner.active() == 0; }));
+}
+
+TEST_CASE("a waiting attempt's timeout counts from its start",
+          "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.slots = 1;
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "sleep 0.6"));
+  // Waits 0.6 s, then runs 0.6 s: within its 1 s only if the clock starts
+  // when it does.
+  runner.start(work(2, "sleep 0.6", 1));
+  CHECK(c.wait(1).outcome == core::attempt_outcome::succeeded);
+  CHECK(c.wait(2).outcome == core::attempt_outcome::succeeded);
+}
+
+TEST_CASE("a prefetched attempt that cannot start in time is handed back",
+          "[actors][runner]") {
+  collector c;
+  runner_options o;
+  o.slots = 1;
+  process_runner runner{o, c.handler()};
+  runner.start(work(1, "sleep 1; echo done"));
+  auto prefetched = work(2, "echo never");
+  prefetched.start_within_ms = 100;
+  auto patient = work(3, "echo later");
+  runner.start(prefetched);
+  runner.start(patient);
+  auto r2 = c.wait(2, 2s);
+  CHECK(r2.outcome == core::attempt_outcome::returned);
+  CHECK(r2.started_at == 0);
+  CHECK(r2.reason.find("not started within 100 ms") != std::string::npos);
+  {
+    std::lock_guard<std::mutex> guard{c.mtx};
+    // Long before the running attempt ended.
+    CHECK(c.order == std::vector<core::task_id>{2});
+  }
+  // An attempt without a limit waits as long as it takes.
+  CHECK(c.wait(1).stdout_tail == "done\n");
+  CHECK(c.wait(3).stdout_tail == "later\n");
 }
 
 TEST_CASE("a waiting attempt can be killed or handed back without running",

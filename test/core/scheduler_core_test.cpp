@@ -621,17 +621,105 @@ TEST_CASE_METHOD(fixture, "a free slot anywhere wins over prefetching",
   submit("true");
   report("fast", quick(*this, {1, 1}, 1));
   REQUIRE(core.cluster().find("fast")->prefetch == 1);
+  // "fast" is busy but has prefetch room ...
+  auto busy = submit("true");
+  CHECK(task(busy).worker_id == "fast");
+  // ... and "idle" joins with a free slot: that slot wins.
   join("idle", 1);
-  // Each free slot is filled before "fast" gets anything ahead.
+  auto next = submit("true");
+  CHECK(task(next).worker_id == "idle");
+  // Only prefetch room is left, on "fast".
+  auto ahead = submit("true");
+  CHECK(task(ahead).worker_id == "fast");
+  auto waits = submit("true");
+  CHECK(task(waits).status == task_status::queued);
+  CHECK(core.reason_of(task(waits)) == "waiting for a free slot");
+}
+
+TEST_CASE_METHOD(fixture, "prefetched attempts carry a start deadline and "
+                          "their queue rank",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 1);
+  submit("true");
+  auto p = report("w1", quick(*this, {1, 1}, 1));
+  CHECK(p.assignments.empty());
+  submit("true"); // takes the slot
+  auto ahead = submit("true", priority::high);
+  REQUIRE(last.assignments.size() == 1);
+  CHECK(last.assignments[0].second.ref.task == ahead);
+  CHECK(last.assignments[0].second.start_within_ms
+        == static_cast<uint32_t>(core.prefetch_wait_limit()));
+  CHECK(last.assignments[0].second.rank
+        == now - static_cast<time_ms>(priority::high) * 60'000);
+  CHECK(core.prefetch_wait_limit() == 50);
+}
+
+TEST_CASE_METHOD(fixture, "an attempt handed back unstarted keeps its place "
+                          "and stops prefetching to that worker",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 1);
+  submit("true");
+  report("w1", quick(*this, {1, 1}, 1));
+  auto running = submit("true");
+  now += 10;
+  auto prefetched = submit("true");
+  REQUIRE(task(prefetched).status == task_status::running);
+  now += 10;
+  auto later = submit("true");
+  REQUIRE(task(later).status == task_status::queued);
+  now += 100;
+  attempt_result back;
+  back.ref = {prefetched, 1};
+  back.outcome = attempt_outcome::returned;
+  back.finished_at = now;
+  back.reason = "not started within 50 ms on this worker";
+  auto p = report("w1", back);
+  CHECK(core.cluster().find("w1")->prefetch == 0);
+  // Back in the queue ahead of the task submitted after it, and nothing
+  // more goes to the busy worker.
+  CHECK(task(prefetched).status == task_status::queued);
+  CHECK(task(prefetched).attempts.size() == 1);
+  CHECK(p.assignments.empty());
+  p = report("w1", quick(*this, {running, 1}, 1));
+  CHECK(assigned_ids(p) == std::vector<task_id>{prefetched});
+}
+
+TEST_CASE_METHOD(fixture, "a worker that registers again learns its pace "
+                          "afresh",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 4);
+  submit("true");
+  report("w1", quick(*this, {1, 1}, 1));
+  REQUIRE(core.cluster().find("w1")->prefetch == 4);
+  core.worker_lost("w1", "test", now, last);
+  join("w1", 1);
+  CHECK(core.cluster().find("w1")->prefetch == 0);
+  for (int i = 0; i < 4; ++i)
+    submit("true");
+  CHECK(core.cluster().find("w1")->running.size() == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a lost worker's prefetched attempts are requeued "
+                          "with its running ones",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 1);
+  submit("true");
+  report("w1", quick(*this, {1, 1}, 1));
   auto a = submit("true");
   auto b = submit("true");
-  CHECK(task(a).worker_id != task(b).worker_id);
-  // Now only prefetch room is left, on "fast".
-  auto c = submit("true");
-  CHECK(task(c).worker_id == "fast");
-  auto d = submit("true");
-  CHECK(task(d).status == task_status::queued);
-  CHECK(core.reason_of(task(d)) == "waiting for a free slot");
+  REQUIRE(core.cluster().find("w1")->running.size() == 2);
+  join("w2", 1);
+  plan p;
+  core.worker_lost("w1", "connection lost", now, p);
+  // Both lost their first attempt; one of them already has a second.
+  CHECK(task(a).attempts.size() + task(b).attempts.size() == 3);
+  for (auto id : {a, b}) {
+    CHECK(task(id).attempts[0].outcome == attempt_outcome::lost);
+    CHECK(task(id).status != task_status::failed);
+  }
+  // One runs on w2, the other waits for it.
+  CHECK(core.cluster().find("w2")->running.size() == 1);
+  CHECK(core.stats().queued == 1);
 }
 
 TEST_CASE("a prefetch budget of zero feeds only free slots",
