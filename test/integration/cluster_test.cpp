@@ -264,3 +264,46 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
   CHECK(read_file(dir / "shared.err").find("in use by another master")
         != std::string::npos);
 }
+
+TEST_CASE("across processes, a worker of fast tasks holds one task ahead; "
+          "stuck behind a long task, it goes back to the master unstarted",
+          "[integration][prefetch]") {
+  temp_dir dir;
+  // A budget of 50 ms: fast tasks anywhere count as fast; the wait limit
+  // is 10 x 50 ms.
+  auto master = daemon::master(dir, "master", {"--prefetch-budget=50ms"});
+  auto worker = daemon::worker(dir, master->cluster_addr(), "solo", 1);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  json warm = json::array();
+  for (int i = 0; i < 10; ++i)
+    warm.push_back(json{{"command", "true"}});
+  auto warmed = api.post("/tasks", warm);
+  REQUIRE(warmed.status == 201);
+  for (const auto& t : warmed.body)
+    REQUIRE(api.wait_final(t["id"].get<uint64_t>())["status"] == "SUCCEEDED");
+  auto slow = api.post("/tasks", json{{"command", "sleep 2"}});
+  auto fast = api.post("/tasks", json{{"command", "echo ahead"}});
+  REQUIRE(fast.status == 201);
+  auto fast_id = fast.body["id"].get<uint64_t>();
+  // Prefetched: RUNNING on the worker, which shows it beyond its slot.
+  CHECK(fast.body["status"] == "RUNNING");
+  auto workers = api.get("/workers").body["workers"];
+  REQUIRE(workers.size() == 1);
+  CHECK(workers[0]["slots_used"] == 1);
+  CHECK(workers[0]["prefetched"] == 1);
+  CHECK(workers[0]["running"].size() == 2);
+  // The slot stays busy for 2 s: after 500 ms the task goes back, and runs
+  // when the slot frees.
+  auto done = api.wait_final(fast_id);
+  REQUIRE(done["status"] == "SUCCEEDED");
+  CHECK(done["stdout"] == "ahead\n");
+  REQUIRE(done["attempts"].size() == 2);
+  CHECK(done["attempts"][0]["outcome"] == "RETURNED");
+  CHECK(done["attempts"][0]["reason"].get<std::string>().find(
+          "not started within 500 ms")
+        != std::string::npos);
+  auto sleeper = api.wait_final(slow.body["id"].get<uint64_t>());
+  CHECK(sleeper["finished_at"].get<std::string>()
+        <= done["attempts"][1]["started_at"].get<std::string>());
+}
