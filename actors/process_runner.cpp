@@ -72,6 +72,13 @@ struct exec_request {
   int error = 0;
 };
 
+/// Closes every descriptor from 3 up (in a child, before exec).
+void close_from_3(int max_fd) {
+  if (::close_range(3, ~0U, 0) != 0) // ENOSYS before Linux 5.9
+    for (int fd = 3; fd < max_fd; ++fd)
+      ::close(fd);
+}
+
 int exec_shell(void* arg) {
   auto* r = static_cast<exec_request*>(arg);
   // The daemon's handlers mean nothing in the task: default dispositions.
@@ -88,9 +95,7 @@ int exec_shell(void* arg) {
   }
   // Nothing else of the daemon's (client sockets, the journal, pipes of
   // other tasks) reaches the task, whatever its CLOEXEC flags.
-  if (::close_range(3, ~0U, 0) != 0)
-    for (int fd = 3; fd < r->max_fd; ++fd)
-      ::close(fd);
+  close_from_3(r->max_fd);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -371,6 +376,7 @@ void process_runner::spawn(core::assignment work) {
     // only async-signal-safe functions.
     auto uid = *uid_;
     auto gid = *gid_;
+    auto max_fd = max_fd_;
     pid = ::fork();
     if (pid == 0) {
       ::setpgid(0, 0);
@@ -382,7 +388,7 @@ void process_runner::spawn(core::assignment work) {
       ::dup2(devnull, 0);
       ::dup2(out[1], 1);
       ::dup2(err[1], 2);
-      ::close_range(3, ~0U, 0);
+      close_from_3(max_fd);
       if (::setgroups(groups_.size(), groups_.data()) != 0
           || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
         static const char msg[] = "taskmaster: cannot switch user\n";
@@ -533,8 +539,8 @@ void process_runner::run() {
         c.kill_at.reset();
       }
       // Without a pidfd (kernels before 5.3) exits are found by polling.
-      if (!c.exited && c.pidfd < 0)
-        reap(c);
+      if (!c.exited && c.pidfd < 0 && reap(c))
+        consider(now); // a slot is free: start what waits at once
       if (c.exited && c.out_fd < 0 && c.err_fd < 0) {
         // Found just now by polling: finish it on the next round.
         consider(now);
