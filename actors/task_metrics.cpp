@@ -108,7 +108,7 @@ void task_metrics::record(const event_batch& events) {
     }
     if (c.from == task_status::queued && c.to == task_status::running)
       queue_wait_seconds_.Observe(seconds(c.queue_wait));
-    if (c.from == task_status::running)
+    if (c.from == task_status::running && c.ran)
       execution_seconds_.Observe(seconds(c.run_time));
     switch (c.to) {
       case task_status::succeeded:

@@ -96,6 +96,38 @@ bool is_final(const json& t) {
   return status && core::is_final(*status);
 }
 
+/// Why the server declined the upgrade: Beast 1.74 drops a declined
+/// handshake's response, so ask again with a plain HTTP request carrying the
+/// same upgrade headers and read the answer. Returns "MESSAGE (STATUS)".
+std::string refusal_of(const std::string& host, const std::string& port,
+                       const std::string& hostport, const std::string& target,
+                       const std::string& token) {
+  namespace http = beast::http;
+  asio::io_context ioc;
+  tcp::resolver resolver{ioc};
+  tcp::socket socket{ioc};
+  asio::connect(socket, resolver.resolve(host, port));
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, hostport);
+  req.set(http::field::user_agent, "taskmasterd watch");
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "websocket");
+  req.set(http::field::sec_websocket_version, "13");
+  req.set(http::field::sec_websocket_key, "dGFza21hc3RlciB3YXRjaA==");
+  if (!token.empty())
+    req.set(http::field::authorization, "Bearer " + token);
+  http::write(socket, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  auto body = json::parse(res.body(), nullptr, false);
+  std::string message = res.reason().to_string();
+  if (!body.is_discarded() && body.contains("error")
+      && body["error"].contains("message"))
+    message = body["error"]["message"].get<std::string>();
+  return fmt::format("{} ({})", message, res.result_int());
+}
+
 } // namespace
 
 int watch(const std::string& base_url, const std::string& token,
@@ -135,13 +167,14 @@ int watch(const std::string& base_url, const std::string& token,
     websocket::response_type res;
     beast::error_code ec;
     ws.handshake(res, hostport, target, ec);
+    if (ec == websocket::error::upgrade_declined) {
+      fmt::print(stderr, "taskmasterd: the server refused the stream: {}\n",
+                 refusal_of(host, port, hostport, target, token));
+      return api_failure;
+    }
     if (ec) {
-      auto body = json::parse(res.body(), nullptr, false);
-      std::string message = ec.message();
-      if (!body.is_discarded() && body.contains("error"))
-        message = body["error"]["message"].get<std::string>();
-      fmt::print(stderr, "taskmasterd: the server refused the stream: {} ({})\n",
-                 message, res.result_int());
+      fmt::print(stderr, "taskmasterd: cannot open the stream: {}\n",
+                 ec.message());
       return api_failure;
     }
     beast::flat_buffer buffer;

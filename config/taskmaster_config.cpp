@@ -238,6 +238,28 @@ std::string taskmaster_config::validate() {
   }
   if (http_threads == 0)
     return "--http-threads must be at least 1";
+  // No duration may be negative; where 0 has no meaning it must be positive.
+  struct duration_rule {
+    const char* name;
+    caf::timespan value;
+    bool zero_allowed;
+  };
+  for (const auto& d : {
+         duration_rule{"kill-grace", kill_grace, true},
+         duration_rule{"shutdown-grace", shutdown_grace, true},
+         duration_rule{"reconnect-backoff", reconnect_backoff, false},
+         duration_rule{"reconnect-backoff-max", reconnect_backoff_max, false},
+         duration_rule{"retry-backoff", retry_backoff, true},
+         duration_rule{"retry-backoff-max", retry_backoff_max, true},
+         duration_rule{"reconcile-grace", reconcile_grace, true},
+         duration_rule{"prefetch-budget", prefetch_budget, true},
+         duration_rule{"retention", retention, true},
+         duration_rule{"request-timeout", request_timeout, false},
+       }) {
+    if (d.value.count() < 0 || (!d.zero_allowed && d.value.count() == 0))
+      return fmt::format("--{} must be {}", d.name,
+                         d.zero_allowed ? "0 or more" : "positive");
+  }
   if (heartbeat_interval.count() <= 0 || heartbeat_timeout <= heartbeat_interval)
     return "--heartbeat-timeout must be longer than --heartbeat-interval";
   if (max_batch_tasks == 0)

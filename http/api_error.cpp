@@ -15,7 +15,8 @@ constexpr entry table[] = {
   {"invalid_request", 400},      {"invalid_json", 400},
   {"unauthorized", 401},         {"not_found", 404},
   {"conflict", 409},
-  {"payload_too_large", 413},    {"headers_too_large", 431},
+  {"payload_too_large", 413},    {"length_required", 411},
+  {"headers_too_large", 431},
   {"queue_full", 429},           {"too_many_connections", 429},
   {"unavailable", 503},          {"internal", 500},
 };

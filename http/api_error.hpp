@@ -15,6 +15,7 @@ enum class api_errc {
   not_found,
   conflict,
   payload_too_large,
+  length_required,
   headers_too_large,
   queue_full,
   too_many_connections,

@@ -156,6 +156,49 @@ bool is_websocket_upgrade(std::string_view head) {
   return false;
 }
 
+bool lacks_body_length(std::string_view head) {
+  auto line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos)
+    return false;
+  auto method = head.substr(0, head.find(' '));
+  if (method != "POST" && method != "PUT" && method != "PATCH")
+    return false;
+  auto headers = lowercase(head.substr(line_end + 2));
+  size_t pos = 0;
+  while (pos < headers.size()) {
+    auto eol = headers.find("\r\n", pos);
+    auto line = std::string_view{headers}.substr(
+      pos, eol == std::string::npos ? std::string::npos : eol - pos);
+    if (line.empty())
+      break;
+    if (line.rfind("content-length:", 0) == 0
+        || line.rfind("transfer-encoding:", 0) == 0)
+      return false;
+    if (eol == std::string::npos)
+      break;
+    pos = eol + 2;
+  }
+  return true;
+}
+
+namespace {
+
+/// Answers with an error and closes the connection (before httplib has
+/// read anything).
+void refuse(socket_t sock, std::string_view status_line, const api_error& err) {
+  auto body = error_body(err);
+  auto response = fmt::format("HTTP/1.1 {}\r\n"
+                              "Content-Type: application/json\r\n"
+                              "Content-Length: {}\r\nConnection: close\r\n"
+                              "\r\n{}",
+                              status_line, body.size(), body);
+  ::send(sock, response.data(), response.size(), MSG_NOSIGNAL);
+  ::shutdown(sock, SHUT_RDWR);
+  ::close(sock);
+}
+
+} // namespace
+
 gateway_server::gateway_server(upgrade_handler on_upgrade,
                                size_t max_header_bytes)
   : on_upgrade_(std::move(on_upgrade)), max_header_bytes_(max_header_bytes) {
@@ -196,20 +239,22 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     }
   }
   if (!complete && static_cast<size_t>(seen) == buffer.size()) {
-    auto body = error_body(api_error{
-      api_errc::headers_too_large,
-      fmt::format("the request head is longer than {} bytes "
-                  "(--max-header-bytes)",
-                  max_header_bytes_),
-      0});
-    auto response = fmt::format("HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                "Content-Type: application/json\r\n"
-                                "Content-Length: {}\r\nConnection: close\r\n"
-                                "\r\n{}",
-                                body.size(), body);
-    ::send(sock, response.data(), response.size(), MSG_NOSIGNAL);
-    ::shutdown(sock, SHUT_RDWR);
-    ::close(sock);
+    refuse(sock, "431 Request Header Fields Too Large",
+           api_error{api_errc::headers_too_large,
+                     fmt::format("the request head is longer than {} bytes "
+                                 "(--max-header-bytes)",
+                                 max_header_bytes_),
+                     0});
+    return false;
+  }
+  if (complete && lacks_body_length({head, static_cast<size_t>(seen)})) {
+    std::string_view text{head, static_cast<size_t>(seen)};
+    refuse(sock, "411 Length Required",
+           api_error{api_errc::length_required,
+                     fmt::format("{} needs a Content-Length header, 0 for no "
+                                 "body (curl: -d '')",
+                                 text.substr(0, text.find(' '))),
+                     0});
     return false;
   }
   if (seen > 0 && is_websocket_upgrade({head, static_cast<size_t>(seen)})) {

@@ -33,4 +33,10 @@ private:
 /// WebSocket. Exposed for tests and the fuzzer.
 bool is_websocket_upgrade(std::string_view head);
 
+/// True when `head` (a complete request head) is a POST, PUT or PATCH with
+/// neither Content-Length nor Transfer-Encoding. cpp-httplib would read such
+/// a body until the connection closes, holding a pool thread for the whole
+/// read timeout, so these are answered 411 at once.
+bool lacks_body_length(std::string_view head);
+
 } // namespace taskmaster::http

@@ -87,10 +87,21 @@ void install_error_handlers(httplib::Server& server) {
         break;
       default: {
         auto status = res.status;
+        // cpp-httplib refuses a POST that says nothing of its body length
+        // (what `curl -XPOST URL` sends): say what to send instead.
+        bool no_length = status == 400 && req.method != "GET"
+                         && !req.has_header("Content-Length")
+                         && !req.has_header("Transfer-Encoding");
         send_error(res, api_error{api_errc::invalid_request,
-                             fmt::format("the request was refused ({})",
-                                         status),
-                             0});
+                                  no_length
+                                    ? fmt::format("{} needs a Content-Length "
+                                                  "header, 0 for no body "
+                                                  "(curl: -d '')",
+                                                  req.method)
+                                    : fmt::format("the request was refused "
+                                                  "({})",
+                                                  status),
+                                  0});
         res.status = status;
       }
     }

@@ -22,7 +22,8 @@ const worker_state* cluster_view::find(const std::string& id) const {
   return i == workers_.end() ? nullptr : &i->second;
 }
 
-placement cluster_view::place(const string_map& want) const {
+placement cluster_view::place(const string_map& want,
+                                bool free_slot_only) const {
   const worker_state* best = nullptr;
   bool any_live = false;
   bool any_matching = false;
@@ -33,7 +34,7 @@ placement cluster_view::place(const string_map& want) const {
     if (!labels_match(want, w.info.labels))
       continue;
     any_matching = true;
-    if (w.room() == 0)
+    if (free_slot_only ? w.free_slots() == 0 : w.room() == 0)
       continue;
     if (best == nullptr) {
       best = &w;

@@ -103,8 +103,8 @@ public:
 
   /// Least loaded (held/slots, then fewest held, then longest since its last
   /// assignment) UP worker with room whose labels cover `want`. A free slot
-  /// always wins over prefetching.
-  placement place(const string_map& want) const;
+  /// always wins over prefetching; `free_slot_only` rules prefetching out.
+  placement place(const string_map& want, bool free_slot_only = false) const;
 
   /// Marks that `worker` got one more attempt.
   void assign(worker_state& worker, const attempt_ref& ref);

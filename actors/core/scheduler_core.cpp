@@ -406,7 +406,9 @@ void scheduler_core::dispatch(time_ms now, plan& out) {
       const auto& head = cls.entries.begin()->first;
       if (best_class != nullptr && !(head < best_entry))
         continue;
-      auto where = cluster_.place(cls.labels);
+      const auto* head_task = find(head.second);
+      auto where = cluster_.place(cls.labels,
+                                  head_task != nullptr && head_task->no_prefetch);
       if (where.worker_id.empty())
         continue;
       best_class = &key;
@@ -609,8 +611,9 @@ void scheduler_core::apply_result(task_record& task,
                                   const attempt_result& result, time_ms now,
                                   plan& out) {
   auto& attempt = task.attempts.back();
-  if (result.started_at != 0)
-    attempt.started_at = result.started_at;
+  // A worker reports started_at 0 for an attempt it never started.
+  bool never_started = result.started_at == 0;
+  attempt.started_at = result.started_at;
   attempt.finished_at = result.finished_at != 0 ? result.finished_at : now;
   attempt.exit_code = result.exit_code;
   attempt.has_exit_code = result.has_exit_code;
@@ -622,7 +625,10 @@ void scheduler_core::apply_result(task_record& task,
   task.stdout_tail = result.stdout_tail;
   task.stderr_tail = result.stderr_tail;
   task_change change;
-  change.run_time = std::max<time_ms>(0, attempt.finished_at - attempt.started_at);
+  change.ran = !never_started;
+  change.run_time = never_started ? 0
+                                  : std::max<time_ms>(0, attempt.finished_at
+                                                           - attempt.started_at);
   change.attempt_end = result.outcome;
   switch (result.outcome) {
     case attempt_outcome::succeeded:
@@ -631,10 +637,12 @@ void scheduler_core::apply_result(task_record& task,
       return;
     case attempt_outcome::returned:
     case attempt_outcome::lost:
-      // Handed back before it started (prefetch, refusal): it keeps its place.
+      // Handed back before it started (prefetch, refusal): it keeps its place
+      // and is not prefetched again.
+      if (never_started)
+        task.no_prefetch = true;
       requeue_attempt(task, result.outcome, describe_exit(result), now, out,
-                      result.outcome == attempt_outcome::returned
-                        && result.started_at == 0);
+                      never_started);
       return;
     case attempt_outcome::cancelled:
       task.reason = describe_exit(result);
@@ -677,7 +685,10 @@ void scheduler_core::requeue_attempt(task_record& task,
     attempt.finished_at = now;
   attempt.reason = reason;
   task_change change;
-  change.run_time = std::max<time_ms>(0, attempt.finished_at - attempt.started_at);
+  change.ran = attempt.started_at != 0;
+  change.run_time = change.ran ? std::max<time_ms>(0, attempt.finished_at
+                                                        - attempt.started_at)
+                               : 0;
   change.attempt_end = outcome;
   if (outcome == attempt_outcome::lost) {
     auto lost = std::count_if(task.attempts.begin(), task.attempts.end(),

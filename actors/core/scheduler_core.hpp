@@ -64,8 +64,11 @@ struct task_change {
   time_ms at = 0;
   /// For QUEUED -> RUNNING: how long the task waited since it became ready.
   time_ms queue_wait = 0;
-  /// For RUNNING -> anything: how long the attempt ran.
+  /// For RUNNING -> anything: how long the attempt ran ...
   time_ms run_time = 0;
+  /// ... if it ran at all: false for an attempt that ended before it started
+  /// (prefetched, then handed back or cancelled).
+  bool ran = true;
   /// For RUNNING -> QUEUED: why it went back.
   attempt_outcome attempt_end = attempt_outcome::running;
 };
@@ -164,7 +167,7 @@ public:
   /// hands it back: far beyond what a right guess takes (about one task of
   /// at most the budget), short next to what a wrong one could cost.
   time_ms prefetch_wait_limit() const {
-    return std::max<time_ms>(50, 10 * settings_.prefetch_budget);
+    return std::max<time_ms>(50, 4 * settings_.prefetch_budget);
   }
 
   // -- tasks ----------------------------------------------------------------

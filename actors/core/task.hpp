@@ -150,6 +150,10 @@ struct task_record {
   std::string stderr_tail;
   /// Why the task is where it is (placement problems, retry, cancel, ...).
   std::string reason;
+  /// Set when an attempt came back unstarted from a worker's prefetch: from
+  /// then on the task waits for a free slot, so it cannot hop from one busy
+  /// worker to the next. Not journaled.
+  bool no_prefetch = false;
 
   /// The attempt currently running or last run, if any.
   const attempt_record* current_attempt() const {

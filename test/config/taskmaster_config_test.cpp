@@ -99,6 +99,19 @@ TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config f;
   REQUIRE(f.parse_args({"--master=nohost"}).empty());
   CHECK(f.validate() == "invalid --master 'nohost': expected HOST:PORT");
+  // Durations: never negative, and positive where 0 means nothing.
+  taskmaster_config h;
+  REQUIRE(h.parse_args({"--prefetch-budget=-1s"}).empty());
+  CHECK(h.validate() == "--prefetch-budget must be 0 or more");
+  taskmaster_config i;
+  REQUIRE(i.parse_args({"--request-timeout=0s"}).empty());
+  CHECK(i.validate() == "--request-timeout must be positive");
+  taskmaster_config j;
+  REQUIRE(j.parse_args({"--retry-backoff=-5s"}).empty());
+  CHECK(j.validate() == "--retry-backoff must be 0 or more");
+  taskmaster_config k;
+  REQUIRE(k.parse_args({"--prefetch-budget=0s"}).empty());
+  CHECK(k.validate().empty());
   taskmaster_config g;
   CHECK(g.parse_args({"--config-file=/nonexistent/x.ini"})
         == "cannot read config file /nonexistent/x.ini");

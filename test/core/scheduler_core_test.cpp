@@ -744,3 +744,38 @@ TEST_CASE("a prefetch budget of zero feeds only free slots",
   CHECK(after.assignments.size() == 1);
   CHECK(core.cluster().find("w1")->running.size() == 2);
 }
+
+TEST_CASE_METHOD(fixture, "a task handed back unstarted waits for a free "
+                          "slot instead of hopping to the next busy worker",
+                 "[core][scheduler][prefetch]") {
+  join("w1", 1);
+  join("w2", 1);
+  auto a = submit("true");
+  auto b = submit("true");
+  report(task(a).worker_id, quick(*this, {a, 1}, 1));
+  report(task(b).worker_id, quick(*this, {b, 1}, 1));
+  REQUIRE(core.cluster().find("w1")->prefetch == 1);
+  REQUIRE(core.cluster().find("w2")->prefetch == 1);
+  auto long1 = submit("sleep 60");
+  auto long2 = submit("sleep 60");
+  REQUIRE(task(long1).worker_id != task(long2).worker_id);
+  auto t = submit("true");
+  REQUIRE(task(t).status == task_status::running);
+  auto holder = task(t).worker_id;
+  auto other = holder == "w1" ? std::string{"w2"} : std::string{"w1"};
+  attempt_result back;
+  back.ref = {t, 1};
+  back.outcome = attempt_outcome::returned;
+  back.finished_at = now;
+  report(holder, back);
+  // It never ran: no start time. "other" still has prefetch room but no
+  // free slot, so the task waits in the queue.
+  CHECK(task(t).attempts[0].started_at == 0);
+  CHECK(task(t).status == task_status::queued);
+  CHECK(core.cluster().find(other)->running.size() == 1);
+  CHECK(core.cluster().find(holder)->prefetch == 0);
+  auto on_other = task(long1).worker_id == other ? long1 : long2;
+  auto p = report(other, quick(*this, {on_other, 1}, 1));
+  CHECK(assigned_ids(p) == std::vector<task_id>{t});
+  CHECK(task(t).worker_id == other);
+}

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "test/support/cluster.hpp"
+#include "test/support/connect.hpp"
 #include "test/support/in_process_master.hpp"
 #include "test/support/wait.hpp"
 
@@ -217,6 +218,14 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
 
   check_error(api.post("/tasks", "{\"command\": "), 400, "invalid_json",
               "not valid JSON");
+  // A POST that says nothing of its body length (`curl -XPOST URL`) is
+  // answered at once, not after the read timeout.
+  auto bare = raw_request(m.url(), "POST /tasks/1/cancel HTTP/1.1\r\n"
+                                   "Host: test\r\n\r\n");
+  CHECK(bare.rfind("HTTP/1.1 411 Length Required", 0) == 0);
+  CHECK(bare.find("\"code\":\"length_required\"") != std::string::npos);
+  CHECK(bare.find("POST needs a Content-Length header, 0 for no body")
+        != std::string::npos);
   check_error(api.post("/tasks", "not json at all"), 400, "invalid_json",
               "not valid JSON");
   check_error(api.post("/tasks", json::object()), 400, "invalid_request",

@@ -88,24 +88,6 @@ in_process_master::options with_stream(uint32_t slots,
   return o;
 }
 
-/// Raw HTTP exchange on a fresh connection: the status line and body.
-std::string raw_request(const std::string& url, const std::string& request) {
-  asio::io_context ioc;
-  tcp::socket sock{ioc};
-  connect_to(sock, url);
-  asio::write(sock, asio::buffer(request));
-  std::string response;
-  beast::error_code ec;
-  char buf[4096];
-  for (;;) {
-    auto n = sock.read_some(asio::buffer(buf), ec);
-    if (ec)
-      break;
-    response.append(buf, n);
-  }
-  return response;
-}
-
 } // namespace
 
 TEST_CASE("a stream client gets a snapshot, then a task's events in order "

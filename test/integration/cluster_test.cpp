@@ -226,6 +226,11 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);
   CHECK(run({"submit", "--bogus=1", server}, "bogus") == 2);
+  // A stream the server refuses: its reason, not the WebSocket library's.
+  CHECK(run({"watch", "--topics=bogus", server}, "watch-bogus") == 1);
+  CHECK(read_file(dir / "watch-bogus.err")
+        == "taskmasterd: the server refused the stream: unknown topic "
+           "\"bogus\" (tasks, workers, stats) (400)\n");
 }
 
 TEST_CASE("bad command lines exit non-zero with one clear line",
@@ -247,6 +252,9 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
   CHECK(run({"--help"}, "help") == 0);
   CHECK(read_file(dir / "help.out").find("--cluster-port") != std::string::npos);
   CHECK(run({"--config-file=/nonexistent.ini"}, "nofile") == 2);
+  CHECK(run({"--prefetch-budget=-1s"}, "negative") == 2);
+  CHECK(read_file(dir / "negative.err")
+        == "taskmasterd: --prefetch-budget must be 0 or more\n");
   // A port in use is reported, not ignored.
   auto master = daemon::master(dir, "master");
   CHECK(run({"--role=master", "--data-dir=" + (dir / "other"),
@@ -270,7 +278,7 @@ TEST_CASE("across processes, a worker of fast tasks holds one task ahead; "
           "[integration][prefetch]") {
   temp_dir dir;
   // A budget of 50 ms: fast tasks anywhere count as fast; the wait limit
-  // is 10 x 50 ms.
+  // is 4 x 50 ms.
   auto master = daemon::master(dir, "master", {"--prefetch-budget=50ms"});
   auto worker = daemon::worker(dir, master->cluster_addr(), "solo", 1);
   auto api = master->api();
@@ -293,7 +301,7 @@ TEST_CASE("across processes, a worker of fast tasks holds one task ahead; "
   CHECK(workers[0]["slots_used"] == 1);
   CHECK(workers[0]["prefetched"] == 1);
   CHECK(workers[0]["running"].size() == 2);
-  // The slot stays busy for 2 s: after 500 ms the task goes back, and runs
+  // The slot stays busy for 2 s: after 200 ms the task goes back, and runs
   // when the slot frees.
   auto done = api.wait_final(fast_id);
   REQUIRE(done["status"] == "SUCCEEDED");
@@ -301,7 +309,7 @@ TEST_CASE("across processes, a worker of fast tasks holds one task ahead; "
   REQUIRE(done["attempts"].size() == 2);
   CHECK(done["attempts"][0]["outcome"] == "RETURNED");
   CHECK(done["attempts"][0]["reason"].get<std::string>().find(
-          "not started within 500 ms")
+          "not started within 200 ms")
         != std::string::npos);
   auto sleeper = api.wait_final(slow.body["id"].get<uint64_t>());
   CHECK(sleeper["finished_at"].get<std::string>()

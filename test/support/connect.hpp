@@ -4,6 +4,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 
 namespace taskmaster::test {
 
@@ -18,6 +19,26 @@ inline std::string connect_to(boost::asio::ip::tcp::socket& sock,
   boost::asio::connect(sock, resolver.resolve(hostport.substr(0, colon),
                                               hostport.substr(colon + 1)));
   return hostport;
+}
+
+/// Sends `request` as it is on a fresh connection and returns everything the
+/// server answers until it closes the connection.
+inline std::string raw_request(const std::string& url,
+                               const std::string& request) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket sock{ioc};
+  connect_to(sock, url);
+  boost::asio::write(sock, boost::asio::buffer(request));
+  std::string response;
+  boost::system::error_code ec;
+  char buf[4096];
+  for (;;) {
+    auto n = sock.read_some(boost::asio::buffer(buf), ec);
+    if (ec)
+      break;
+    response.append(buf, n);
+  }
+  return response;
 }
 
 } // namespace taskmaster::test
