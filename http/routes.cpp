@@ -26,19 +26,20 @@ api_error not_found(const std::string& id) {
 }
 
 std::optional<api_error> unsigned_param(const httplib::Request& req,
-                                        const char* name, uint64_t max,
-                                        uint64_t& out) {
+                                        const char* name, uint64_t min,
+                                        uint64_t max, uint64_t& out) {
   if (!req.has_param(name))
     return std::nullopt;
   auto text = req.get_param_value(name);
   uint64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
                                    value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value > max)
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min
+      || value > max)
     return api_error{api_errc::invalid_request,
-                     fmt::format("'{}' must be a whole number from 0 to {}, "
+                     fmt::format("'{}' must be a whole number from {} to {}, "
                                  "not \"{}\"",
-                                 name, max, text),
+                                 name, min, max, text),
                      0};
   out = value;
   return std::nullopt;
@@ -151,7 +152,7 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
   if (!id)
     return reply(res, not_found(text));
   uint64_t wait = 0;
-  if (auto err = unsigned_param(req, "wait", options_.max_wait_seconds, wait))
+  if (auto err = unsigned_param(req, "wait", 0, options_.max_wait_seconds, wait))
     return reply(res, *err);
   auto wait_ms = static_cast<uint32_t>(wait * 1000);
   auto answer = scheduler_.ask_within<task_lookup>(
@@ -176,14 +177,11 @@ void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
                             "LOW, MEDIUM, HIGH, CRITICAL", query.prio))
     return reply(res, *err);
   uint64_t limit = 100;
-  if (auto err = unsigned_param(req, "limit", 1000, limit))
+  if (auto err = unsigned_param(req, "limit", 1, 1000, limit))
     return reply(res, *err);
-  if (limit == 0)
-    return reply(res, api_error{api_errc::invalid_request,
-                                "'limit' must be from 1 to 1000", 0});
   query.limit = static_cast<uint32_t>(limit);
   uint64_t cursor = 0;
-  if (auto err = unsigned_param(req, "cursor", UINT64_MAX, cursor))
+  if (auto err = unsigned_param(req, "cursor", 0, UINT64_MAX, cursor))
     return reply(res, *err);
   query.cursor = cursor;
   auto answer = scheduler_.ask<task_listing>(list_atom::value, query);

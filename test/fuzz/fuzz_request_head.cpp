@@ -109,6 +109,9 @@ public:
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static fuzz_server server;
   std::string_view text{reinterpret_cast<const char*>(data), size};
+  // An upgrade never needs a body length.
+  if (http::lacks_body_length(text) && http::is_websocket_upgrade(text))
+    __builtin_trap();
   if (http::is_websocket_upgrade(text)) {
     auto line_end = text.find(' ', 4);
     auto target = text.substr(4, line_end == std::string_view::npos

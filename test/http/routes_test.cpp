@@ -283,7 +283,8 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
               "'status' must be one of");
   check_error(api.get("/tasks?priority=low"), 400, "invalid_request",
               "'priority' must be one of");
-  check_error(api.get("/tasks?limit=0"), 400, "invalid_request", "'limit'");
+  check_error(api.get("/tasks?limit=0"), 400, "invalid_request",
+              "'limit' must be a whole number from 1 to 1000, not \"0\"");
   check_error(api.get("/tasks?limit=abc"), 400, "invalid_request", "'limit'");
   check_error(api.get("/tasks?cursor=-3"), 400, "invalid_request", "'cursor'");
   check_error(api.get("/tasks/1?wait=3600"), 400, "invalid_request", "'wait'");
