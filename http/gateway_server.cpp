@@ -130,6 +130,34 @@ private:
 
 } // namespace
 
+namespace {
+
+/// True when a header line of `head` (lowercased, up to the blank line that
+/// ends the head) satisfies `pred`.
+template <class Pred>
+bool any_header_line(std::string_view head, Pred pred) {
+  auto line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos)
+    return false;
+  auto headers = lowercase(head.substr(line_end + 2));
+  size_t pos = 0;
+  while (pos < headers.size()) {
+    auto eol = headers.find("\r\n", pos);
+    auto line = std::string_view{headers}.substr(
+      pos, eol == std::string::npos ? std::string::npos : eol - pos);
+    if (line.empty())
+      return false;
+    if (pred(line))
+      return true;
+    if (eol == std::string::npos)
+      return false;
+    pos = eol + 2;
+  }
+  return false;
+}
+
+} // namespace
+
 bool is_websocket_upgrade(std::string_view head) {
   auto line_end = head.find("\r\n");
   if (line_end == std::string_view::npos)
@@ -140,45 +168,22 @@ bool is_websocket_upgrade(std::string_view head) {
   auto after_path = request_line.size() > 7 ? request_line[7] : '\0';
   if (after_path != ' ' && after_path != '?')
     return false;
-  auto headers = lowercase(head.substr(line_end + 2));
-  size_t pos = 0;
-  while (pos < headers.size()) {
-    auto eol = headers.find("\r\n", pos);
-    auto line = std::string_view{headers}.substr(
-      pos, eol == std::string::npos ? std::string::npos : eol - pos);
-    if (line.rfind("upgrade:", 0) == 0
-        && line.find("websocket") != std::string_view::npos)
-      return true;
-    if (eol == std::string::npos || line.empty())
-      break;
-    pos = eol + 2;
-  }
-  return false;
+  return any_header_line(head, [](std::string_view line) {
+    return line.rfind("upgrade:", 0) == 0
+           && line.find("websocket") != std::string_view::npos;
+  });
 }
 
 bool lacks_body_length(std::string_view head) {
-  auto line_end = head.find("\r\n");
-  if (line_end == std::string_view::npos)
+  if (head.find("\r\n") == std::string_view::npos)
     return false;
   auto method = head.substr(0, head.find(' '));
   if (method != "POST" && method != "PUT" && method != "PATCH")
     return false;
-  auto headers = lowercase(head.substr(line_end + 2));
-  size_t pos = 0;
-  while (pos < headers.size()) {
-    auto eol = headers.find("\r\n", pos);
-    auto line = std::string_view{headers}.substr(
-      pos, eol == std::string::npos ? std::string::npos : eol - pos);
-    if (line.empty())
-      break;
-    if (line.rfind("content-length:", 0) == 0
-        || line.rfind("transfer-encoding:", 0) == 0)
-      return false;
-    if (eol == std::string::npos)
-      break;
-    pos = eol + 2;
-  }
-  return true;
+  return !any_header_line(head, [](std::string_view line) {
+    return line.rfind("content-length:", 0) == 0
+           || line.rfind("transfer-encoding:", 0) == 0;
+  });
 }
 
 namespace {
