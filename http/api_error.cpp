@@ -1,5 +1,6 @@
 #include "http/api_error.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace taskmaster::http {
@@ -36,6 +37,12 @@ std::string error_body(const api_error& err) {
                        {{"code", code_name(err.code)},
                         {"message", err.message}}}};
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string body_length_missing(std::string_view method) {
+  return fmt::format("{} needs a Content-Length header, 0 for no body "
+                     "(curl: -d '')",
+                     method);
 }
 
 } // namespace taskmaster::http

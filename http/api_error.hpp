@@ -37,4 +37,8 @@ int http_status(api_errc code);
 /// The JSON body for an error answer.
 std::string error_body(const api_error& err);
 
+/// What to tell a client whose POST (PUT, PATCH) says nothing of its body
+/// length: cpp-httplib cannot read such a body.
+std::string body_length_missing(std::string_view method);
+
 } // namespace taskmaster::http

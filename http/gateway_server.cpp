@@ -256,10 +256,7 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     std::string_view text{head, static_cast<size_t>(seen)};
     refuse(sock, "411 Length Required",
            api_error{api_errc::length_required,
-                     fmt::format("{} needs a Content-Length header, 0 for no "
-                                 "body (curl: -d '')",
-                                 text.substr(0, text.find(' '))),
-                     0});
+                     body_length_missing(text.substr(0, text.find(' '))), 0});
     return false;
   }
   if (seen > 0 && is_websocket_upgrade({head, static_cast<size_t>(seen)})) {

@@ -296,6 +296,9 @@ json encode_task(const core::task_record& t, bool full) {
 }
 
 json encode_worker(const worker_view& w, core::time_ms now) {
+  // Beyond its slots a worker may hold prefetched attempts (they are in
+  // `running` too, as the master counts them RUNNING).
+  auto used = std::min<size_t>(w.running.size(), w.info.slots);
   auto running = json::array();
   for (const auto& ref : w.running)
     running.push_back(json{{"task_id", ref.task}, {"attempt", ref.attempt}});
@@ -304,10 +307,8 @@ json encode_worker(const worker_view& w, core::time_ms now) {
     {"host", w.info.host},
     {"state", core::to_string(w.status)},
     {"slots", w.info.slots},
-    // Beyond its slots a worker may hold prefetched attempts (they are in
-    // `running` too, as the master counts them RUNNING).
-    {"slots_used", std::min<size_t>(w.running.size(), w.info.slots)},
-    {"prefetched", w.running.size() - std::min<size_t>(w.running.size(), w.info.slots)},
+    {"slots_used", used},
+    {"prefetched", w.running.size() - used},
     {"labels", w.info.labels},
     {"running", std::move(running)},
     {"load_average", w.load_average},

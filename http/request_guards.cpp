@@ -94,10 +94,7 @@ void install_error_handlers(httplib::Server& server) {
                          && !req.has_header("Transfer-Encoding");
         send_error(res, api_error{api_errc::invalid_request,
                                   no_length
-                                    ? fmt::format("{} needs a Content-Length "
-                                                  "header, 0 for no body "
-                                                  "(curl: -d '')",
-                                                  req.method)
+                                    ? body_length_missing(req.method)
                                     : fmt::format("the request was refused "
                                                   "({})",
                                                   status),
