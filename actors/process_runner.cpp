@@ -1,5 +1,6 @@
 #include "actors/process_runner.hpp"
 
+#include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -171,7 +172,10 @@ process_runner::process_runner(runner_options options, exit_handler on_exit)
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0)
     throw std::runtime_error(fmt::format("eventfd: {}", std::strerror(errno)));
-  thread_ = std::thread{[this] { run(); }};
+  thread_ = std::thread{[this] {
+    ::pthread_setname_np(::pthread_self(), "tm.runner");
+    run();
+  }};
 }
 
 process_runner::~process_runner() {

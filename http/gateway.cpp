@@ -1,5 +1,6 @@
 #include "http/gateway.hpp"
 
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -90,7 +91,11 @@ std::variant<uint16_t, std::string> gateway::start() {
     return fmt::format("cannot listen for HTTP on {}:{}{}{}", options_.bind,
                        options_.port, errno != 0 ? ": " : "",
                        errno != 0 ? std::strerror(errno) : "");
-  thread_ = std::thread{[this] { server_->listen_after_bind(); }};
+  // The HTTP pool's threads inherit this name.
+  thread_ = std::thread{[this] {
+    ::pthread_setname_np(::pthread_self(), "tm.http");
+    server_->listen_after_bind();
+  }};
   return static_cast<uint16_t>(port);
 }
 

@@ -1,5 +1,6 @@
 #include "http/ws_hub.hpp"
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -350,7 +351,10 @@ ws_hub::~ws_hub() {
 void ws_hub::start() {
   work_ = std::make_unique<asio::executor_work_guard<
     asio::io_context::executor_type>>(ioc_.get_executor());
-  thread_ = std::thread{[this] { ioc_.run(); }};
+  thread_ = std::thread{[this] {
+    ::pthread_setname_np(::pthread_self(), "tm.websocket");
+    ioc_.run();
+  }};
 }
 
 void ws_hub::stop() {

@@ -1,5 +1,6 @@
 #include "actors/store/task_journal.hpp"
 
+#include <pthread.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
@@ -225,7 +226,10 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
                         sqlite3_errmsg(db));
     return nullptr;
   }
-  journal->writer_ = std::thread{[j = journal.get()] { j->run(); }};
+  journal->writer_ = std::thread{[j = journal.get()] {
+    ::pthread_setname_np(::pthread_self(), "tm.journal");
+    j->run();
+  }};
   return journal;
 }
 
