@@ -1,5 +1,6 @@
 #include "actors/scheduler.hpp"
 
+#include <limits>
 #include <unordered_set>
 
 #include "actors/log.hpp"
@@ -408,7 +409,7 @@ scheduler(self_ptr self, scheduler_options options,
       const auto* task = st.core->find(id);
       if (task == nullptr)
         return task_lookup{};
-      if (wait_ms == 0 || core::is_final(task->status))
+      if (wait_ms == 0 || core::is_final(task->status) || st.stopping)
         return task_lookup{true, client_view(*st.core, *task, true)};
       auto promise = self->make_response_promise<task_lookup>();
       st.waiters[id].push_back(
@@ -487,6 +488,10 @@ scheduler(self_ptr self, scheduler_options options,
     [self](shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;
       st.stopping = true;
+      st.core->stop_dispatching();
+      // Long polls get the task as it is now rather than holding the HTTP
+      // server (and so the master's exit) for up to their full wait.
+      expire_waiters(self, std::numeric_limits<core::time_ms>::max());
       flush_acks(self);
       flush_events(self);
       auto token = ++st.next_token;

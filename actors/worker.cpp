@@ -83,6 +83,19 @@ void check_shutdown(self_ptr self) {
   if (!st.unacked.empty() && st.registered
       && now < st.stop_deadline + ack_wait_ms)
     return;
+  // Finished results exist only here until the master has them on disk:
+  // leaving would run those commands again. Keep reconnecting and wait; a
+  // second signal to the daemon still exits at once.
+  if (!st.unacked.empty() && !st.registered) {
+    if (!st.holding_announced) {
+      st.holding_announced = true;
+      log::warn("holding {} finished result(s) until the master at {} takes "
+                "them; a second SIGTERM leaves without them (those tasks "
+                "would run again)",
+                st.unacked.size(), master_address(st.options));
+    }
+    return;
+  }
   if (!st.unacked.empty())
     log::warn("leaving with {} unacknowledged result(s); the master will "
               "requeue those tasks",

@@ -60,6 +60,9 @@ struct worker_node_state {
   bool stopping = false;
   core::time_ms stop_deadline = 0;
   bool handed_back = false;
+  /// Stopping with results the master has not acknowledged, while the master
+  /// is away: said once in the log.
+  bool holding_announced = false;
   caf::typed_response_promise<bool> stopped;
 };
 

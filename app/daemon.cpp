@@ -133,12 +133,15 @@ worker_options make_worker_options(const taskmaster_config& cfg) {
   return o;
 }
 
-/// Asks `worker` to stop gracefully and waits for it (bounded).
+/// Asks `worker` to stop gracefully and waits for it. The worker bounds its
+/// own stop (grace, then hand-back, then a bounded wait for acknowledgements)
+/// except while it holds finished results for an unreachable master; a second
+/// signal ends that wait (see wait_for_shutdown_signal).
 void stop_worker(caf::actor_system& sys, const worker_node_actor& worker,
                  caf::timespan grace) {
   caf::scoped_actor self{sys};
   self
-    ->request(worker, grace + std::chrono::seconds(10), shutdown_atom::value,
+    ->request(worker, caf::infinite, shutdown_atom::value,
               static_cast<uint32_t>(millis(grace)))
     .receive([](bool) {},
              [](caf::error& err) {
@@ -231,9 +234,11 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   std::fflush(stdout);
   auto sig = wait_for_shutdown_signal();
   log::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  if (local_worker)
-    stop_worker(sys, local_worker, cfg.shutdown_grace);
-  {
+  // The scheduler stops first: no more dispatching, submissions answered
+  // 503, long polls answered now, the journal flushed. It keeps taking
+  // results, so the local worker's last ones are journaled by the second
+  // barrier.
+  auto stop_scheduler = [&] {
     caf::scoped_actor self{sys};
     self->request(scheduler_handle, std::chrono::seconds(30),
                   shutdown_atom::value)
@@ -245,6 +250,11 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
                  log::error("the scheduler did not stop cleanly: {}",
                             caf::to_string(err));
                });
+  };
+  stop_scheduler();
+  if (local_worker) {
+    stop_worker(sys, local_worker, cfg.shutdown_grace);
+    stop_scheduler();
   }
   gateway.stop();
   shutdown_actors();

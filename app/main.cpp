@@ -32,6 +32,7 @@ void print_help(const taskmaster::taskmaster_config& cfg) {
     "  taskmasterd tasks [--status=S] [--priority=P]\n"
     "  taskmasterd cancel ID\n"
     "  taskmasterd workers\n"
+    "  taskmasterd watch [--task=ID] [--topics=tasks,workers,stats]\n"
     "  (client commands: --server=URL, --json, --help for their options)\n"
     "\n"
     "daemon options (also in a file with --config-file=PATH, INI, section "
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   }
   taskmaster::taskmaster_config cfg;
   for (const auto& a : args) {
-    if (a == "--help" || a == "-h" || a == "help") {
+    if (a == "--help" || a == "-h" || a == "help" || a == "--long-help") {
       print_help(cfg);
       return 0;
     }
@@ -72,6 +73,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "taskmasterd: {}\n", err);
     return 2;
   }
+  // --dump-config printed the configuration: that was the whole request.
+  if (cfg.cli_helptext_printed)
+    return 0;
   if (auto err = cfg.validate(); !err.empty()) {
     fmt::print(stderr, "taskmasterd: {}\n", err);
     return 2;

@@ -217,8 +217,11 @@ int watch(const std::string& base_url, const std::string& token,
     }
   } catch (const beast::system_error& e) {
     if (e.code() == websocket::error::closed) {
-      fmt::print(stderr, "taskmasterd: the server closed the stream\n");
-      return ok;
+      // A stream has no natural end (a watched task ending is handled
+      // above): the server went away, and a script should see that.
+      fmt::print(stderr, "taskmasterd: the server closed the stream (is it "
+                         "shutting down?)\n");
+      return unreachable;
     }
     fmt::print(stderr,
                "taskmasterd: cannot reach the TaskMaster server at {} ({}); "

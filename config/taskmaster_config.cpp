@@ -33,13 +33,36 @@ bool is_loopback(const std::string& address) {
          || address.rfind("127.", 0) == 0;
 }
 
+void trim_trailing_space(std::string& text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.pop_back();
+}
+
 core::time_ms to_ms(caf::timespan x) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
 }
 
+/// What a value of an option's type looks like, for error messages.
+std::string expected_form(caf::string_view type) {
+  if (type == "timespan")
+    return "a duration with its unit, e.g. 250ms, 5s, 2min, 1h";
+  if (type == "boolean")
+    return "true or false";
+  if (type == "string" || type == "atom")
+    return "a quoted string";
+  if (type == "uint16")
+    return "a whole number from 0 to 65535";
+  if (type.size() > 4 && type.substr(0, 4) == "uint")
+    return "a whole number, 0 or more";
+  if (type.size() > 3 && type.substr(0, 3) == "int")
+    return "a whole number";
+  return std::string{type.begin(), type.end()};
+}
+
 /// CAF reports parse errors as `parser_error(code, {"argument" = "--x"})`;
 /// users get one line instead.
-std::string describe(const caf::error& err, const std::string& config_file) {
+std::string describe(const caf::error& err, const std::string& config_file,
+                     const caf::config_option_set& options) {
   auto text = caf::to_string(err);
   auto quote = text.find("\"argument\" = \"");
   std::string argument;
@@ -49,13 +72,83 @@ std::string describe(const caf::error& err, const std::string& config_file) {
   }
   if (text.find("not_an_option") != std::string::npos)
     return fmt::format("unknown option {} (see --help)", argument);
-  if (!argument.empty())
+  if (!argument.empty()) {
+    auto name = argument.substr(0, argument.find('='));
+    while (!name.empty() && name.front() == '-')
+      name.erase(0, 1);
+    if (auto opt = options.cli_long_name_lookup(name))
+      return fmt::format("invalid value in {} (expected {})", argument,
+                         expected_form(opt->type_name()));
     return fmt::format("invalid value in {} (see --help)", argument);
-  if (text.find("line") != std::string::npos && !config_file.empty())
-    return fmt::format("cannot parse config file {}: {} (strings must be "
-                       "quoted)",
-                       config_file, text);
+  }
+  if (text.find("line") != std::string::npos && !config_file.empty()) {
+    // parser_error(unexpected_character, ({"column" = 9, "line" = 2}))
+    auto number_after = [&](const char* field) -> std::string {
+      auto at = text.find(field);
+      if (at == std::string::npos)
+        return "?";
+      auto start = text.find_first_of("0123456789", at);
+      auto end = text.find_first_not_of("0123456789", start);
+      return start == std::string::npos ? "?" : text.substr(start, end - start);
+    };
+    return fmt::format("cannot parse config file {} at line {}, column {} "
+                       "(string values must be quoted: key=\"value\")",
+                       config_file, number_after("\"line\""),
+                       number_after("\"column\""));
+  }
   return text;
+}
+
+/// CAF itself drops a config-file entry it cannot use, silently: an unknown
+/// key, a misspelled section, a value of the wrong type or out of range. A
+/// typo would then give a master on the wrong port. Every entry is checked
+/// here first, and the first bad one is the error.
+std::string check_config_file(const std::string& file,
+                              const caf::config_option_set& options) {
+  auto parsed = caf::actor_system_config::parse_config_file(file.c_str());
+  if (!parsed)
+    return {}; // a syntax error: CAF's own parse reports it with its line
+  // CAF's sections for modules loaded after parsing (the network layer,
+  // TLS) have no options registered yet: their keys pass through unchecked.
+  auto later_module = [](const std::string& section) {
+    return section == "middleman" || section == "openssl";
+  };
+  auto check_entry = [&](const std::string& section, const std::string& key,
+                         const caf::config_value& value) -> std::string {
+    auto opt = options.qualified_name_lookup(section, key);
+    if (opt == nullptr)
+      return fmt::format("config file {}: unknown key '{}' in [{}]", file, key,
+                         section);
+    if (opt->check(value))
+      return fmt::format("config file {}: invalid value for {}: {} "
+                         "(expected {})",
+                         file, key, caf::to_string(value),
+                         expected_form(opt->type_name()));
+    return {};
+  };
+  // [global] entries sit at the top level, other sections as dictionaries.
+  for (const auto& [top_key, content] : *parsed) {
+    std::string name{top_key.begin(), top_key.end()};
+    const auto* entries = caf::get_if<caf::settings>(&content);
+    if (entries == nullptr) {
+      if (auto problem = check_entry("global", name, content); !problem.empty())
+        return problem;
+      continue;
+    }
+    auto known_section = later_module(name);
+    for (const auto& opt : options)
+      known_section = known_section || opt.category() == name;
+    if (!known_section)
+      return fmt::format("config file {}: unknown section [{}]", file, name);
+    if (later_module(name))
+      continue;
+    for (const auto& [key, value] : *entries)
+      if (auto problem = check_entry(name, std::string{key.begin(), key.end()},
+                                     value);
+          !problem.empty())
+        return problem;
+  }
+  return {};
 }
 
 } // namespace
@@ -206,8 +299,12 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
       file = a.substr(14);
   if (!file.empty() && ::access(file.c_str(), R_OK) != 0)
     return fmt::format("cannot read config file {}", file);
+  if (!file.empty())
+    if (auto problem = check_config_file(file, custom_options_);
+        !problem.empty())
+      return problem;
   if (auto err = parse(std::move(list)))
-    return describe(err, file);
+    return describe(err, file, custom_options_);
   if (!remainder.empty())
     return fmt::format("unexpected argument '{}' (see --help)", remainder[0]);
   return {};
@@ -260,6 +357,8 @@ std::string taskmaster_config::validate() {
       return fmt::format("--{} must be {}", d.name,
                          d.zero_allowed ? "0 or more" : "positive");
   }
+  if (retry_backoff_max < retry_backoff)
+    return "--retry-backoff-max must not be less than --retry-backoff";
   if (heartbeat_interval.count() <= 0 || heartbeat_timeout <= heartbeat_interval)
     return "--heartbeat-timeout must be longer than --heartbeat-interval";
   if (max_batch_tasks == 0)
@@ -267,16 +366,23 @@ std::string taskmaster_config::validate() {
   if (aging_interval.count() <= 0)
     return "--aging-interval must be positive";
   if (!api_token_file.empty()) {
+    if (!api_token.empty())
+      return "give --api-token or --api-token-file, not both";
     std::ifstream in{api_token_file};
     if (!in)
       return fmt::format("cannot read --api-token-file {}", api_token_file);
     std::getline(in, api_token);
+    trim_trailing_space(api_token);
+    // An empty or unmounted secret must not quietly turn authentication off.
+    if (api_token.empty())
+      return fmt::format("--api-token-file {} holds no token (its first line "
+                         "is empty)",
+                         api_token_file);
   } else if (api_token.empty()) {
     if (const char* env = std::getenv("TASKMASTER_API_TOKEN"))
       api_token = env;
   }
-  while (!api_token.empty() && std::isspace(static_cast<unsigned char>(api_token.back())))
-    api_token.pop_back();
+  trim_trailing_space(api_token);
   if (!api_token.empty() && api_token.size() < 16)
     return "the API token must be at least 16 characters long";
   if (!run_as.empty() && role != "master" && ::getpwnam(run_as.c_str()) == nullptr)

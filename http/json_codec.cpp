@@ -244,6 +244,11 @@ decode_task_spec(const json& j, const request_limits& limits,
     return *err;
   if (number)
     spec.retry_backoff_max_ms = static_cast<uint32_t>(*number * 1000.0);
+  if (spec.retry_backoff_max_ms > 0
+      && spec.retry_backoff_max_ms < spec.retry_backoff_ms)
+    return invalid(fmt::format("{} must not be less than {}",
+                               field(where, "retry_backoff_max_seconds"),
+                               field(where, "retry_backoff_seconds")));
   return spec;
 }
 

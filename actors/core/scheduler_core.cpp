@@ -395,7 +395,7 @@ void scheduler_core::tick(time_ms now, plan& out) {
 }
 
 void scheduler_core::dispatch(time_ms now, plan& out) {
-  if (queue_.size() == 0)
+  if (queue_.size() == 0 || !dispatching_)
     return;
   auto free = cluster_.room();
   while (free > 0 && queue_.size() > 0) {

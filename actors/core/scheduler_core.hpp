@@ -224,6 +224,12 @@ public:
   /// Places ready tasks into free slots.
   void dispatch(time_ms now, plan& out);
 
+  /// The master is stopping: from now on nothing is dispatched. Queued tasks
+  /// stay queued (and journaled) for the next start; results still count.
+  void stop_dispatching() {
+    dispatching_ = false;
+  }
+
   // -- recovery -------------------------------------------------------------
 
   /// Rebuilds state from journaled records after a restart (before any
@@ -316,6 +322,7 @@ private:
   /// Final tasks by finish time, for retention.
   std::set<std::pair<time_ms, task_id>> finished_;
   cluster_view cluster_;
+  bool dispatching_ = true;
 };
 
 } // namespace taskmaster::core

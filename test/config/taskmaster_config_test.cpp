@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -87,7 +89,12 @@ TEST_CASE("bad options are one clear line", "[config]") {
         == "unknown option --no-such-option=1 (see --help)");
   taskmaster_config b;
   CHECK(b.parse_args({"--http-port=http"})
-        == "invalid value in --http-port=http (see --help)");
+        == "invalid value in --http-port=http (expected a whole number from 0 "
+           "to 65535)");
+  taskmaster_config b2;
+  CHECK(b2.parse_args({"--kill-grace=5"})
+        == "invalid value in --kill-grace=5 (expected a duration with its "
+           "unit, e.g. 250ms, 5s, 2min, 1h)");
   taskmaster_config c;
   CHECK(c.parse_args({"stray"}) == "unexpected argument 'stray' (see --help)");
   taskmaster_config d;
@@ -122,4 +129,90 @@ TEST_CASE("a worker defaults to the host name and the core count",
   taskmaster_config cfg;
   CHECK_FALSE(cfg.effective_worker_id().empty());
   CHECK(cfg.effective_slots() >= 1);
+}
+
+namespace {
+
+/// Parses a config file with `content`; returns parse_args' answer.
+std::string parse_file(const std::string& content) {
+  auto file = std::string{"/tmp/taskmaster-config-test-"}
+              + std::to_string(::getpid()) + ".ini";
+  {
+    std::ofstream out{file};
+    out << content;
+  }
+  taskmaster_config cfg;
+  auto answer = cfg.parse_args({"--config-file=" + file});
+  std::remove(file.c_str());
+  // The file name varies; the tests compare what follows it.
+  auto colon = answer.find(".ini");
+  return colon == std::string::npos ? answer : answer.substr(colon + 4);
+}
+
+} // namespace
+
+TEST_CASE("a config file entry CAF would drop silently is an error",
+          "[config]") {
+  // Each of these used to start a master on the default port, unannounced.
+  CHECK(parse_file("[global]\nhttp-port=99999\n")
+        == ": invalid value for http-port: 99999 (expected a whole number "
+           "from 0 to 65535)");
+  CHECK(parse_file("[global]\nhttp-port=\"8081\"\n")
+        == ": invalid value for http-port: \"8081\" (expected a whole number "
+           "from 0 to 65535)");
+  CHECK(parse_file("[global]\nmax-body-bytes=-1\n")
+        == ": invalid value for max-body-bytes: -1 (expected a whole number, "
+           "0 or more)");
+  CHECK(parse_file("[global]\nkill-grace=5\n")
+        == ": invalid value for kill-grace: 5 (expected a duration with its "
+           "unit, e.g. 250ms, 5s, 2min, 1h)");
+  CHECK(parse_file("[global]\nhtp-port=8081\n")
+        == ": unknown key 'htp-port' in [global]");
+  CHECK(parse_file("[glbal]\nhttp-port=8081\n") == ": unknown section [glbal]");
+  CHECK(parse_file("[scheduler]\nmax-thread=2\n")
+        == ": unknown key 'max-thread' in [scheduler]");
+  CHECK(parse_file("[global]\nlabels=gpu\n")
+        == " at line 2, column 9 (string values must be quoted: "
+           "key=\"value\")");
+  // CAF's own sections, including those of modules loaded later, still work.
+  CHECK(parse_file("[scheduler]\nmax-threads=2\n[middleman]\nworkers=0\n"
+                   "[global]\nhttp-port=8081\nkill-grace=2s\n")
+          .empty());
+}
+
+TEST_CASE("an API token file must hold a token", "[config]") {
+  auto file = std::string{"/tmp/taskmaster-token-test-"}
+              + std::to_string(::getpid());
+  auto write = [&](const std::string& text) {
+    std::ofstream out{file};
+    out << text;
+  };
+  write("");
+  taskmaster_config empty;
+  REQUIRE(empty.parse_args({"--api-token-file=" + file}).empty());
+  CHECK(empty.validate().find("holds no token") != std::string::npos);
+  write("  \n");
+  taskmaster_config blank;
+  REQUIRE(blank.parse_args({"--api-token-file=" + file}).empty());
+  CHECK(blank.validate().find("holds no token") != std::string::npos);
+  write("0123456789abcdefXYZ\n");
+  taskmaster_config good;
+  REQUIRE(good.parse_args({"--api-token-file=" + file}).empty());
+  CHECK(good.validate().empty());
+  CHECK(good.api_token == "0123456789abcdefXYZ");
+  // Two sources: which one counts would be a guess.
+  taskmaster_config both;
+  REQUIRE(both.parse_args({"--api-token-file=" + file,
+                           "--api-token=ABCDEFGHIJKLMNOPQRST"})
+            .empty());
+  CHECK(both.validate() == "give --api-token or --api-token-file, not both");
+  std::remove(file.c_str());
+}
+
+TEST_CASE("the retry backoff cap is not below the backoff", "[config]") {
+  taskmaster_config cfg;
+  REQUIRE(cfg.parse_args({"--retry-backoff=10s", "--retry-backoff-max=1s"})
+            .empty());
+  CHECK(cfg.validate()
+        == "--retry-backoff-max must not be less than --retry-backoff");
 }

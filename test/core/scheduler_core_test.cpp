@@ -779,3 +779,27 @@ TEST_CASE_METHOD(fixture, "a task handed back unstarted waits for a free "
   CHECK(assigned_ids(p) == std::vector<task_id>{t});
   CHECK(task(t).worker_id == other);
 }
+
+TEST_CASE_METHOD(fixture,
+                 "a stopping master dispatches nothing more but still takes "
+                 "results",
+                 "[core][scheduler][shutdown]") {
+  join("w1", 1);
+  auto running = submit("sleep 1");
+  auto waiting = submit("true");
+  CHECK(task(running).status == task_status::running);
+  core.stop_dispatching();
+  // The slot frees: the queued task stays queued for the next start.
+  auto p = report("w1", result({running, 1}, attempt_outcome::succeeded));
+  CHECK(task(running).status == task_status::succeeded);
+  REQUIRE(p.acks.size() == 1);
+  CHECK(p.assignments.empty());
+  CHECK(task(waiting).status == task_status::queued);
+  // Nor does a new worker or a tick start anything.
+  CHECK(join("w2", 4).assignments.empty());
+  plan tick;
+  now += 1000;
+  core.tick(now, tick);
+  CHECK(tick.assignments.empty());
+  CHECK(task(waiting).status == task_status::queued);
+}

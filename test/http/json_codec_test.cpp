@@ -81,6 +81,11 @@ TEST_CASE("limits name the field and the bound", "[http][codec]") {
         == "'max_retries' must be at most 100");
   CHECK(decode_error(R"([{"command": "x"}, {"command": ""}])")
         == "[1].command must not be empty");
+  // A cap below the backoff used to be raised to it without a word.
+  CHECK(decode_error(R"({"command": "x", "retry_backoff_seconds": 5,
+                         "retry_backoff_max_seconds": 1})")
+        == "'retry_backoff_max_seconds' must not be less than "
+           "'retry_backoff_seconds'");
 }
 
 TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include <signal.h>
 
 #include <set>
@@ -233,6 +235,21 @@ TEST_CASE("the client submits, waits and reports exit codes",
            "\"bogus\" (tasks, workers, stats) (400)\n");
 }
 
+TEST_CASE("watch exits 3 when the master goes away", "[integration][client]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  process watch{{taskmasterd_path(), "watch", "--server=" + master->http_url()},
+                dir / "watch.out",
+                dir / "watch.err"};
+  // Streaming: the snapshot line comes first.
+  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
+  CHECK(master->proc().stop(SIGTERM, 20s) == 0);
+  // A script must tell a server that went away from a normal end.
+  CHECK(watch.wait(10s) == 3);
+  CHECK(read_file(dir / "watch.err").find("the server closed the stream")
+        != std::string::npos);
+}
+
 TEST_CASE("bad command lines exit non-zero with one clear line",
           "[integration][options]") {
   temp_dir dir;
@@ -251,6 +268,24 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
   CHECK(run({"frobnicate"}, "cmd") == 2);
   CHECK(run({"--help"}, "help") == 0);
   CHECK(read_file(dir / "help.out").find("--cluster-port") != std::string::npos);
+  CHECK(read_file(dir / "help.out").find("taskmasterd watch") != std::string::npos);
+  // These print and exit; they used to go on to start a standalone daemon
+  // on the default ports.
+  CHECK(run({"--long-help"}, "long-help") == 0);
+  CHECK(run({"--dump-config", "--data-dir=" + (dir / "dump-data"),
+             "--http-port=0", "--cluster-port=0"},
+            "dump")
+        == 0);
+  CHECK(read_file(dir / "dump.out").find("http-port") != std::string::npos);
+  CHECK_FALSE(std::ifstream{dir / "dump-data"}.good());
+  // A typo in a config file is refused, not ignored.
+  {
+    std::ofstream ini{dir / "typo.ini"};
+    ini << "[global]\nhtp-port=8081\n";
+  }
+  CHECK(run({"--config-file=" + (dir / "typo.ini")}, "typo") == 2);
+  CHECK(read_file(dir / "typo.err").find("unknown key 'htp-port' in [global]")
+        != std::string::npos);
   CHECK(run({"--config-file=/nonexistent.ini"}, "nofile") == 2);
   CHECK(run({"--prefetch-budget=-1s"}, "negative") == 2);
   CHECK(read_file(dir / "negative.err")

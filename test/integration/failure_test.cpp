@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
 
@@ -436,4 +437,70 @@ TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
   master = daemon::master(dir, "master");
   CHECK(master->api().get("/tasks/" + std::to_string(long_id)).body["status"]
         == "QUEUED");
+}
+
+TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
+          "nothing more, and exits 0",
+          "[integration][shutdown]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto api = master->api();
+  // No worker: the task stays QUEUED, and a client waits on it for 60 s.
+  auto id = submit_batch(api, json::array({json{{"command", "true"}}}))[0];
+  auto poll = std::async(std::launch::async, [&] {
+    return api.get("/tasks/" + std::to_string(id) + "?wait=60");
+  });
+  std::this_thread::sleep_for(300ms);
+  auto start = std::chrono::steady_clock::now();
+  // Before: the master's exit waited for the poll (up to 60 s), and it still
+  // handed queued tasks to workers meanwhile.
+  CHECK(master->proc().stop(SIGTERM, 20s) == 0);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  REQUIRE(poll.wait_for(5s) == std::future_status::ready);
+  auto answer = poll.get();
+  CHECK(answer.status == 200);
+  CHECK(answer.body["status"] == "QUEUED");
+  master = daemon::master(dir, "master");
+  CHECK(master->api().get("/tasks/" + std::to_string(id)).body["status"]
+        == "QUEUED");
+}
+
+TEST_CASE("a worker stopped while its master is down keeps its finished "
+          "results until the master is back",
+          "[integration][shutdown][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto worker = daemon::worker(dir, master->cluster_addr(), "holder", 1,
+                               with({"--reconnect-backoff-max=300ms",
+                                     "--shutdown-grace=10s"},
+                                    fast_liveness));
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto marker = dir / "runs";
+  auto id = submit_batch(api, json::array({json{
+                                {"command", "echo run >> " + marker
+                                              + "; sleep 1; echo done"}}}))[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto http_port = master->http_port();
+  auto cluster_port = master->cluster_port();
+  CHECK(master->proc().stop(SIGTERM, 20s) == 0);
+  // The command finishes while the master is away; then the worker is told
+  // to stop. It used to leave with the result, and the command ran again.
+  std::this_thread::sleep_for(1500ms);
+  worker->proc().signal(SIGTERM);
+  REQUIRE(worker->log_contains("holding 1 finished result"));
+  CHECK(worker->proc().running());
+  master = daemon::master(dir, "master",
+                          with({"--http-port=" + std::to_string(http_port),
+                                "--cluster-port=" + std::to_string(cluster_port)},
+                               fast_liveness));
+  // The worker hands the result over and leaves.
+  CHECK(worker->proc().wait(20s) == 0);
+  auto t = master->api().wait_final(id);
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["stdout"] == "done\n");
+  CHECK(t["attempts"].size() == 1);
+  std::ifstream runs{marker};
+  std::string all{std::istreambuf_iterator<char>(runs), {}};
+  CHECK(all == "run\n");
 }
