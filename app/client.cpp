@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -105,6 +106,14 @@ struct client_options : caf::actor_system_config {
   }
 };
 
+/// The API's status and priority names are upper case; the command line
+/// takes any case (--status=failed).
+std::string upper(std::string text) {
+  for (auto& c : text)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
 int fail(int code, const std::string& message) {
   fmt::print(stderr, "taskmasterd: {}\n", message);
   return code;
@@ -116,6 +125,15 @@ public:
   explicit api(const client_options& o) : base_(o.server), token_(o.token) {
     while (!base_.empty() && base_.back() == '/')
       base_.pop_back();
+    // A path after the host (a reverse proxy's prefix) goes in front of
+    // every request path; httplib's client takes scheme, host and port only.
+    auto scheme_end = base_.find("://");
+    auto slash = scheme_end == std::string::npos
+                   ? std::string::npos
+                   : base_.find('/', scheme_end + 3);
+    origin_ = base_.substr(0, slash);
+    if (slash != std::string::npos)
+      prefix_ = base_.substr(slash);
   }
 
   bool valid(std::string& why) const {
@@ -130,16 +148,17 @@ public:
   std::optional<std::pair<int, json>>
   call(const std::string& method, const std::string& path,
        const std::string& body = {}, int read_timeout_s = 30) {
-    httplib::Client cli{base_};
+    httplib::Client cli{origin_};
     cli.set_connection_timeout(5);
     cli.set_tcp_nodelay(true);
     cli.set_read_timeout(read_timeout_s);
     httplib::Headers headers;
     if (!token_.empty())
       headers.emplace("Authorization", "Bearer " + token_);
+    auto target = prefix_ + path;
     httplib::Result res = method == "POST"
-                            ? cli.Post(path, headers, body, "application/json")
-                            : cli.Get(path, headers);
+                            ? cli.Post(target, headers, body, "application/json")
+                            : cli.Get(target, headers);
     if (!res) {
       unreachable_ = true;
       auto why = res.error() == httplib::Error::Connection
@@ -154,8 +173,17 @@ public:
       return std::nullopt;
     }
     json parsed = json::parse(res->body, nullptr, false);
-    if (parsed.is_discarded())
-      parsed = json{{"raw", res->body}};
+    if (parsed.is_discarded() || !parsed.is_object()) {
+      // Some other server (a web server, a proxy's error page): TaskMaster
+      // is not reachable at this address.
+      unreachable_ = true;
+      fmt::print(stderr,
+                 "taskmasterd: {} answered HTTP {} with something other than "
+                 "TaskMaster's JSON; is it a TaskMaster API? (--server or "
+                 "TASKMASTER_SERVER)\n",
+                 base_, res->status);
+      return std::nullopt;
+    }
     return std::make_pair(res->status, std::move(parsed));
   }
 
@@ -178,15 +206,25 @@ public:
 
 private:
   std::string base_;
+  std::string origin_;
+  std::string prefix_;
   std::string token_;
   bool unreachable_ = false;
 };
 
 /// Prints an API error answer; returns the exit code for it.
-int api_error(int status, const json& body) {
-  std::string message = body.dump();
-  if (body.contains("error") && body["error"].contains("message"))
-    message = body["error"]["message"].get<std::string>();
+int api_error(const api& server, int status, const json& body) {
+  if (!body.contains("error") || !body["error"].contains("message"))
+    return fail(api_failure,
+                fmt::format("{} answered HTTP {} without a TaskMaster error; "
+                            "is it a TaskMaster API? (--server or "
+                            "TASKMASTER_SERVER)",
+                            server.base(), status));
+  auto message = body["error"]["message"].get<std::string>();
+  if (status == 401)
+    message += server.token().empty()
+                 ? "; pass --token or set TASKMASTER_API_TOKEN"
+                 : "; check --token or TASKMASTER_API_TOKEN";
   return fail(api_failure, fmt::format("{} ({})", message, status));
 }
 
@@ -198,7 +236,7 @@ std::optional<json> api::expect_ok(const std::string& method,
     return std::nullopt;
   }
   if (res->first != 200) {
-    failure = api_error(res->first, res->second);
+    failure = api_error(*this, res->first, res->second);
     return std::nullopt;
   }
   return std::move(res->second);
@@ -240,6 +278,18 @@ void print_task_table(const json& tasks) {
                clip(text(t, "command"), 60));
 }
 
+/// "k=v,k=v" of an object's "labels", or "" when it has none.
+std::string joined_labels(const json& j) {
+  std::string out;
+  auto i = j.find("labels");
+  if (i == j.end() || !i->is_object())
+    return out;
+  for (const auto& [k, v] : i->items())
+    out += (out.empty() ? "" : ",") + k + "="
+           + (v.is_string() ? v.get<std::string>() : v.dump());
+  return out;
+}
+
 void print_task(const json& t) {
   auto line = [&](const char* label, const std::string& value) {
     fmt::print("{:<12} {}\n", label, value);
@@ -248,6 +298,8 @@ void print_task(const json& t) {
   line("name", text(t, "name"));
   line("command", text(t, "command"));
   line("priority", text(t, "priority"));
+  if (auto labels = joined_labels(t); !labels.empty())
+    line("labels", labels);
   line("status", text(t, "status"));
   if (text(t, "reason") != "-")
     line("reason", text(t, "reason"));
@@ -303,7 +355,7 @@ std::optional<json> wait_for(api& server, const std::string& id) {
     if (!res)
       return std::nullopt;
     if (res->first != 200) {
-      api_error(res->first, res->second);
+      api_error(server, res->first, res->second);
       return std::nullopt;
     }
     if (is_final_status(text(res->second, "status")))
@@ -331,7 +383,7 @@ int submit(const client_options& o, api& server) {
     return fail(usage, "submit needs --cmd=COMMAND");
   json task{{"command", o.cmd}};
   if (!o.priority.empty())
-    task["priority"] = o.priority;
+    task["priority"] = upper(o.priority);
   if (!o.name.empty())
     task["name"] = o.name;
   if (!o.desc.empty())
@@ -347,14 +399,16 @@ int submit(const client_options& o, api& server) {
   if (!o.labels.empty()) {
     auto labels = core::parse_labels(o.labels);
     if (!labels)
-      return fail(usage, fmt::format("--labels '{}': expected k=v,k=v",
+      return fail(usage, fmt::format("--labels '{}': expected k=v,k=v with each "
+                                     "key once",
                                      o.labels));
     task["labels"] = *labels;
   }
   if (!o.env.empty()) {
     auto env = core::parse_labels(o.env);
     if (!env)
-      return fail(usage, fmt::format("--env '{}': expected NAME=VALUE,...",
+      return fail(usage, fmt::format("--env '{}': expected NAME=VALUE,... "
+                                     "with each name once",
                                      o.env));
     task["env"] = *env;
   }
@@ -363,7 +417,7 @@ int submit(const client_options& o, api& server) {
     return unreachable;
   auto& [status, body] = *res;
   if (status != 201 && status != 200)
-    return api_error(status, body);
+    return api_error(server, status, body);
   auto id = text(body, "id");
   if (o.wait) {
     auto done = wait_for(server, id);
@@ -403,9 +457,9 @@ int show_task(const client_options& o, api& server) {
 int list_tasks(const client_options& o, api& server) {
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
-    query += "&status=" + o.status;
+    query += "&status=" + upper(o.status);
   if (!o.priority.empty())
-    query += "&priority=" + o.priority;
+    query += "&priority=" + upper(o.priority);
   if (!o.cursor.empty())
     query += "&cursor=" + o.cursor;
   int failure = ok;
@@ -449,9 +503,7 @@ int workers(const client_options& o, api& server) {
   fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<20} {}\n", "ID", "STATE",
              "SLOTS", "LOAD", "HEARTBEAT", "LABELS", "HOST");
   for (const auto& w : (*answer)["workers"]) {
-    std::string labels;
-    for (const auto& [k, v] : w["labels"].items())
-      labels += (labels.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+    auto labels = joined_labels(w);
     auto age = w["last_heartbeat_age_seconds"];
     fmt::print("{:<16} {:<9} {:>7} {:>6.2f} {:>9} {:<20} {}\n",
                clip(text(w, "id"), 16), text(w, "state"),

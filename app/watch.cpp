@@ -144,7 +144,11 @@ int watch(const std::string& base_url, const std::string& token,
     fmt::print(stderr, "taskmasterd: watch needs an http:// server URL\n");
     return usage;
   }
-  std::string target = "/ws";
+  // A path after the host (a reverse proxy's prefix) comes before /ws.
+  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
+  while (!prefix.empty() && prefix.back() == '/')
+    prefix.pop_back();
+  std::string target = prefix + "/ws";
   std::string sep = "?";
   if (!task.empty()) {
     target += sep + "task=" + task;

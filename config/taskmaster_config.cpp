@@ -316,7 +316,9 @@ std::string taskmaster_config::validate() {
                        role);
   auto parsed = core::parse_labels(labels);
   if (!parsed)
-    return fmt::format("invalid --labels '{}': expected k=v,k=v", labels);
+    return fmt::format("invalid --labels '{}': expected k=v,k=v with each key "
+                       "once",
+                       labels);
   worker_labels = std::move(*parsed);
   auto colon = master.rfind(':');
   if (colon == std::string::npos || colon == 0)

@@ -1,5 +1,6 @@
 #include "http/routes.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -42,6 +43,24 @@ std::optional<api_error> unsigned_param(const httplib::Request& req,
                                  name, min, max, text),
                      0};
   out = value;
+  return std::nullopt;
+}
+
+/// A misspelled parameter (`?stauts=FAILED`) would otherwise be ignored and
+/// answer something the client did not ask for.
+std::optional<api_error> only_params(const httplib::Request& req,
+                                     std::initializer_list<const char*> known,
+                                     const char* listed) {
+  for (const auto& [name, value] : req.params) {
+    auto ok = std::any_of(known.begin(), known.end(),
+                          [&](const char* k) { return name == k; });
+    if (!ok)
+      return api_error{api_errc::invalid_request,
+                       fmt::format("unknown query parameter '{}' (this route "
+                                   "takes {})",
+                                   name, listed),
+                       0};
+  }
   return std::nullopt;
 }
 
@@ -151,6 +170,8 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
   auto id = parse_id(text);
   if (!id)
     return reply(res, not_found(text));
+  if (auto err = only_params(req, {"wait"}, "'wait'"))
+    return reply(res, *err);
   uint64_t wait = 0;
   if (auto err = unsigned_param(req, "wait", 0, options_.max_wait_seconds, wait))
     return reply(res, *err);
@@ -168,6 +189,9 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
 
 void rest_api::list_tasks(const httplib::Request& req, httplib::Response& res) {
   task_query query;
+  if (auto err = only_params(req, {"status", "priority", "limit", "cursor"},
+                             "'status', 'priority', 'limit' and 'cursor'"))
+    return reply(res, *err);
   if (auto err = enum_param(req, "status", core::parse_task_status,
                             "QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, "
                             "CANCELLED",

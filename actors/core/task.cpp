@@ -73,7 +73,8 @@ std::optional<string_map> parse_labels(std::string_view text) {
     auto eq = entry.find('=');
     if (eq == std::string_view::npos || eq == 0)
       return std::nullopt;
-    result[std::string{entry.substr(0, eq)}] = std::string{entry.substr(eq + 1)};
+    if (!result.emplace(entry.substr(0, eq), entry.substr(eq + 1)).second)
+      return std::nullopt;
   }
   return result;
 }

@@ -196,7 +196,8 @@ struct assignment {
 };
 
 /// Labels are written `k=v,k=v` on command lines and in config files.
-/// Returns nullopt when an entry has no `=` or an empty key.
+/// Returns nullopt when an entry has no `=`, an empty key, or a key seen
+/// before (`gpu=1,gpu=2` would otherwise keep one value without a word).
 std::optional<string_map> parse_labels(std::string_view text);
 
 /// Canonical `k=v,k=v` form (sorted by key); the empty string for no labels.

@@ -102,7 +102,13 @@ TEST_CASE("bad options are one clear line", "[config]") {
   CHECK(d.validate() == "unknown role 'boss' (standalone, master or worker)");
   taskmaster_config e;
   REQUIRE(e.parse_args({"--labels=novalue"}).empty());
-  CHECK(e.validate() == "invalid --labels 'novalue': expected k=v,k=v");
+  CHECK(e.validate()
+        == "invalid --labels 'novalue': expected k=v,k=v with each key once");
+  taskmaster_config e2;
+  REQUIRE(e2.parse_args({"--labels=gpu=1,gpu=2"}).empty());
+  CHECK(e2.validate()
+        == "invalid --labels 'gpu=1,gpu=2': expected k=v,k=v with each key "
+           "once");
   taskmaster_config f;
   REQUIRE(f.parse_args({"--master=nohost"}).empty());
   CHECK(f.validate() == "invalid --master 'nohost': expected HOST:PORT");

@@ -29,6 +29,7 @@ TEST_CASE("labels parse from k=v lists and print canonically",
   CHECK(parse_labels("a=")->at("a").empty());
   CHECK_FALSE(parse_labels("novalue"));
   CHECK_FALSE(parse_labels("=x"));
+  CHECK_FALSE(parse_labels("gpu=1,gpu=2"));
 }
 
 TEST_CASE("a worker matches when it carries every wanted label",

@@ -288,6 +288,12 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
   check_error(api.get("/tasks?limit=abc"), 400, "invalid_request", "'limit'");
   check_error(api.get("/tasks?cursor=-3"), 400, "invalid_request", "'cursor'");
   check_error(api.get("/tasks/1?wait=3600"), 400, "invalid_request", "'wait'");
+  // A misspelled filter used to list every task.
+  check_error(api.get("/tasks?stauts=FAILED"), 400, "invalid_request",
+              "unknown query parameter 'stauts' (this route takes 'status', "
+              "'priority', 'limit' and 'cursor')");
+  check_error(api.get("/tasks/1?wiat=5"), 400, "invalid_request",
+              "unknown query parameter 'wiat'");
   check_error(api.get("/nowhere"), 404, "not_found", "no route for GET /nowhere");
 
   // Still serving, and the accepted task is intact.

@@ -1,10 +1,12 @@
 #include <catch2/catch.hpp>
 
-#include <fstream>
-
 #include <signal.h>
 
+#include <fstream>
 #include <set>
+#include <thread>
+
+#include <httplib.h>
 
 #include "test/support/cluster.hpp"
 #include "test/support/wait.hpp"
@@ -228,6 +230,32 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);
   CHECK(run({"submit", "--bogus=1", server}, "bogus") == 2);
+  // Filters in any case; a task's labels in its description.
+  CHECK(run({"tasks", "--status=failed", server}, "lower") == 0);
+  CHECK(read_file(dir / "lower.out").find("cli") != std::string::npos);
+  CHECK(run({"submit", "--cmd=true", "--labels=zone=nowhere", server},
+            "labelled")
+        == 0);
+  CHECK(run({"task", "2", server}, "labelled-task") == 0);
+  CHECK(read_file(dir / "labelled-task.out").find("labels       zone=nowhere")
+        != std::string::npos);
+  CHECK(run({"submit", "--cmd=true", "--labels=a=1,a=2", server}, "twice")
+        == 2);
+  // Something that is not TaskMaster answering: said so, exit 3.
+  httplib::Server other;
+  other.Get(".*", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 404;
+    res.set_content("<html>not here</html>", "text/html");
+  });
+  auto other_port = other.bind_to_any_port("127.0.0.1");
+  std::thread other_thread{[&] { other.listen_after_bind(); }};
+  CHECK(run({"tasks", "--server=http://127.0.0.1:" + std::to_string(other_port)},
+            "other")
+        == 3);
+  other.stop();
+  other_thread.join();
+  CHECK(read_file(dir / "other.err").find("is it a TaskMaster API?")
+        != std::string::npos);
   // A stream the server refuses: its reason, not the WebSocket library's.
   CHECK(run({"watch", "--topics=bogus", server}, "watch-bogus") == 1);
   CHECK(read_file(dir / "watch-bogus.err")
