@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 4;
+constexpr uint32_t protocol_version = 5;
 
 // -- messages between workers and the master ----------------------------------
 
@@ -241,14 +241,16 @@ typename Inspector::result_type inspect(Inspector& f, task_record& x) {
   return f(caf::meta::type_name("task_record"), x.id, x.spec, x.status,
            x.created_at, x.started_at, x.finished_at, x.not_before,
            x.queued_at, x.max_retries, x.attempts, x.worker_id, x.exit_code,
-           x.has_exit_code, x.stdout_tail, x.stderr_tail, x.reason);
+           x.has_exit_code, x.stdout_tail, x.stderr_tail, x.stdout_bytes,
+           x.stderr_bytes, x.reason);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_result& x) {
   return f(caf::meta::type_name("attempt_result"), x.ref, x.outcome,
            x.exit_code, x.has_exit_code, x.started_at, x.finished_at,
-           x.stdout_tail, x.stderr_tail, x.reason);
+           x.stdout_tail, x.stderr_tail, x.stdout_bytes, x.stderr_bytes,
+           x.reason);
 }
 
 template <class Inspector>

@@ -115,6 +115,8 @@ struct process_runner::child {
   int err_fd = -1;
   std::string out;
   std::string err;
+  uint64_t out_bytes = 0;
+  uint64_t err_bytes = 0;
   core::time_ms started_at = 0;
   std::optional<steady::time_point> deadline;
   std::optional<steady::time_point> kill_at;
@@ -465,6 +467,8 @@ void process_runner::finish(child& c) {
   trim_tail(c.err, options_.output_tail_bytes);
   r.stdout_tail = std::move(c.out);
   r.stderr_tail = std::move(c.err);
+  r.stdout_bytes = c.out_bytes;
+  r.stderr_bytes = c.err_bytes;
   if (WIFEXITED(c.wait_status)) {
     r.has_exit_code = true;
     r.exit_code = WEXITSTATUS(c.wait_status);
@@ -603,11 +607,13 @@ void process_runner::run() {
       }
       int& fd = stream == 1 ? c->out_fd : c->err_fd;
       std::string& tail = stream == 1 ? c->out : c->err;
+      uint64_t& total = stream == 1 ? c->out_bytes : c->err_bytes;
       for (;;) {
         auto got = ::read(fd, buf, sizeof(buf));
         if (got > 0) {
           append_tail(tail, buf, static_cast<size_t>(got),
                       options_.output_tail_bytes);
+          total += static_cast<uint64_t>(got);
           continue;
         }
         if (got == 0 || (errno != EAGAIN && errno != EINTR))

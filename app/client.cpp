@@ -322,7 +322,12 @@ void print_task(const json& t) {
     auto s = t.value(stream, "");
     if (s.empty())
       continue;
-    fmt::print("--- {} ---\n{}", stream, s);
+    auto written = t.value(std::string{stream} + "_bytes", uint64_t{0});
+    if (written > s.size())
+      fmt::print("--- {} (the last {} of {} bytes) ---\n{}", stream, s.size(),
+                 written, s);
+    else
+      fmt::print("--- {} ---\n{}", stream, s);
     if (s.back() != '\n')
       fmt::print("\n");
   }
@@ -363,12 +368,27 @@ std::optional<json> wait_for(api& server, const std::string& id) {
   }
 }
 
+/// The master keeps the last 64 KiB of each stream: say when that is not all
+/// of it, so `submit --wait > file` is not mistaken for the whole output.
+void note_cut_output(const json& t) {
+  for (const char* stream : {"stdout", "stderr"}) {
+    auto kept = t.value(stream, "").size();
+    auto written = t.value(std::string{stream} + "_bytes", uint64_t{0});
+    if (written > kept)
+      fmt::print(stderr,
+                 "taskmasterd: task {} wrote {} bytes to {}; only its last {} "
+                 "are kept\n",
+                 text(t, "id"), written, stream, kept);
+  }
+}
+
 int finish_waiting(const client_options& o, const json& t) {
   if (o.json_output) {
     fmt::print("{}\n", t.dump(2));
   } else {
     std::cout << t.value("stdout", "") << std::flush;
     std::cerr << t.value("stderr", "") << std::flush;
+    note_cut_output(t);
     auto status = text(t, "status");
     if (status != "SUCCEEDED")
       fmt::print(stderr, "taskmasterd: task {} ended {}{}\n", text(t, "id"),

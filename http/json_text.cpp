@@ -242,6 +242,8 @@ void append_task(std::string& out, const core::task_record& t, bool full) {
     append_map(out, t.spec.env);
     append_string_field(out, "stdout", t.stdout_tail);
     append_string_field(out, "stderr", t.stderr_tail);
+    append_field(out, "stdout_bytes", t.stdout_bytes);
+    append_field(out, "stderr_bytes", t.stderr_bytes);
   }
   out += '}';
 }

@@ -624,6 +624,8 @@ void scheduler_core::apply_result(task_record& task,
   task.has_exit_code = result.has_exit_code;
   task.stdout_tail = result.stdout_tail;
   task.stderr_tail = result.stderr_tail;
+  task.stdout_bytes = result.stdout_bytes;
+  task.stderr_bytes = result.stderr_bytes;
   task_change change;
   change.ran = !never_started;
   change.run_time = never_started ? 0

@@ -148,6 +148,10 @@ struct task_record {
   bool has_exit_code = false;
   std::string stdout_tail;
   std::string stderr_tail;
+  /// Everything the last attempt wrote to each stream; more than the tail's
+  /// size means the tail is cut (it keeps the end).
+  uint64_t stdout_bytes = 0;
+  uint64_t stderr_bytes = 0;
   /// Why the task is where it is (placement problems, retry, cancel, ...).
   std::string reason;
   /// Set when an attempt came back unstarted from a worker's prefetch: from
@@ -176,6 +180,9 @@ struct attempt_result {
   time_ms finished_at = 0;
   std::string stdout_tail;
   std::string stderr_tail;
+  /// Bytes written to each stream in all (the tails keep the last ones).
+  uint64_t stdout_bytes = 0;
+  uint64_t stderr_bytes = 0;
   std::string reason;
 };
 

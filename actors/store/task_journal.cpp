@@ -21,7 +21,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int schema_version = 1;
+/// 2 added stdout_bytes and stderr_bytes (at the end, as ALTER TABLE puts
+/// them, so the positional INSERT fits both).
+constexpr int schema_version = 2;
 
 constexpr const char* schema = R"sql(
 CREATE TABLE IF NOT EXISTS tasks (
@@ -50,7 +52,9 @@ CREATE TABLE IF NOT EXISTS tasks (
   exit_code INTEGER,
   stdout BLOB NOT NULL,
   stderr BLOB NOT NULL,
-  reason TEXT NOT NULL
+  reason TEXT NOT NULL,
+  stdout_bytes INTEGER NOT NULL DEFAULT 0,
+  stderr_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql";
@@ -58,7 +62,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 constexpr const char* upsert_sql = R"sql(
 INSERT OR REPLACE INTO tasks VALUES
   (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-   ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
+   ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)
 )sql";
 
 constexpr const char* select_sql = R"sql(
@@ -66,7 +70,7 @@ SELECT id, status, priority, command, name, description, timeout_seconds,
        spec_max_retries, max_retries, labels, env, run_at, idempotency_key,
        retry_backoff_ms, retry_backoff_max_ms, created_at, started_at,
        finished_at, not_before, queued_at, attempts, worker_id, exit_code,
-       stdout, stderr, reason
+       stdout, stderr, reason, stdout_bytes, stderr_bytes
 FROM tasks ORDER BY id
 )sql";
 
@@ -199,6 +203,20 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
   if (sqlite3_step(version) == SQLITE_ROW)
     found = sqlite3_column_int(version, 0);
   sqlite3_finalize(version);
+  if (found == 1) {
+    // A journal from before the byte counts: they read 0 (unknown). One
+    // transaction, so a crash midway leaves version 1 to upgrade again.
+    if (!journal->exec("BEGIN; ALTER TABLE tasks ADD COLUMN stdout_bytes "
+                       "INTEGER NOT NULL DEFAULT 0; ALTER TABLE tasks ADD "
+                       "COLUMN stderr_bytes INTEGER NOT NULL DEFAULT 0; "
+                       "PRAGMA user_version=2; COMMIT;")) {
+      error = fmt::format("cannot upgrade {} to schema version 2: {}", path,
+                          sqlite3_errmsg(db));
+      journal->exec("ROLLBACK");
+      return nullptr;
+    }
+    found = schema_version;
+  }
   if (found == 0) {
     journal->exec(
       fmt::format("PRAGMA user_version={}", schema_version).c_str());
@@ -318,6 +336,8 @@ journal_contents task_journal::load() {
     t.stdout_tail = column_text(stmt, c++);
     t.stderr_tail = column_text(stmt, c++);
     t.reason = column_text(stmt, c++);
+    t.stdout_bytes = static_cast<uint64_t>(sqlite3_column_int64(stmt, c++));
+    t.stderr_bytes = static_cast<uint64_t>(sqlite3_column_int64(stmt, c++));
     if (t.id > result.last_id)
       result.last_id = t.id;
     result.tasks.push_back(std::move(t));
@@ -439,6 +459,8 @@ bool task_journal::commit(std::deque<batch>& batches) {
       bind_blob(s, c++, t.stdout_tail);
       bind_blob(s, c++, t.stderr_tail);
       bind_text(s, c++, t.reason);
+      sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stdout_bytes));
+      sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stderr_bytes));
       ok = ok && sqlite3_step(s) == SQLITE_DONE;
       sqlite3_reset(s);
       if (t.id > last_id_)

@@ -77,6 +77,8 @@ TEST_CASE("exit codes, output and environment are captured",
   CHECK(r1.exit_code == 0);
   CHECK(r1.stdout_tail == "out\nbar\n");
   CHECK(r1.stderr_tail == "err\n");
+  CHECK(r1.stdout_bytes == 8);
+  CHECK(r1.stderr_bytes == 4);
   CHECK(r1.finished_at >= r1.started_at);
   auto r2 = c.wait(2);
   CHECK(r2.outcome == core::attempt_outcome::failed);
@@ -96,6 +98,9 @@ TEST_CASE("only the tail of long output is kept", "[actors][runner]") {
   auto r = c.wait(1);
   CHECK(r.stdout_tail.size() == 1000);
   CHECK(r.stdout_tail.substr(r.stdout_tail.size() - 7) == "100000\n");
+  // The count says how much was cut: `seq 1 100000` writes 588,895 bytes.
+  CHECK(r.stdout_bytes == 588'895);
+  CHECK(r.stderr_bytes == 0);
 }
 
 TEST_CASE("a timeout kills the whole process group", "[actors][runner]") {

@@ -77,6 +77,7 @@ struct fixture {
     r.started_at = now - 10;
     r.finished_at = now;
     r.stdout_tail = "out";
+    r.stdout_bytes = 70'000;
     return r;
   }
 
@@ -119,6 +120,7 @@ TEST_CASE_METHOD(fixture, "a task waits for a worker and runs when one joins",
   auto done = report("w1", result({id, 1}, attempt_outcome::succeeded));
   CHECK(task(id).status == task_status::succeeded);
   CHECK(task(id).stdout_tail == "out");
+  CHECK(task(id).stdout_bytes == 70'000);
   CHECK(task(id).finished_at == now);
   REQUIRE(done.acks.size() == 1);
   CHECK(done.acks[0].second == attempt_ref{id, 1});

@@ -103,7 +103,8 @@ TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {
        {"id", "name", "description", "command", "priority", "status",
         "timeout_seconds", "max_retries", "labels", "env", "attempts",
         "worker_id", "exit_code", "stdout", "stderr", "created_at",
-        "started_at", "finished_at", "reason"})
+        "started_at", "finished_at", "reason", "stdout_bytes",
+        "stderr_bytes"})
     CHECK(j.contains(field));
   CHECK(j["priority"] == "HIGH");
   CHECK(j["started_at"].is_null());

@@ -230,13 +230,21 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);
   CHECK(run({"submit", "--bogus=1", server}, "bogus") == 2);
+  // Output beyond the kept 64 KiB: the count comes with it, and the client
+  // says the file it wrote is not everything.
+  CHECK(run({"submit", "--cmd=seq 1 100000", "--wait", server}, "long") == 0);
+  CHECK(read_file(dir / "long.out").size() == 65536);
+  CHECK(read_file(dir / "long.err")
+        == "taskmasterd: task 2 wrote 588895 bytes to stdout; only its last "
+           "65536 are kept\n");
+  CHECK(master->api().get("/tasks/2").body["stdout_bytes"] == 588895);
   // Filters in any case; a task's labels in its description.
   CHECK(run({"tasks", "--status=failed", server}, "lower") == 0);
   CHECK(read_file(dir / "lower.out").find("cli") != std::string::npos);
   CHECK(run({"submit", "--cmd=true", "--labels=zone=nowhere", server},
             "labelled")
         == 0);
-  CHECK(run({"task", "2", server}, "labelled-task") == 0);
+  CHECK(run({"task", "3", server}, "labelled-task") == 0);
   CHECK(read_file(dir / "labelled-task.out").find("labels       zone=nowhere")
         != std::string::npos);
   CHECK(run({"submit", "--cmd=true", "--labels=a=1,a=2", server}, "twice")

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <vector>
 
+#include <sqlite3.h>
+
 #include "actors/store/task_journal.hpp"
 #include "test/support/temp_dir.hpp"
 
@@ -48,6 +50,8 @@ core::task_record sample(core::task_id id) {
   t.has_exit_code = true;
   t.stdout_tail = std::string("bin\0ary", 7);
   t.stderr_tail = "err";
+  t.stdout_bytes = 5'000'000'000;
+  t.stderr_bytes = 3;
   t.reason = "exit code 7";
   return t;
 }
@@ -84,7 +88,57 @@ TEST_CASE("the journal gives back exactly what was written",
   CHECK(t.attempts[0].exit_code == 7);
   CHECK(t.attempts[0].outcome == core::attempt_outcome::failed);
   CHECK(t.stdout_tail == want.stdout_tail);
+  CHECK(t.stdout_bytes == 5'000'000'000);
+  CHECK(t.stderr_bytes == 3);
   CHECK(t.has_exit_code);
+}
+
+TEST_CASE("a journal of schema version 1 is upgraded in place",
+          "[store][journal]") {
+  temp_dir dir;
+  {
+    // The table as the first release wrote it, with one finished task.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open((dir.path() + "/taskmaster.db").c_str(), &db)
+            == SQLITE_OK);
+    const char* v1 = R"sql(
+CREATE TABLE tasks (id INTEGER PRIMARY KEY, status INTEGER NOT NULL,
+  priority INTEGER NOT NULL, command TEXT NOT NULL, name TEXT NOT NULL,
+  description TEXT NOT NULL, timeout_seconds INTEGER NOT NULL,
+  spec_max_retries INTEGER NOT NULL, max_retries INTEGER NOT NULL,
+  labels TEXT NOT NULL, env TEXT NOT NULL, run_at INTEGER NOT NULL,
+  idempotency_key TEXT NOT NULL, retry_backoff_ms INTEGER NOT NULL,
+  retry_backoff_max_ms INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
+  not_before INTEGER NOT NULL, queued_at INTEGER NOT NULL,
+  attempts TEXT NOT NULL, worker_id TEXT NOT NULL, exit_code INTEGER,
+  stdout BLOB NOT NULL, stderr BLOB NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO tasks VALUES (7, 2, 1, 'echo old', '', '', 0, -1, 0, '', '', 0,
+  '', 0, 0, 1, 2, 3, 0, 1, '', 'w', 0, 'old
+', '', '');
+PRAGMA user_version=1;
+)sql";
+    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  std::string error;
+  {
+    auto j = store::task_journal::open(dir.path(), {}, error);
+    REQUIRE(j);
+    auto back = j->load();
+    REQUIRE(back.tasks.size() == 1);
+    CHECK(back.tasks[0].spec.command == "echo old");
+    CHECK(back.tasks[0].stdout_tail == "old\n");
+    CHECK(back.tasks[0].stdout_bytes == 0); // unknown before version 2
+    j->write({sample(8)}, {});
+    j->flush();
+  }
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(j);
+  auto back = j->load();
+  REQUIRE(back.tasks.size() == 2);
+  CHECK(back.tasks[1].stdout_bytes == 5'000'000'000);
 }
 
 TEST_CASE("deleted tasks stay deleted and their ids are not reused",
