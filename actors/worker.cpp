@@ -1,5 +1,6 @@
 #include "actors/worker.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 
@@ -61,6 +62,13 @@ void finish_shutdown(self_ptr self) {
     st.stopped.deliver(true);
 }
 
+/// A command ran and ended: the master must learn its result. (A hand-back
+/// or a refusal only puts the task back in the queue.)
+bool ran_to_an_end(const core::attempt_result& r) {
+  return r.started_at != 0 && r.outcome != core::attempt_outcome::returned
+         && r.outcome != core::attempt_outcome::lost;
+}
+
 /// Moves a stopping worker along: hand back what still runs after the grace,
 /// wait (bounded) for the last acknowledgements, then leave.
 void check_shutdown(self_ptr self) {
@@ -80,19 +88,29 @@ void check_shutdown(self_ptr self) {
     }
     return;
   }
-  if (!st.unacked.empty() && st.registered
-      && now < st.stop_deadline + ack_wait_ms)
+  // A registration on its way (bounded by its timeout) decides what is
+  // next: it hands over what this worker holds, and it is left properly.
+  if (st.connecting && st.master)
     return;
-  // Finished results exist only here until the master has them on disk:
-  // leaving would run those commands again. Keep reconnecting and wait; a
-  // second signal to the daemon still exits at once.
-  if (!st.unacked.empty() && !st.registered) {
+  if (!st.unacked.empty() && st.registered
+      && now < std::max(st.stop_deadline, st.ack_wait_from) + ack_wait_ms)
+    return;
+  // Results of commands that ran exist only here until the master has them
+  // on disk: leaving would run those commands again. While the master is
+  // away (the reconnect loop keeps going), wait for it; a second signal to
+  // the daemon still exits at once. Hand-backs need no such care: the master
+  // requeues those tasks anyway.
+  auto ran = std::count_if(st.unacked.begin(), st.unacked.end(),
+                           [](const auto& entry) {
+                             return ran_to_an_end(entry.second);
+                           });
+  if (ran > 0 && !st.registered && !st.master_refused) {
     if (!st.holding_announced) {
       st.holding_announced = true;
       log::warn("holding {} finished result(s) until the master at {} takes "
                 "them; a second SIGTERM leaves without them (those tasks "
                 "would run again)",
-                st.unacked.size(), master_address(st.options));
+                ran, master_address(st.options));
     }
     return;
   }
@@ -132,10 +150,18 @@ void do_register(self_ptr self) {
         if (!reply.accepted) {
           log::error("the master refused this worker: {}", reply.message);
           forget_master(self);
+          st.master_refused = true;
           schedule_reconnect(self, reply.message);
+          check_shutdown(self);
           return;
         }
         st.registered = true;
+        st.master_refused = false;
+        // Back from an outage while stopping: the held results get a full
+        // wait for their acknowledgements.
+        if (st.stopping && st.holding_announced)
+          st.ack_wait_from = log::wall_clock_ms();
+        st.holding_announced = false;
         if (st.failures > 0 || !st.local_master)
           log::info("registered with the master at {} as {} ({} slots)",
                     st.local_master ? std::string{"this process"}
@@ -192,14 +218,17 @@ void connect(self_ptr self) {
       },
       [self](caf::error& err) {
         self->state.connecting = false;
-        if (err == caf::sec::incompatible_application_ids)
+        if (err == caf::sec::incompatible_application_ids) {
+          self->state.master_refused = true;
           schedule_reconnect(
             self, fmt::format("it runs a different TaskMaster protocol "
                               "version (this worker speaks taskmaster/{}); "
                               "run the same release on both",
                               protocol_version));
-        else
+          check_shutdown(self);
+        } else {
           schedule_reconnect(self, self->system().render(err));
+        }
       });
 }
 
@@ -324,11 +353,15 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
           .then(
             [self](bool known) {
               auto& st = self->state;
-              if (!known && st.registered && st.stopping) {
+              if (!known && st.registered && st.stopping
+                  && st.unacked.empty() && st.running.empty()) {
                 // Drained and marked LEFT by the master: nothing to rejoin.
                 st.registered = false;
                 check_shutdown(self);
               } else if (!known && st.registered) {
+                // Forgotten (marked LOST, or LEFT with results it never
+                // acknowledged): register again, which hands over what this
+                // worker still runs and holds.
                 log::warn("the master no longer knows this worker; "
                           "registering again");
                 st.registered = false;

@@ -63,6 +63,12 @@ struct worker_node_state {
   /// Stopping with results the master has not acknowledged, while the master
   /// is away: said once in the log.
   bool holding_announced = false;
+  /// The master refused this worker for good (another protocol version, or
+  /// its id in use): holding results for it would wait forever.
+  bool master_refused = false;
+  /// Stopping: when the wait for the last acknowledgements began (the stop
+  /// deadline, or a registration after it).
+  core::time_ms ack_wait_from = 0;
   caf::typed_response_promise<bool> stopped;
 };
 

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/config_option_adder.hpp>
@@ -214,8 +216,9 @@ private:
 
 /// Prints an API error answer; returns the exit code for it.
 int api_error(const api& server, int status, const json& body) {
+  // Some other JSON API: TaskMaster is not reachable there (as for HTML).
   if (!body.contains("error") || !body["error"].contains("message"))
-    return fail(api_failure,
+    return fail(client::unreachable,
                 fmt::format("{} answered HTTP {} without a TaskMaster error; "
                             "is it a TaskMaster API? (--server or "
                             "TASKMASTER_SERVER)",
@@ -323,7 +326,7 @@ void print_task(const json& t) {
     if (s.empty())
       continue;
     auto written = t.value(std::string{stream} + "_bytes", uint64_t{0});
-    if (written > s.size())
+    if (t.value(std::string{stream} + "_truncated", false))
       fmt::print("--- {} (the last {} of {} bytes) ---\n{}", stream, s.size(),
                  written, s);
     else
@@ -356,6 +359,7 @@ int exit_code_of(const json& t) {
 /// Long-polls GET /tasks/{id}?wait= until the task is final.
 std::optional<json> wait_for(api& server, const std::string& id) {
   for (;;) {
+    auto asked = std::chrono::steady_clock::now();
     auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, 45);
     if (!res)
       return std::nullopt;
@@ -365,6 +369,10 @@ std::optional<json> wait_for(api& server, const std::string& id) {
     }
     if (is_final_status(text(res->second, "status")))
       return res->second;
+    // An early answer for a task still running means the master is
+    // stopping (it answers long polls at once then): ask again calmly.
+    if (std::chrono::steady_clock::now() - asked < std::chrono::seconds(1))
+      std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 }
 
@@ -374,7 +382,7 @@ void note_cut_output(const json& t) {
   for (const char* stream : {"stdout", "stderr"}) {
     auto kept = t.value(stream, "").size();
     auto written = t.value(std::string{stream} + "_bytes", uint64_t{0});
-    if (written > kept)
+    if (t.value(std::string{stream} + "_truncated", false))
       fmt::print(stderr,
                  "taskmasterd: task {} wrote {} bytes to {}; only its last {} "
                  "are kept\n",

@@ -136,18 +136,27 @@ worker_options make_worker_options(const taskmaster_config& cfg) {
 /// Asks `worker` to stop gracefully and waits for it. The worker bounds its
 /// own stop (grace, then hand-back, then a bounded wait for acknowledgements)
 /// except while it holds finished results for an unreachable master; a second
-/// signal ends that wait (see wait_for_shutdown_signal).
+/// signal ends that wait (see wait_for_shutdown_signal). The question is asked
+/// again after each timeout, so a worker actor that died meanwhile (its
+/// promise then answers nobody) ends the wait at once.
 void stop_worker(caf::actor_system& sys, const worker_node_actor& worker,
                  caf::timespan grace) {
   caf::scoped_actor self{sys};
-  self
-    ->request(worker, caf::infinite, shutdown_atom::value,
-              static_cast<uint32_t>(millis(grace)))
-    .receive([](bool) {},
-             [](caf::error& err) {
-               log::warn("the worker did not stop cleanly: {}",
-                         caf::to_string(err));
-             });
+  for (auto asking = true; asking;) {
+    asking = false;
+    self
+      ->request(worker, grace + std::chrono::seconds(10), shutdown_atom::value,
+                static_cast<uint32_t>(millis(grace)))
+      .receive([](bool) {},
+               [&](caf::error& err) {
+                 if (err == caf::sec::request_timeout) {
+                   asking = true;
+                   return;
+                 }
+                 log::warn("the worker did not stop cleanly: {}",
+                           caf::to_string(err));
+               });
+  }
   self->send_exit(worker, caf::exit_reason::user_shutdown);
 }
 

@@ -48,8 +48,10 @@ std::string expected_form(caf::string_view type) {
     return "a duration with its unit, e.g. 250ms, 5s, 2min, 1h";
   if (type == "boolean")
     return "true or false";
-  if (type == "string" || type == "atom")
+  if (type == "string")
     return "a quoted string";
+  if (type == "atom")
+    return "a name in single quotes, e.g. 'sharing'";
   if (type == "uint16")
     return "a whole number from 0 to 65535";
   if (type.size() > 4 && type.substr(0, 4) == "uint")

@@ -244,6 +244,11 @@ void append_task(std::string& out, const core::task_record& t, bool full) {
     append_string_field(out, "stderr", t.stderr_tail);
     append_field(out, "stdout_bytes", t.stdout_bytes);
     append_field(out, "stderr_bytes", t.stderr_bytes);
+    // Decided on raw bytes: the text above may have grown by U+FFFD.
+    append_field(out, "stdout_truncated",
+                 t.stdout_bytes > t.stdout_tail.size() ? "true" : "false");
+    append_field(out, "stderr_truncated",
+                 t.stderr_bytes > t.stderr_tail.size() ? "true" : "false");
   }
   out += '}';
 }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <future>
+
 #include "test/support/in_process_master.hpp"
 
 using namespace taskmaster;
@@ -178,6 +180,99 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
   REQUIRE(results.count(1) == 1);
   CHECK(results[1].outcome == core::attempt_outcome::succeeded);
   CHECK(results[1].stdout_tail == "ran\n");
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+/// A master played by the test that forgets a stopping worker: it takes the
+/// report of the worker's one task without acknowledging it (as when its
+/// journal cannot commit, or after marking the worker LOST) and then answers
+/// heartbeats "who are you?". The second registration goes to the observer
+/// and its results are acknowledged.
+struct forgetful_master_state {
+  int registrations = 0;
+  bool reported = false;
+};
+
+fake_master_actor::behavior_type
+forgetful_master(fake_master_actor::stateful_pointer<forgetful_master_state> self,
+                 caf::actor observer) {
+  return {
+    [=](register_atom, register_request& req,
+        worker_actor& w) -> register_reply {
+      auto& st = self->state;
+      if (++st.registrations == 1) {
+        self->send(w, assign_atom::value,
+                   std::vector<core::assignment>{job(1, "sleep 0.3; echo kept")},
+                   std::vector<core::attempt_ref>{});
+      } else {
+        std::vector<core::attempt_ref> acks;
+        for (const auto& r : req.results)
+          acks.push_back(r.ref);
+        self->send(w, ack_atom::value, std::move(acks));
+        caf::anon_send(observer, register_atom::value, std::move(req));
+      }
+      return register_reply{true, {}, 50};
+    },
+    [=](heartbeat_atom, const std::string&, uint64_t, double) {
+      auto& st = self->state;
+      return !(st.reported && st.registrations == 1);
+    },
+    [=](report_atom, const std::string&, std::vector<core::attempt_result>&) {
+      self->state.reported = true;
+    },
+    [=](drain_atom, const std::string&) {},
+    [=](leave_atom, const std::string& id) {
+      caf::anon_send(observer, leave_atom::value, id);
+      return true;
+    },
+    [=](caf::ok_atom) {},
+  };
+}
+
+} // namespace
+
+TEST_CASE("a stopping worker that the master forgot registers again to hand "
+          "over its result before it leaves",
+          "[actors][worker][shutdown]") {
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor test{sys};
+  auto master = sys.spawn(forgetful_master, caf::actor{test});
+  worker_options options;
+  options.info.id = "w";
+  options.info.slots = 1;
+  options.info.incarnation = 9;
+  auto worker = sys.spawn(worker_node, options,
+                          caf::actor_cast<cluster_actor>(master));
+  std::this_thread::sleep_for(100ms);
+  // Asked as the daemon asks (a request: the answer comes once it has left).
+  auto stopped = std::async(std::launch::async, [&] {
+    caf::scoped_actor asker{sys};
+    bool answer = false;
+    asker->request(worker, 20s, shutdown_atom::value, uint32_t{5000})
+      .receive([&](bool ok) { answer = ok; }, [](caf::error&) {});
+    return answer;
+  });
+  // It used to leave at once with the unacknowledged result.
+  bool registered_again = false;
+  test->receive(
+    [&](register_atom, const register_request& req) {
+      REQUIRE(req.results.size() == 1);
+      CHECK(req.results[0].outcome == core::attempt_outcome::succeeded);
+      CHECK(req.results[0].stdout_tail == "kept\n");
+      registered_again = true;
+    },
+    caf::after(10s) >> [] {});
+  CHECK(registered_again);
+  bool left = false;
+  test->receive([&](leave_atom, const std::string& id) { left = id == "w"; },
+                caf::after(10s) >> [] {});
+  CHECK(left);
+  REQUIRE(stopped.wait_for(10s) == std::future_status::ready);
+  CHECK(stopped.get());
   caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
 }

@@ -104,7 +104,7 @@ TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {
         "timeout_seconds", "max_retries", "labels", "env", "attempts",
         "worker_id", "exit_code", "stdout", "stderr", "created_at",
         "started_at", "finished_at", "reason", "stdout_bytes",
-        "stderr_bytes"})
+        "stderr_bytes", "stdout_truncated", "stderr_truncated"})
     CHECK(j.contains(field));
   CHECK(j["priority"] == "HIGH");
   CHECK(j["started_at"].is_null());
@@ -112,6 +112,10 @@ TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {
   CHECK(j["created_at"] == "1970-01-01T00:00:00.001Z");
   // Invalid UTF-8 in output does not break the answer.
   CHECK_NOTHROW(dump(j));
+  // Cut or not is decided on the raw bytes, not on the replaced text.
+  CHECK(j["stdout_truncated"] == false);
+  t.stdout_bytes = 5;
+  CHECK(encode_task(t, true)["stdout_truncated"] == true);
   CHECK_FALSE(encode_task(t, false).contains("stdout"));
 }
 

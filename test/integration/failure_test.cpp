@@ -450,7 +450,9 @@ TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
   auto poll = std::async(std::launch::async, [&] {
     return api.get("/tasks/" + std::to_string(id) + "?wait=60");
   });
-  std::this_thread::sleep_for(300ms);
+  // Time for the poll to reach the master (a local request, on a loaded
+  // machine).
+  std::this_thread::sleep_for(1s);
   auto start = std::chrono::steady_clock::now();
   // Before: the master's exit waited for the poll (up to 60 s), and it still
   // handed queued tasks to workers meanwhile.
@@ -477,16 +479,19 @@ TEST_CASE("a worker stopped while its master is down keeps its finished "
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
   auto marker = dir / "runs";
-  auto id = submit_batch(api, json::array({json{
-                                {"command", "echo run >> " + marker
-                                              + "; sleep 1; echo done"}}}))[0];
+  auto gate = dir / "gate";
+  // The command ends only once the master is gone (the test opens the gate).
+  auto id = submit_batch(
+    api, json::array({json{{"command", "echo run >> " + marker
+                                         + "; while [ ! -e " + gate
+                                         + " ]; do sleep 0.05; done; echo done"}}}))[0];
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
   auto http_port = master->http_port();
   auto cluster_port = master->cluster_port();
   CHECK(master->proc().stop(SIGTERM, 20s) == 0);
-  // The command finishes while the master is away; then the worker is told
-  // to stop. It used to leave with the result, and the command ran again.
-  std::this_thread::sleep_for(1500ms);
+  std::ofstream{gate} << "open\n";
+  // Then the worker is told to stop. It used to leave with the result, and
+  // the command ran again.
   worker->proc().signal(SIGTERM);
   REQUIRE(worker->log_contains("holding 1 finished result"));
   CHECK(worker->proc().running());

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <regex>
 #include <stdexcept>
+#include <thread>
 
 #include <httplib.h>
 
@@ -68,12 +69,16 @@ json api_client::wait_final(uint64_t id, std::chrono::seconds limit) const {
   auto deadline = std::chrono::steady_clock::now() + limit;
   json last;
   while (std::chrono::steady_clock::now() < deadline) {
+    auto asked = std::chrono::steady_clock::now();
     auto a = get("/tasks/" + std::to_string(id) + "?wait=5");
     if (a.status == 200) {
       last = a.body;
       auto s = last.value("status", "");
       if (s != "QUEUED" && s != "RUNNING")
         return last;
+      // A stopping master answers long polls at once: do not spin.
+      if (std::chrono::steady_clock::now() - asked < std::chrono::seconds(1))
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
