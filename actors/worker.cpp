@@ -60,6 +60,9 @@ void finish_shutdown(self_ptr self) {
   auto& st = self->state;
   if (st.stopped.pending())
     st.stopped.deliver(true);
+  for (auto& p : st.also_stopped)
+    p.deliver(true);
+  st.also_stopped.clear();
 }
 
 /// A command ran and ended: the master must learn its result. (A hand-back
@@ -380,8 +383,10 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
     },
     [self](shutdown_atom, uint32_t grace_ms) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.stopped.pending())
-        return st.stopped;
+      if (st.stopped.pending()) {
+        st.also_stopped.push_back(self->make_response_promise<bool>());
+        return st.also_stopped.back();
+      }
       st.stopping = true;
       st.stop_deadline = log::wall_clock_ms() + grace_ms;
       st.stopped = self->make_response_promise<bool>();

@@ -70,6 +70,9 @@ struct worker_node_state {
   /// deadline, or a registration after it).
   core::time_ms ack_wait_from = 0;
   caf::typed_response_promise<bool> stopped;
+  /// Later askers of the same stop (the daemon asks again after each of its
+  /// timeouts): answered together with `stopped`.
+  std::vector<caf::typed_response_promise<bool>> also_stopped;
 };
 
 /// `local_master` is invalid unless master and worker share the process.
