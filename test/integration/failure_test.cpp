@@ -411,8 +411,16 @@ TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
   auto quick = daemon::worker(dir, master->cluster_addr(), "quick", 1,
                               {"--shutdown-grace=10s"});
   REQUIRE(wait_for_workers(api, 1));
-  auto short_id = submit_batch(api, json::array({json{{"command", "sleep 1; echo finished"}}}))[0];
-  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  // Each task marks its start: RUNNING in the master can precede the
+  // assignment's arrival at the worker, and a worker that is already
+  // stopping refuses it (handed back unstarted, as it should).
+  auto started = [&](const std::string& name) {
+    return eventually([&] { return std::ifstream{dir / name}.good(); });
+  };
+  auto short_id = submit_batch(
+    api, json::array({json{{"command", "touch " + (dir / "short-started")
+                                         + "; sleep 1; echo finished"}}}))[0];
+  REQUIRE(started("short-started"));
   CHECK(quick->proc().stop(SIGTERM, 20s) == 0);
   auto t = api.get("/tasks/" + std::to_string(short_id)).body;
   CHECK(t["status"] == "SUCCEEDED");
@@ -421,8 +429,10 @@ TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
   auto slow = daemon::worker(dir, master->cluster_addr(), "slow", 1,
                              {"--shutdown-grace=500ms"});
   REQUIRE(eventually([&] { return worker_state(api, "slow") == "UP"; }));
-  auto long_id = submit_batch(api, json::array({json{{"command", "sleep 30"}}}))[0];
-  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto long_id = submit_batch(
+    api, json::array({json{{"command", "touch " + (dir / "long-started")
+                                         + "; sleep 30"}}}))[0];
+  REQUIRE(started("long-started"));
   auto start = std::chrono::steady_clock::now();
   CHECK(slow->proc().stop(SIGTERM, 20s) == 0);
   CHECK(std::chrono::steady_clock::now() - start < 5s);
