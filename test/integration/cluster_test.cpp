@@ -249,6 +249,12 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(run({"submit", "--cmd=true", "--labels=a=1,a=2", server}, "twice")
         == 2);
+  // A path after the host goes in front of every request (as behind a
+  // reverse proxy that strips it); this master has no such prefix.
+  CHECK(run({"tasks", "--server=" + master->http_url() + "/prefix"}, "prefix")
+        == 1);
+  CHECK(read_file(dir / "prefix.err").find("no route for GET /prefix/tasks")
+        != std::string::npos);
   // Something that is not TaskMaster answering: said so, exit 3.
   httplib::Server other;
   other.Get(".*", [](const httplib::Request&, httplib::Response& res) {

@@ -117,6 +117,9 @@ TEST_CASE("with an API token every request but /healthz needs it",
   auto server = "--server=" + master->http_url();
   CHECK(run(dir, {"tasks", server}, "no-token") == 1);
   CHECK(read_file(dir / "no-token.err").find("(401)") != std::string::npos);
+  CHECK(read_file(dir / "no-token.err")
+          .find("pass --token or set TASKMASTER_API_TOKEN")
+        != std::string::npos);
   CHECK(run(dir, {"tasks", server, "--token=" + token}, "flag") == 0);
   CHECK(run(dir, {"tasks", server}, "env", {"TASKMASTER_API_TOKEN=" + token})
         == 0);
