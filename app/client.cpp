@@ -21,6 +21,18 @@
 
 namespace taskmaster::client {
 
+server_address split_server_url(std::string url) {
+  while (!url.empty() && url.back() == '/')
+    url.pop_back();
+  auto scheme_end = url.find("://");
+  auto slash = scheme_end == std::string::npos
+                 ? std::string::npos
+                 : url.find('/', scheme_end + 3);
+  if (slash == std::string::npos)
+    return {url, {}};
+  return {url.substr(0, slash), url.substr(slash)};
+}
+
 namespace {
 
 using nlohmann::json;
@@ -124,18 +136,10 @@ int fail(int code, const std::string& message) {
 /// One HTTP exchange with the API: the JSON answer or an exit code.
 class api {
 public:
-  explicit api(const client_options& o) : base_(o.server), token_(o.token) {
+  explicit api(const client_options& o)
+    : base_(o.server), address_(split_server_url(o.server)), token_(o.token) {
     while (!base_.empty() && base_.back() == '/')
       base_.pop_back();
-    // A path after the host (a reverse proxy's prefix) goes in front of
-    // every request path; httplib's client takes scheme, host and port only.
-    auto scheme_end = base_.find("://");
-    auto slash = scheme_end == std::string::npos
-                   ? std::string::npos
-                   : base_.find('/', scheme_end + 3);
-    origin_ = base_.substr(0, slash);
-    if (slash != std::string::npos)
-      prefix_ = base_.substr(slash);
   }
 
   bool valid(std::string& why) const {
@@ -150,14 +154,14 @@ public:
   std::optional<std::pair<int, json>>
   call(const std::string& method, const std::string& path,
        const std::string& body = {}, int read_timeout_s = 30) {
-    httplib::Client cli{origin_};
+    httplib::Client cli{address_.origin};
     cli.set_connection_timeout(5);
     cli.set_tcp_nodelay(true);
     cli.set_read_timeout(read_timeout_s);
     httplib::Headers headers;
     if (!token_.empty())
       headers.emplace("Authorization", "Bearer " + token_);
-    auto target = prefix_ + path;
+    auto target = address_.prefix + path;
     httplib::Result res = method == "POST"
                             ? cli.Post(target, headers, body, "application/json")
                             : cli.Get(target, headers);
@@ -208,8 +212,7 @@ public:
 
 private:
   std::string base_;
-  std::string origin_;
-  std::string prefix_;
+  server_address address_;
   std::string token_;
   bool unreachable_ = false;
 };

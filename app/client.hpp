@@ -13,6 +13,17 @@ bool is_command(const std::string& name);
 /// Runs `command` with its arguments; returns the process exit code.
 int run(const std::string& command, const std::vector<std::string>& args);
 
+/// A --server URL split where request paths go: "http://h:8080/api/" is
+/// origin "http://h:8080" and prefix "/api" (a reverse proxy's; empty when
+/// there is none). httplib and Beast take the origin; every path the client
+/// asks for goes after the prefix.
+struct server_address {
+  std::string origin;
+  std::string prefix;
+};
+
+server_address split_server_url(std::string url);
+
 /// Exit codes of the client.
 enum exit_code : int {
   ok = 0,

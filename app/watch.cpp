@@ -133,9 +133,8 @@ std::string refusal_of(const std::string& host, const std::string& port,
 int watch(const std::string& base_url, const std::string& token,
           const std::string& task, const std::string& topics,
           bool json_output) {
-  auto rest = base_url.substr(base_url.find("://") + 3);
-  auto slash = rest.find('/');
-  auto hostport = rest.substr(0, slash);
+  auto address = split_server_url(base_url);
+  auto hostport = address.origin.substr(address.origin.find("://") + 3);
   auto colon = hostport.rfind(':');
   std::string host = hostport.substr(0, colon);
   std::string port = colon == std::string::npos ? "80"
@@ -144,11 +143,7 @@ int watch(const std::string& base_url, const std::string& token,
     fmt::print(stderr, "taskmasterd: watch needs an http:// server URL\n");
     return usage;
   }
-  // A path after the host (a reverse proxy's prefix) comes before /ws.
-  std::string prefix = slash == std::string::npos ? "" : rest.substr(slash);
-  while (!prefix.empty() && prefix.back() == '/')
-    prefix.pop_back();
-  std::string target = prefix + "/ws";
+  std::string target = address.prefix + "/ws";
   std::string sep = "?";
   if (!task.empty()) {
     target += sep + "task=" + task;

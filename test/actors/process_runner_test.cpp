@@ -42,6 +42,13 @@ struct collector {
   }
 };
 
+/// Runner options with one slot: attempts beyond it wait in the runner.
+runner_options one_slot() {
+  runner_options o;
+  o.slots = 1;
+  return o;
+}
+
 core::assignment work(core::task_id id, std::string command,
                       uint32_t timeout = 0) {
   core::assignment a;
@@ -227,9 +234,7 @@ TEST_CASE("tasks start with default signal dispositions and no blocked signal",
 
 TEST_CASE("a shell that cannot start is a failed attempt", "[actors][runner]") {
   collector c;
-  runner_options o;
-  o.slots = 1;
-  process_runner runner{o, c.handler()};
+  process_runner runner{one_slot(), c.handler()};
   // An environment beyond what execve takes (E2BIG) fails the exec itself.
   auto huge = work(1, "true");
   huge.env["BIG"] = std::string(3 * 1024 * 1024, 'x');
@@ -246,9 +251,7 @@ TEST_CASE("attempts beyond the slots wait and start in the master's order "
           "as slots free",
           "[actors][runner]") {
   collector c;
-  runner_options o;
-  o.slots = 1;
-  process_runner runner{o, c.handler()};
+  process_runner runner{one_slot(), c.handler()};
   auto ranked = [](core::task_id id, core::time_ms rank) {
     auto w = work(id, "true");
     w.rank = rank;
@@ -280,9 +283,7 @@ TEST_CASE("attempts beyond the slots wait and start in the master's order "
 TEST_CASE("a waiting attempt's timeout counts from its start",
           "[actors][runner]") {
   collector c;
-  runner_options o;
-  o.slots = 1;
-  process_runner runner{o, c.handler()};
+  process_runner runner{one_slot(), c.handler()};
   runner.start(work(1, "sleep 0.6"));
   // Waits 0.6 s, then runs 0.6 s: within its 1 s only if the clock starts
   // when it does.
@@ -294,9 +295,7 @@ TEST_CASE("a waiting attempt's timeout counts from its start",
 TEST_CASE("a prefetched attempt that cannot start in time is handed back",
           "[actors][runner]") {
   collector c;
-  runner_options o;
-  o.slots = 1;
-  process_runner runner{o, c.handler()};
+  process_runner runner{one_slot(), c.handler()};
   runner.start(work(1, "sleep 1; echo done"));
   auto prefetched = work(2, "echo never");
   prefetched.start_within_ms = 100;
@@ -320,9 +319,7 @@ TEST_CASE("a prefetched attempt that cannot start in time is handed back",
 TEST_CASE("a waiting attempt can be killed or handed back without running",
           "[actors][runner]") {
   collector c;
-  runner_options o;
-  o.slots = 1;
-  process_runner runner{o, c.handler()};
+  process_runner runner{one_slot(), c.handler()};
   runner.start(work(1, "sleep 0.5; echo done"));
   runner.start(work(2, "echo never2"));
   runner.start(work(3, "echo never3"));
@@ -350,9 +347,7 @@ TEST_CASE("stopping the runner hands back what waits without running it",
           "[actors][runner]") {
   collector c;
   {
-    runner_options o;
-    o.slots = 1;
-    process_runner runner{o, c.handler()};
+    process_runner runner{one_slot(), c.handler()};
     runner.start(work(1, "sleep 60"));
     runner.start(work(2, "echo never"));
     CHECK(runner.active() == 2);

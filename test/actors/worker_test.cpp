@@ -10,6 +10,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// Worker "w" with one slot, for the master the test plays.
+template <class Master>
+worker_node_actor spawn_worker(caf::actor_system& sys, const Master& master) {
+  worker_options options;
+  options.info.id = "w";
+  options.info.slots = 1;
+  options.info.incarnation = 9;
+  return sys.spawn(worker_node, options, caf::actor_cast<cluster_actor>(master));
+}
+
 /// A master played by the test: it accepts the first registration, hands
 /// out one task, answers the next heartbeat "who are you?", and holds the
 /// second registration's answer until told to release it.
@@ -71,12 +81,7 @@ TEST_CASE("a result that ends while the worker registers again is reported "
   caf::actor_system sys{cfg};
   caf::scoped_actor test{sys};
   auto master = sys.spawn(fake_master, caf::actor{test});
-  worker_options options;
-  options.info.id = "w";
-  options.info.slots = 1;
-  options.info.incarnation = 9;
-  auto worker = sys.spawn(worker_node, options,
-                          caf::actor_cast<cluster_actor>(master));
+  auto worker = spawn_worker(sys, master);
   // The second registration: the attempt still runs, no result yet.
   test->receive(
     [](register_atom, const register_request& req) {
@@ -148,12 +153,7 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
     batch_master, caf::actor{test},
     std::vector<core::assignment>{job(1, "sleep 0.5; echo ran"),
                                   job(2, "echo never"), job(3, "echo never")});
-  worker_options options;
-  options.info.id = "w";
-  options.info.slots = 1;
-  options.info.incarnation = 9;
-  auto worker = sys.spawn(worker_node, options,
-                          caf::actor_cast<cluster_actor>(master));
+  auto worker = spawn_worker(sys, master);
   std::map<core::task_id, core::attempt_result> results;
   auto collect = [&](std::chrono::milliseconds limit) {
     bool got = false;
@@ -241,12 +241,7 @@ TEST_CASE("a stopping worker that the master forgot registers again to hand "
   caf::actor_system sys{cfg};
   caf::scoped_actor test{sys};
   auto master = sys.spawn(forgetful_master, caf::actor{test});
-  worker_options options;
-  options.info.id = "w";
-  options.info.slots = 1;
-  options.info.incarnation = 9;
-  auto worker = sys.spawn(worker_node, options,
-                          caf::actor_cast<cluster_actor>(master));
+  auto worker = spawn_worker(sys, master);
   std::this_thread::sleep_for(100ms);
   // Asked as the daemon asks (a request: the answer comes once it has left).
   auto stopped = std::async(std::launch::async, [&] {

@@ -26,6 +26,13 @@ std::vector<std::string> with(std::vector<std::string> a,
   return a;
 }
 
+/// Flags that start a master again on `master`'s ports, so its workers and
+/// clients find it where it was.
+std::vector<std::string> same_ports(const taskmaster::test::daemon& master) {
+  return {"--http-port=" + std::to_string(master.http_port()),
+          "--cluster-port=" + std::to_string(master.cluster_port())};
+}
+
 /// Milliseconds between two RFC 3339 timestamps of the same day.
 double ms_between(const std::string& a, const std::string& b) {
   auto ms = [](const std::string& t) {
@@ -125,12 +132,9 @@ TEST_CASE("kill -9 of the master with 300 queued tasks and no worker: after "
   // Every 201 above means committed: kill without warning.
   master->proc().signal(SIGKILL);
   REQUIRE(master->proc().wait(10s));
-  auto http_port = master->http_port();
-  auto cluster_port = master->cluster_port();
+  auto ports = same_ports(*master);
   auto restart_begin = std::chrono::steady_clock::now();
-  master = daemon::master(dir, "master",
-                          {"--http-port=" + std::to_string(http_port),
-                           "--cluster-port=" + std::to_string(cluster_port)});
+  master = daemon::master(dir, "master", ports);
   WARN("master restart to ready with 300 queued tasks: "
        << std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - restart_begin)
@@ -164,16 +168,13 @@ TEST_CASE("kill -9 of the master while tasks run: after a restart their "
     tasks.push_back(json{{"command", "sleep 1.5; echo result-" + std::to_string(i)}});
   auto ids = submit_batch(api, tasks);
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 4; }));
-  auto http_port = master->http_port();
-  auto cluster_port = master->cluster_port();
+  auto ports = same_ports(*master);
   master->proc().signal(SIGKILL);
   REQUIRE(master->proc().wait(10s));
   // The tasks finish while the master is down; the worker holds the results.
   std::this_thread::sleep_for(2s);
   master = daemon::master(dir, "master",
-                          with({"--http-port=" + std::to_string(http_port),
-                                "--cluster-port=" + std::to_string(cluster_port)},
-                               fast_liveness));
+                          with(ports, fast_liveness));
   for (size_t i = 0; i < ids.size(); ++i) {
     auto t = api.wait_final(ids[i]);
     CHECK(t["status"] == "SUCCEEDED");
@@ -195,14 +196,11 @@ TEST_CASE("a master restart while tasks run: the worker keeps running them "
   REQUIRE(wait_for_workers(api, 1));
   auto id = submit_batch(api, json::array({json{{"command", "sleep 3; echo long"}}}))[0];
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
-  auto http_port = master->http_port();
-  auto cluster_port = master->cluster_port();
+  auto ports = same_ports(*master);
   master->proc().signal(SIGKILL);
   REQUIRE(master->proc().wait(10s));
   master = daemon::master(dir, "master",
-                          with({"--http-port=" + std::to_string(http_port),
-                                "--cluster-port=" + std::to_string(cluster_port)},
-                               fast_liveness));
+                          with(ports, fast_liveness));
   // The worker comes back with the attempt still running and keeps it.
   REQUIRE(wait_for_workers(api, 1));
   CHECK(api.get("/tasks/" + std::to_string(id)).body["status"] == "RUNNING");
@@ -496,8 +494,7 @@ TEST_CASE("a worker stopped while its master is down keeps its finished "
                                          + "; while [ ! -e " + gate
                                          + " ]; do sleep 0.05; done; echo done"}}}))[0];
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
-  auto http_port = master->http_port();
-  auto cluster_port = master->cluster_port();
+  auto ports = same_ports(*master);
   CHECK(master->proc().stop(SIGTERM, 20s) == 0);
   std::ofstream{gate} << "open\n";
   // Then the worker is told to stop. It used to leave with the result, and
@@ -506,9 +503,7 @@ TEST_CASE("a worker stopped while its master is down keeps its finished "
   REQUIRE(worker->log_contains("holding 1 finished result"));
   CHECK(worker->proc().running());
   master = daemon::master(dir, "master",
-                          with({"--http-port=" + std::to_string(http_port),
-                                "--cluster-port=" + std::to_string(cluster_port)},
-                               fast_liveness));
+                          with(ports, fast_liveness));
   // The worker hands the result over and leaves.
   CHECK(worker->proc().wait(20s) == 0);
   auto t = master->api().wait_final(id);
