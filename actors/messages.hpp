@@ -371,7 +371,7 @@ using monitor_actor = caf::typed_actor<
 
 /// Runs attempts as processes on this node and reports how they end.
 using executor_actor = caf::typed_actor<
-  caf::reacts_to<run_atom, core::assignment>,
+  caf::reacts_to<run_atom, std::vector<core::assignment>>,
   caf::reacts_to<kill_atom, core::attempt_ref, core::attempt_outcome,
                  std::string>,
   // Hands back, unstarted, every attempt still waiting for a slot.
@@ -380,8 +380,8 @@ using executor_actor = caf::typed_actor<
 /// The worker's full interface: what the master sends, plus its own timers
 /// and the executor's reports.
 using worker_node_actor = worker_actor::extend<
-  caf::reacts_to<exited_atom, core::attempt_result>,
-  caf::reacts_to<report_atom>,
+  // Results from the executor, as the runner batches them.
+  caf::reacts_to<exited_atom, std::vector<core::attempt_result>>,
   caf::reacts_to<reconnect_atom>,
   caf::reacts_to<beat_atom>,
   caf::replies_to<shutdown_atom, uint32_t>::with<bool>>;

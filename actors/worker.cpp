@@ -241,14 +241,14 @@ executor_actor::behavior_type executor(executor_actor::pointer self,
                                        worker_node_actor parent,
                                        runner_options options) {
   auto runner = std::make_shared<process_runner>(
-    std::move(options), [parent](core::attempt_result result) {
-      caf::anon_send(parent, exited_atom::value, std::move(result));
+    std::move(options), [parent](std::vector<core::attempt_result> results) {
+      caf::anon_send(parent, exited_atom::value, std::move(results));
     });
   // The runner lives as long as the actor; its destructor kills what still
   // runs and reports it.
   self->attach_functor([runner]() mutable { runner.reset(); });
   return {
-    [runner](run_atom, core::assignment& work) {
+    [runner](run_atom, std::vector<core::assignment>& work) {
       runner->start(std::move(work));
     },
     [runner](kill_atom, const core::attempt_ref& ref,
@@ -290,6 +290,7 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       for (const auto& ref : acks)
         st.unacked.erase(ref);
       std::vector<core::attempt_result> refused;
+      std::vector<core::assignment> accepted;
       for (auto& work : batch) {
         if (st.running.count(work.ref) != 0)
           continue;
@@ -308,8 +309,10 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
           continue;
         }
         st.running.emplace(work.ref, work);
-        self->send(st.executor, run_atom::value, std::move(work));
+        accepted.push_back(std::move(work));
       }
+      if (!accepted.empty())
+        self->send(st.executor, run_atom::value, std::move(accepted));
       send_report(self, std::move(refused));
       check_shutdown(self);
     },
@@ -327,20 +330,14 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
         st.unacked.erase(ref);
       check_shutdown(self);
     },
-    [self](exited_atom, core::attempt_result& result) {
+    [self](exited_atom, std::vector<core::attempt_result>& results) {
       auto& st = self->state;
-      st.running.erase(result.ref);
-      st.unacked[result.ref] = result;
-      // Exits that arrive together go out in one report: the flush message
-      // queues up behind any exits already in the mailbox.
-      if (st.to_report.empty())
-        self->send(self, report_atom::value);
-      st.to_report.push_back(std::move(result));
+      for (const auto& r : results) {
+        st.running.erase(r.ref);
+        st.unacked[r.ref] = r;
+      }
+      send_report(self, std::move(results));
       check_shutdown(self);
-    },
-    [self](report_atom) {
-      send_report(self, std::move(self->state.to_report));
-      self->state.to_report.clear();
     },
     [self](reconnect_atom) { connect(self); },
     [self](beat_atom) {

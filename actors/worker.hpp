@@ -53,9 +53,6 @@ struct worker_node_state {
   uint32_t heartbeat_interval_ms = 1000;
   std::map<core::attempt_ref, core::assignment> running;
   std::map<core::attempt_ref, core::attempt_result> unacked;
-  /// Results not yet reported; sent together once the mailbox has no more
-  /// exits queued behind them.
-  std::vector<core::attempt_result> to_report;
   std::mt19937_64 rng;
   bool stopping = false;
   core::time_ms stop_deadline = 0;

@@ -24,12 +24,17 @@ struct collector {
   std::map<core::task_id, core::attempt_result> results;
   /// Task ids in the order their results came.
   std::vector<core::task_id> order;
+  /// How many results each call of the handler carried.
+  std::vector<size_t> batches;
 
   process_runner::exit_handler handler() {
-    return [this](core::attempt_result r) {
+    return [this](std::vector<core::attempt_result> batch) {
       std::lock_guard<std::mutex> guard{mtx};
-      order.push_back(r.ref.task);
-      results[r.ref.task] = std::move(r);
+      batches.push_back(batch.size());
+      for (auto& r : batch) {
+        order.push_back(r.ref.task);
+        results[r.ref.task] = std::move(r);
+      }
       cv.notify_all();
     };
   }
@@ -356,4 +361,55 @@ TEST_CASE("stopping the runner hands back what waits without running it",
   auto r2 = c.wait(2);
   CHECK(r2.outcome == core::attempt_outcome::returned);
   CHECK(r2.started_at == 0);
+}
+
+TEST_CASE("results wait for company only while attempts wait for a slot",
+          "[actors][runner]") {
+  using steady = std::chrono::steady_clock;
+  SECTION("a result goes out at once when nothing waits") {
+    collector c;
+    runner_options o;
+    o.slots = 2;
+    o.report_hold = 60s;
+    process_runner runner{o, c.handler()};
+    runner.start(work(1, "true"));
+    CHECK(c.wait(1, 5s).outcome == core::attempt_outcome::succeeded);
+    CHECK(runner.active() == 0);
+  }
+  SECTION("with every slot busy and work waiting, results go out together") {
+    collector c;
+    runner_options o;
+    o.slots = 2;
+    o.report_hold = 60s;
+    process_runner runner{o, c.handler()};
+    // 1 and 2 run; 3 and 4 wait. 1's result waits for 2's, which frees the
+    // slot for the last waiting attempt: both go in one report.
+    runner.start({work(1, "true"), work(2, "sleep 0.2"), work(3, "sleep 0.5"),
+                  work(4, "sleep 0.5")});
+    c.wait(2, 5s);
+    {
+      std::lock_guard<std::mutex> guard{c.mtx};
+      REQUIRE(c.batches.size() == 1);
+      CHECK(c.batches[0] == 2);
+      CHECK(c.results.count(1) == 1);
+    }
+    c.wait(3, 5s);
+    c.wait(4, 5s);
+    std::lock_guard<std::mutex> guard{c.mtx};
+    CHECK(c.order.size() == 4);
+  }
+  SECTION("a held result goes out after report_hold at the latest") {
+    collector c;
+    runner_options o;
+    o.slots = 2;
+    o.report_hold = 100ms;
+    process_runner runner{o, c.handler()};
+    auto start = steady::now();
+    runner.start({work(1, "true"), work(2, "sleep 3"), work(3, "sleep 3"),
+                  work(4, "sleep 3")});
+    c.wait(1, 5s);
+    CHECK(steady::now() - start < 2s);
+    std::lock_guard<std::mutex> guard{c.mtx};
+    CHECK(c.order == std::vector<core::task_id>{1});
+  }
 }
