@@ -350,7 +350,7 @@ scheduler(self_ptr self, scheduler_options options,
                          scheduler_state::pending_submit{promise,
                                                          std::move(admitted)});
       auto me = caf::actor_cast<scheduler_actor>(self);
-      st.journal->write(std::move(fresh), {}, [me, token](bool ok) {
+      st.journal->insert(std::move(fresh), [me, token](bool ok) {
         caf::anon_send(me, committed_atom::value, token, ok);
       });
       return promise;

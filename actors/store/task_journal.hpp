@@ -56,10 +56,17 @@ public:
   /// queued before it) is durable, or `false` when the commit failed.
   using commit_callback = std::function<void(bool)>;
 
-  /// Queues upserts and deletes. An empty write is a barrier.
+  /// Queues upserts and deletes. An empty write is a barrier. A task
+  /// already in the journal is updated in the fields that change after
+  /// admission (status, times, attempts, outcome); its spec, written with
+  /// the task, is never rewritten (scheduler_core only sets it on admission).
   void write(std::vector<core::task_record> upserts,
              std::vector<core::task_id> deletes,
              commit_callback committed = {});
+
+  /// Queues tasks not in the journal yet (just admitted), written whole.
+  void insert(std::vector<core::task_record> fresh,
+              commit_callback committed = {});
 
   /// Blocks until everything queued so far is committed.
   void flush();
@@ -78,7 +85,18 @@ private:
     std::vector<core::task_record> upserts;
     std::vector<core::task_id> deletes;
     commit_callback committed;
+    /// The upserts are new tasks: insert without trying an update first.
+    bool fresh = false;
   };
+
+  void enqueue(batch b);
+
+  /// Writes a whole row (insert, or replace an existing one).
+  bool write_row(const core::task_record& t);
+
+  /// Writes the fields that change after admission; false if the task has
+  /// no row yet or the update failed (`missing` tells which).
+  bool update_row(const core::task_record& t, bool& missing);
 
   task_journal(sqlite3* db, journal_options options, int lock_fd);
 
@@ -97,6 +115,7 @@ private:
   /// data directory.
   int lock_fd_;
   sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* update_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;
   sqlite3_stmt* set_last_id_ = nullptr;
   sqlite3_stmt* begin_ = nullptr;

@@ -93,6 +93,61 @@ TEST_CASE("the journal gives back exactly what was written",
   CHECK(t.has_exit_code);
 }
 
+TEST_CASE("a journaled task's changes are written over its row",
+          "[store][journal]") {
+  temp_dir dir;
+  std::string error;
+  auto queued = sample(1);
+  queued.status = core::task_status::queued;
+  queued.attempts.clear();
+  queued.started_at = queued.finished_at = 0;
+  queued.has_exit_code = false;
+  queued.worker_id.clear();
+  queued.stdout_tail.clear();
+  queued.stdout_bytes = 0;
+  queued.reason.clear();
+  {
+    auto j = store::task_journal::open(dir.path(), {}, error);
+    REQUIRE(j);
+    j->load();
+    j->insert({queued});
+    // Then RUNNING, then finished, each as write() gets them.
+    auto running = queued;
+    running.status = core::task_status::running;
+    running.started_at = 2;
+    running.worker_id = "w";
+    j->write({running}, {});
+    j->write({sample(1)}, {});
+    // A task write() has not seen before is written whole.
+    j->write({sample(2)}, {});
+    j->flush();
+    CHECK(j->failure().empty());
+  }
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(j);
+  auto back = j->load();
+  REQUIRE(back.tasks.size() == 2);
+  auto want = sample(1);
+  for (const auto& t : back.tasks) {
+    CHECK(t.spec.command == "echo " + std::to_string(t.id));
+    CHECK(t.spec.labels == want.spec.labels);
+    CHECK(t.spec.env == want.spec.env);
+    CHECK(t.spec.prio == core::priority::high);
+    CHECK(t.created_at == 1);
+    CHECK(t.status == core::task_status::failed);
+    CHECK(t.started_at == 2);
+    CHECK(t.finished_at == 3);
+    CHECK(t.worker_id == "w");
+    REQUIRE(t.attempts.size() == 1);
+    CHECK(t.attempts[0].exit_code == 7);
+    CHECK(t.has_exit_code);
+    CHECK(t.exit_code == 7);
+    CHECK(t.stdout_tail == want.stdout_tail);
+    CHECK(t.stdout_bytes == 5'000'000'000);
+    CHECK(t.reason == "exit code 7");
+  }
+}
+
 TEST_CASE("a journal of schema version 1 is upgraded in place",
           "[store][journal]") {
   temp_dir dir;
