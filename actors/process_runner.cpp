@@ -386,13 +386,19 @@ void process_runner::spawn(core::assignment work) {
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &previous);
     // CLONE_PIDFD (Linux 5.2) returns the pidfd with the clone, one system
-    // call fewer than pidfd_open; older kernels refuse the flag.
+    // call fewer than pidfd_open. Older kernels refuse the flag (EINVAL) or
+    // ignore it and leave pidfd at -1: pidfd_open or polling takes over
+    // below. Out of descriptors for the pidfd alone, the task still runs
+    // without one, as it did with pidfd_open.
     auto flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
     if (clone_pidfd_)
       pid = ::clone(exec_shell, spawn_stack_.get() + spawn_stack_size,
                     flags | CLONE_PIDFD, &request, &pidfd);
-    if (!clone_pidfd_ || (pid < 0 && errno == EINVAL)) {
-      clone_pidfd_ = false;
+    if (!clone_pidfd_
+        || (pid < 0 && (errno == EINVAL || errno == EMFILE || errno == ENFILE))) {
+      if (pid < 0 && errno == EINVAL)
+        clone_pidfd_ = false;
+      pidfd = -1;
       pid = ::clone(exec_shell, spawn_stack_.get() + spawn_stack_size, flags,
                     &request);
     }
@@ -522,6 +528,16 @@ void process_runner::report(core::attempt_result r) {
   held_.push_back(std::move(r));
 }
 
+void process_runner::flush_due_reports() {
+  // Results wait for company only while attempts wait for a slot, and at
+  // most report_hold; a slot's worth of them always goes out.
+  auto hold_limit = std::max<size_t>(options_.slots, 1);
+  if (!held_.empty()
+      && (waiting_.empty() || held_.size() >= hold_limit
+          || steady::now() >= held_since_ + options_.report_hold))
+    flush_reports();
+}
+
 void process_runner::flush_reports() {
   if (held_.empty())
     return;
@@ -544,7 +560,8 @@ void process_runner::run() {
       stop = stopping_;
     }
     // Report what ended before starting anything (new or waiting): a spawn
-    // blocks this thread until the shell has exec'd.
+    // blocks this thread until the shell has exec'd. Only results that may
+    // wait for company (flush_due_reports) stay behind.
     auto now = steady::now();
     std::vector<core::attempt_ref> done;
     for (auto& [ref, cp] : children_) {
@@ -558,6 +575,7 @@ void process_runner::run() {
       auto node = children_.extract(ref);
       finish(*node.mapped());
     }
+    flush_due_reports();
     for (auto& cmd : commands)
       handle(cmd);
     if (stop)
@@ -565,13 +583,7 @@ void process_runner::run() {
     start_waiting();
     now = steady::now();
     give_up_waiting(now);
-    // Results wait for company only while attempts wait for a slot, and at
-    // most report_hold; a slot's worth of them always goes out.
-    auto hold_limit = std::max<size_t>(options_.slots, 1);
-    if (!held_.empty()
-        && (waiting_.empty() || held_.size() >= hold_limit
-            || now >= held_since_ + options_.report_hold))
-      flush_reports();
+    flush_due_reports();
     // Deadlines: timeouts, grace periods, pipe drains, waiting attempts,
     // held results.
     std::optional<steady::time_point> next;
@@ -666,7 +678,7 @@ void process_runner::run() {
         append_tail(tail, buf, static_cast<size_t>(got),
                     options_.output_tail_bytes);
         total += static_cast<uint64_t>(got);
-      } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+      } else if (got == 0 || errno != EINTR) {
         close_fd(fd);
       }
     }

@@ -119,6 +119,8 @@ private:
   void report(core::attempt_result r);
   /// Hands every queued result to the exit handler.
   void flush_reports();
+  /// Flushes unless the results may still wait (see report_hold).
+  void flush_due_reports();
 
   runner_options options_;
   exit_handler on_exit_;

@@ -398,6 +398,21 @@ TEST_CASE("results wait for company only while attempts wait for a slot",
     std::lock_guard<std::mutex> guard{c.mtx};
     CHECK(c.order.size() == 4);
   }
+  SECTION("a slot's worth of results goes out while work still waits") {
+    collector c;
+    runner_options o;
+    o.slots = 2;
+    o.report_hold = 60s;
+    process_runner runner{o, c.handler()};
+    // 1 and 2 end at once; 3 and 4 take their slots while 5 and 6 still
+    // wait, so only the size of the batch can send it.
+    runner.start({work(1, "true"), work(2, "true"), work(3, "sleep 2"),
+                  work(4, "sleep 2"), work(5, "sleep 2"), work(6, "sleep 2")});
+    c.wait(1, 5s);
+    c.wait(2, 5s);
+    std::lock_guard<std::mutex> guard{c.mtx};
+    CHECK(c.batches == std::vector<size_t>{2});
+  }
   SECTION("a held result goes out after report_hold at the latest") {
     collector c;
     runner_options o;

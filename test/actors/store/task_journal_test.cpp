@@ -97,14 +97,18 @@ TEST_CASE("a journaled task's changes are written over its row",
           "[store][journal]") {
   temp_dir dir;
   std::string error;
+  // Every field that changes after admission differs between the versions.
   auto queued = sample(1);
   queued.status = core::task_status::queued;
   queued.attempts.clear();
   queued.started_at = queued.finished_at = 0;
+  queued.not_before = 0;
+  queued.queued_at = 1;
   queued.has_exit_code = false;
   queued.worker_id.clear();
   queued.stdout_tail.clear();
-  queued.stdout_bytes = 0;
+  queued.stderr_tail.clear();
+  queued.stdout_bytes = queued.stderr_bytes = 0;
   queued.reason.clear();
   {
     auto j = store::task_journal::open(dir.path(), {}, error);
@@ -117,7 +121,11 @@ TEST_CASE("a journaled task's changes are written over its row",
     running.started_at = 2;
     running.worker_id = "w";
     j->write({running}, {});
-    j->write({sample(1)}, {});
+    // The spec is written with the task and never again.
+    auto finished = sample(1);
+    finished.spec.command = "not written";
+    finished.spec.labels = {{"not", "written"}};
+    j->write({finished}, {});
     // A task write() has not seen before is written whole.
     j->write({sample(2)}, {});
     j->flush();
@@ -137,7 +145,11 @@ TEST_CASE("a journaled task's changes are written over its row",
     CHECK(t.status == core::task_status::failed);
     CHECK(t.started_at == 2);
     CHECK(t.finished_at == 3);
+    CHECK(t.not_before == 4);
+    CHECK(t.queued_at == 5);
     CHECK(t.worker_id == "w");
+    CHECK(t.stderr_tail == "err");
+    CHECK(t.stderr_bytes == 3);
     REQUIRE(t.attempts.size() == 1);
     CHECK(t.attempts[0].exit_code == 7);
     CHECK(t.has_exit_code);
