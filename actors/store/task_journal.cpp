@@ -371,12 +371,15 @@ journal_contents task_journal::load() {
 void task_journal::write(std::vector<core::task_record> upserts,
                          std::vector<core::task_id> deletes,
                          commit_callback committed) {
-  enqueue(batch{std::move(upserts), std::move(deletes), std::move(committed)});
+  // An empty write is a barrier: someone waits for it.
+  bool barrier = upserts.empty() && deletes.empty();
+  enqueue(batch{std::move(upserts), std::move(deletes), std::move(committed),
+                false, barrier});
 }
 
 void task_journal::insert(std::vector<core::task_record> fresh,
                           commit_callback committed) {
-  enqueue(batch{std::move(fresh), {}, std::move(committed), true});
+  enqueue(batch{std::move(fresh), {}, std::move(committed), true, true});
 }
 
 void task_journal::enqueue(batch b) {
@@ -387,14 +390,24 @@ void task_journal::enqueue(batch b) {
       b.committed(false);
     return;
   }
+  // The writer needs waking when it sleeps with nothing queued, or when
+  // this cannot wait; otherwise it is committing, or already counting down
+  // group_delay for what is queued, and a wake-up would be wasted.
+  bool wake = queue_.empty() || b.urgent;
+  urgent_ = urgent_ || b.urgent;
   queue_.push_back(std::move(b));
   ++queued_;
-  cv_.notify_one();
+  if (wake)
+    cv_.notify_one();
 }
 
 void task_journal::flush() {
   std::unique_lock<std::mutex> guard{mtx_};
   auto target = queued_;
+  if (written_ < target) {
+    urgent_ = true;
+    cv_.notify_one();
+  }
   flushed_cv_.wait(guard, [&] {
     return written_ >= target || !failure_.empty() || !writer_.joinable();
   });
@@ -430,6 +443,12 @@ void task_journal::run() {
       cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_)
         break;
+      // State changes wait a little for company: one commit (its WAL
+      // writes, its wake-ups) then serves many of them.
+      if (!urgent_ && !stopping_ && options_.group_delay.count() > 0)
+        cv_.wait_for(guard, options_.group_delay,
+                     [&] { return urgent_ || stopping_; });
+      urgent_ = false;
       work.swap(queue_);
     }
     auto ok = commit(work);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,6 +27,12 @@ struct journal_options {
   /// `true`: fsync every commit (survives power loss). `false`: WAL with
   /// synchronous=NORMAL, which survives any crash of the process.
   bool fsync_commits = false;
+  /// How long state changes (write() with upserts or deletes) may wait for
+  /// others to share their commit. New tasks (insert()), barriers (an empty
+  /// write) and flush() commit at once, taking everything queued with them.
+  /// Only acknowledgements to workers wait on these commits, and a worker
+  /// keeps a result until it is acknowledged, so a crash loses nothing.
+  std::chrono::milliseconds group_delay{2};
 };
 
 /// What a restart reads back.
@@ -87,6 +94,8 @@ private:
     commit_callback committed;
     /// The upserts are new tasks: insert without trying an update first.
     bool fresh = false;
+    /// Commit at once (new tasks, barriers), not after group_delay.
+    bool urgent = false;
   };
 
   void enqueue(batch b);
@@ -132,6 +141,8 @@ private:
   uint64_t queued_ = 0;
   uint64_t written_ = 0;
   uint64_t commits_ = 0;
+  /// An urgent batch or a flush() is waiting: commit without delay.
+  bool urgent_ = false;
   bool stopping_ = false;
   std::string failure_;
   std::thread writer_;

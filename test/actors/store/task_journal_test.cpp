@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include <sqlite3.h>
@@ -245,6 +246,41 @@ TEST_CASE("commit callbacks run in order once the data is durable",
     CHECK(order[static_cast<size_t>(i)] == i);
   // Many writes share commits.
   CHECK(j->commits() <= 200);
+}
+
+TEST_CASE("state changes share a commit; new tasks, barriers and flush do "
+          "not wait",
+          "[store][journal]") {
+  using steady = std::chrono::steady_clock;
+  temp_dir dir;
+  std::string error;
+  store::journal_options options;
+  options.group_delay = std::chrono::seconds(30);
+  auto j = store::task_journal::open(dir.path(), options, error);
+  REQUIRE(j);
+  j->load();
+  std::atomic<int> done{0};
+  auto start = steady::now();
+  j->insert({sample(1)}, [&](bool ok) { done += ok ? 1 : 100; });
+  while (done.load() == 0 && steady::now() - start < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(done.load() == 1);
+  CHECK(steady::now() - start < std::chrono::seconds(5));
+  auto before = j->commits();
+  // Apart enough that each would get its own commit without the delay.
+  for (int i = 0; i < 5; ++i) {
+    j->write({sample(1)}, {});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  j->write({}, {}, [&](bool ok) { done += ok ? 1 : 100; });
+  while (done.load() == 1 && steady::now() - start < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(done.load() == 2);
+  CHECK(j->commits() == before + 1);
+  j->write({sample(2)}, {});
+  j->flush();
+  CHECK(steady::now() - start < std::chrono::seconds(5));
+  CHECK(j->commits() == before + 2);
 }
 
 TEST_CASE("a data directory serves one master at a time", "[store][journal]") {
