@@ -498,7 +498,7 @@ scheduler(self_ptr self, scheduler_options options,
       auto promise = self->make_response_promise<bool>();
       st.barriers.emplace(token, promise);
       auto me = caf::actor_cast<scheduler_actor>(self);
-      st.journal->write({}, {}, [me, token](bool ok) {
+      st.journal->barrier([me, token](bool ok) {
         caf::anon_send(me, committed_atom::value, token, ok);
       });
       return promise;

@@ -371,15 +371,17 @@ journal_contents task_journal::load() {
 void task_journal::write(std::vector<core::task_record> upserts,
                          std::vector<core::task_id> deletes,
                          commit_callback committed) {
-  // An empty write is a barrier: someone waits for it.
-  bool barrier = upserts.empty() && deletes.empty();
   enqueue(batch{std::move(upserts), std::move(deletes), std::move(committed),
-                false, barrier});
+                false, false});
 }
 
 void task_journal::insert(std::vector<core::task_record> fresh,
                           commit_callback committed) {
   enqueue(batch{std::move(fresh), {}, std::move(committed), true, true});
+}
+
+void task_journal::barrier(commit_callback committed) {
+  enqueue(batch{{}, {}, std::move(committed), false, true});
 }
 
 void task_journal::enqueue(batch b) {
@@ -390,10 +392,12 @@ void task_journal::enqueue(batch b) {
       b.committed(false);
     return;
   }
-  // The writer needs waking when it sleeps with nothing queued, or when
-  // this cannot wait; otherwise it is committing, or already counting down
-  // group_delay for what is queued, and a wake-up would be wasted.
+  // The writer needs waking when nothing was queued (it sleeps, or commits
+  // and finds this when it loops), or when this cannot wait; otherwise it
+  // is already counting down group_delay for what is queued.
   bool wake = queue_.empty() || b.urgent;
+  if (queue_.empty())
+    first_queued_at_ = std::chrono::steady_clock::now();
   urgent_ = urgent_ || b.urgent;
   queue_.push_back(std::move(b));
   ++queued_;
@@ -404,12 +408,13 @@ void task_journal::enqueue(batch b) {
 void task_journal::flush() {
   std::unique_lock<std::mutex> guard{mtx_};
   auto target = queued_;
-  if (written_ < target) {
+  // What is queued commits now; what is being committed needs no hurry.
+  if (!queue_.empty()) {
     urgent_ = true;
     cv_.notify_one();
   }
   flushed_cv_.wait(guard, [&] {
-    return written_ >= target || !failure_.empty() || !writer_.joinable();
+    return written_ >= target || !failure_.empty() || writer_done_;
   });
 }
 
@@ -443,28 +448,38 @@ void task_journal::run() {
       cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_)
         break;
-      // State changes wait a little for company: one commit (its WAL
-      // writes, its wake-ups) then serves many of them.
+      // State changes wait a little for company, counted from the first of
+      // them: one commit (its WAL writes, its wake-ups) then serves many.
+      // What queued during the last commit has had its company already.
       if (!urgent_ && !stopping_ && options_.group_delay.count() > 0)
-        cv_.wait_for(guard, options_.group_delay,
-                     [&] { return urgent_ || stopping_; });
+        cv_.wait_until(guard, first_queued_at_ + options_.group_delay,
+                       [&] { return urgent_ || stopping_; });
       urgent_ = false;
       work.swap(queue_);
     }
     auto ok = commit(work);
+    {
+      // Counted before the callbacks run, so whoever a callback wakes sees
+      // this commit (and its failure) in commits() and failure().
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (ok)
+        ++commits_;
+      else if (failure_.empty())
+        failure_ = sqlite3_errmsg(db_);
+    }
     for (auto& b : work)
       if (b.committed)
         b.committed(ok);
     {
       std::lock_guard<std::mutex> guard{mtx_};
       written_ += work.size();
-      if (ok)
-        ++commits_;
-      else if (failure_.empty())
-        failure_ = sqlite3_errmsg(db_);
     }
     flushed_cv_.notify_all();
     work.clear();
+  }
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    writer_done_ = true;
   }
   flushed_cv_.notify_all();
 }

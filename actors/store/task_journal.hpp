@@ -27,9 +27,10 @@ struct journal_options {
   /// `true`: fsync every commit (survives power loss). `false`: WAL with
   /// synchronous=NORMAL, which survives any crash of the process.
   bool fsync_commits = false;
-  /// How long state changes (write() with upserts or deletes) may wait for
-  /// others to share their commit. New tasks (insert()), barriers (an empty
-  /// write) and flush() commit at once, taking everything queued with them.
+  /// How long state changes (write()) may wait, from the first of them
+  /// queued, for others to share their commit. New tasks (insert()),
+  /// barrier() and flush() commit at once, taking everything queued with
+  /// them.
   /// Only acknowledgements to workers wait on these commits, and a worker
   /// keeps a result until it is acknowledged, so a crash loses nothing.
   std::chrono::milliseconds group_delay{2};
@@ -63,17 +64,22 @@ public:
   /// queued before it) is durable, or `false` when the commit failed.
   using commit_callback = std::function<void(bool)>;
 
-  /// Queues upserts and deletes. An empty write is a barrier. A task
-  /// already in the journal is updated in the fields that change after
+  /// Queues upserts and deletes; they may wait group_delay for company. A
+  /// task already in the journal is updated in the fields that change after
   /// admission (status, times, attempts, outcome); its spec, written with
   /// the task, is never rewritten (scheduler_core only sets it on admission).
   void write(std::vector<core::task_record> upserts,
              std::vector<core::task_id> deletes,
              commit_callback committed = {});
 
-  /// Queues tasks not in the journal yet (just admitted), written whole.
+  /// Queues tasks not in the journal yet (just admitted), written whole;
+  /// commits at once.
   void insert(std::vector<core::task_record> fresh,
               commit_callback committed = {});
+
+  /// `committed` runs once everything queued before it is durable; commits
+  /// at once.
+  void barrier(commit_callback committed);
 
   /// Blocks until everything queued so far is committed.
   void flush();
@@ -143,6 +149,10 @@ private:
   uint64_t commits_ = 0;
   /// An urgent batch or a flush() is waiting: commit without delay.
   bool urgent_ = false;
+  /// When the queue last went from empty to not empty.
+  std::chrono::steady_clock::time_point first_queued_at_;
+  /// The writer thread has ended (flush() stops waiting for it).
+  bool writer_done_ = false;
   bool stopping_ = false;
   std::string failure_;
   std::thread writer_;

@@ -272,7 +272,7 @@ TEST_CASE("state changes share a commit; new tasks, barriers and flush do "
     j->write({sample(1)}, {});
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  j->write({}, {}, [&](bool ok) { done += ok ? 1 : 100; });
+  j->barrier([&](bool ok) { done += ok ? 1 : 100; });
   while (done.load() == 1 && steady::now() - start < std::chrono::seconds(10))
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   CHECK(done.load() == 2);
@@ -281,6 +281,33 @@ TEST_CASE("state changes share a commit; new tasks, barriers and flush do "
   j->flush();
   CHECK(steady::now() - start < std::chrono::seconds(5));
   CHECK(j->commits() == before + 2);
+}
+
+TEST_CASE("a lone state change commits after the group delay, unprompted",
+          "[store][journal]") {
+  using steady = std::chrono::steady_clock;
+  temp_dir dir;
+  std::string error;
+  store::journal_options options;
+  options.group_delay = std::chrono::milliseconds(50);
+  auto j = store::task_journal::open(dir.path(), options, error);
+  REQUIRE(j);
+  j->load();
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> took_ms{-1};
+  auto start = steady::now();
+  j->write({sample(1)}, {}, [&](bool ok) {
+    took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                steady::now() - start)
+                .count();
+    done = ok;
+  });
+  while (!done.load() && steady::now() - start < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(done.load());
+  CHECK(took_ms.load() >= 50);
+  CHECK(took_ms.load() < 5000);
+  CHECK(j->commits() == 1);
 }
 
 TEST_CASE("a data directory serves one master at a time", "[store][journal]") {
