@@ -153,6 +153,26 @@ void bind_blob(sqlite3_stmt* stmt, int index, const std::string& bytes) {
                     SQLITE_TRANSIENT);
 }
 
+/// Binds, from parameter `c` on, the fields that change after admission,
+/// in the order both the full row and the update list them (update_sql).
+void bind_changing_fields(sqlite3_stmt* s, int c, const core::task_record& t) {
+  sqlite3_bind_int64(s, c++, t.started_at);
+  sqlite3_bind_int64(s, c++, t.finished_at);
+  sqlite3_bind_int64(s, c++, t.not_before);
+  sqlite3_bind_int64(s, c++, t.queued_at);
+  bind_text(s, c++, encode_attempts(t.attempts));
+  bind_text(s, c++, t.worker_id);
+  if (t.has_exit_code)
+    sqlite3_bind_int(s, c++, t.exit_code);
+  else
+    sqlite3_bind_null(s, c++);
+  bind_blob(s, c++, t.stdout_tail);
+  bind_blob(s, c++, t.stderr_tail);
+  bind_text(s, c++, t.reason);
+  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stdout_bytes));
+  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stderr_bytes));
+}
+
 std::string column_text(sqlite3_stmt* stmt, int index) {
   auto* data = sqlite3_column_blob(stmt, index);
   auto size = sqlite3_column_bytes(stmt, index);
@@ -503,24 +523,8 @@ bool task_journal::write_row(const core::task_record& t) {
   sqlite3_bind_int64(s, c++, t.spec.retry_backoff_ms);
   sqlite3_bind_int64(s, c++, t.spec.retry_backoff_max_ms);
   sqlite3_bind_int64(s, c++, t.created_at);
-  sqlite3_bind_int64(s, c++, t.started_at);
-  sqlite3_bind_int64(s, c++, t.finished_at);
-  sqlite3_bind_int64(s, c++, t.not_before);
-  sqlite3_bind_int64(s, c++, t.queued_at);
-  bind_text(s, c++, encode_attempts(t.attempts));
-  bind_text(s, c++, t.worker_id);
-  if (t.has_exit_code)
-    sqlite3_bind_int(s, c++, t.exit_code);
-  else
-    sqlite3_bind_null(s, c++);
-  bind_blob(s, c++, t.stdout_tail);
-  bind_blob(s, c++, t.stderr_tail);
-  bind_text(s, c++, t.reason);
-  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stdout_bytes));
-  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stderr_bytes));
-  auto ok = sqlite3_step(s) == SQLITE_DONE;
-  sqlite3_reset(s);
-  return ok;
+  bind_changing_fields(s, c, t);
+  return step(s);
 }
 
 bool task_journal::update_row(const core::task_record& t, bool& missing) {
@@ -528,23 +532,8 @@ bool task_journal::update_row(const core::task_record& t, bool& missing) {
   int c = 1;
   sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.id));
   sqlite3_bind_int(s, c++, static_cast<int>(t.status));
-  sqlite3_bind_int64(s, c++, t.started_at);
-  sqlite3_bind_int64(s, c++, t.finished_at);
-  sqlite3_bind_int64(s, c++, t.not_before);
-  sqlite3_bind_int64(s, c++, t.queued_at);
-  bind_text(s, c++, encode_attempts(t.attempts));
-  bind_text(s, c++, t.worker_id);
-  if (t.has_exit_code)
-    sqlite3_bind_int(s, c++, t.exit_code);
-  else
-    sqlite3_bind_null(s, c++);
-  bind_blob(s, c++, t.stdout_tail);
-  bind_blob(s, c++, t.stderr_tail);
-  bind_text(s, c++, t.reason);
-  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stdout_bytes));
-  sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.stderr_bytes));
-  auto ok = sqlite3_step(s) == SQLITE_DONE;
-  sqlite3_reset(s);
+  bind_changing_fields(s, c, t);
+  auto ok = step(s);
   missing = ok && sqlite3_changes(db_) == 0;
   return ok && !missing;
 }
