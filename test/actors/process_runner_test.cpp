@@ -54,6 +54,14 @@ runner_options one_slot() {
   return o;
 }
 
+/// Runner options with two slots, holding results up to `report_hold`.
+runner_options two_slots(std::chrono::milliseconds report_hold) {
+  runner_options o;
+  o.slots = 2;
+  o.report_hold = report_hold;
+  return o;
+}
+
 core::assignment work(core::task_id id, std::string command,
                       uint32_t timeout = 0) {
   core::assignment a;
@@ -368,20 +376,14 @@ TEST_CASE("results wait for company only while attempts wait for a slot",
   using steady = std::chrono::steady_clock;
   SECTION("a result goes out at once when nothing waits") {
     collector c;
-    runner_options o;
-    o.slots = 2;
-    o.report_hold = 60s;
-    process_runner runner{o, c.handler()};
+    process_runner runner{two_slots(60s), c.handler()};
     runner.start(work(1, "true"));
     CHECK(c.wait(1, 5s).outcome == core::attempt_outcome::succeeded);
     CHECK(runner.active() == 0);
   }
   SECTION("with every slot busy and work waiting, results go out together") {
     collector c;
-    runner_options o;
-    o.slots = 2;
-    o.report_hold = 60s;
-    process_runner runner{o, c.handler()};
+    process_runner runner{two_slots(60s), c.handler()};
     // 1 and 2 run; 3 and 4 wait. 1's result waits for 2's, which frees the
     // slot for the last waiting attempt: both go in one report.
     runner.start({work(1, "true"), work(2, "sleep 0.2"), work(3, "sleep 0.5"),
@@ -400,10 +402,7 @@ TEST_CASE("results wait for company only while attempts wait for a slot",
   }
   SECTION("a slot's worth of results goes out while work still waits") {
     collector c;
-    runner_options o;
-    o.slots = 2;
-    o.report_hold = 60s;
-    process_runner runner{o, c.handler()};
+    process_runner runner{two_slots(60s), c.handler()};
     // 1 and 2 end at once; 3 and 4 take their slots while 5 and 6 still
     // wait, so only the size of the batch can send it.
     runner.start({work(1, "true"), work(2, "true"), work(3, "sleep 2"),
@@ -415,10 +414,7 @@ TEST_CASE("results wait for company only while attempts wait for a slot",
   }
   SECTION("a held result goes out after report_hold at the latest") {
     collector c;
-    runner_options o;
-    o.slots = 2;
-    o.report_hold = 100ms;
-    process_runner runner{o, c.handler()};
+    process_runner runner{two_slots(100ms), c.handler()};
     auto start = steady::now();
     runner.start({work(1, "true"), work(2, "sleep 3"), work(3, "sleep 3"),
                   work(4, "sleep 3")});

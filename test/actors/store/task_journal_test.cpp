@@ -8,9 +8,11 @@
 
 #include "actors/store/task_journal.hpp"
 #include "test/support/temp_dir.hpp"
+#include "test/support/wait.hpp"
 
 using namespace taskmaster;
 using namespace taskmaster::test;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -55,6 +57,18 @@ core::task_record sample(core::task_id id) {
   t.stderr_bytes = 3;
   t.reason = "exit code 7";
   return t;
+}
+
+/// A journal in `dir` with the given group delay, loaded and ready to write.
+std::unique_ptr<store::task_journal>
+open_loaded(const temp_dir& dir, std::chrono::milliseconds group_delay) {
+  store::journal_options options;
+  options.group_delay = group_delay;
+  std::string error;
+  auto j = store::task_journal::open(dir.path(), options, error);
+  if (j)
+    j->load();
+  return j;
 }
 
 } // namespace
@@ -253,17 +267,12 @@ TEST_CASE("state changes share a commit; new tasks, barriers and flush do "
           "[store][journal]") {
   using steady = std::chrono::steady_clock;
   temp_dir dir;
-  std::string error;
-  store::journal_options options;
-  options.group_delay = std::chrono::seconds(30);
-  auto j = store::task_journal::open(dir.path(), options, error);
+  auto j = open_loaded(dir, std::chrono::seconds(30));
   REQUIRE(j);
-  j->load();
   std::atomic<int> done{0};
   auto start = steady::now();
   j->insert({sample(1)}, [&](bool ok) { done += ok ? 1 : 100; });
-  while (done.load() == 0 && steady::now() - start < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(eventually([&] { return done.load() != 0; }, 10s, 1ms));
   CHECK(done.load() == 1);
   CHECK(steady::now() - start < std::chrono::seconds(5));
   auto before = j->commits();
@@ -273,8 +282,7 @@ TEST_CASE("state changes share a commit; new tasks, barriers and flush do "
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   j->barrier([&](bool ok) { done += ok ? 1 : 100; });
-  while (done.load() == 1 && steady::now() - start < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(eventually([&] { return done.load() != 1; }, 10s, 1ms));
   CHECK(done.load() == 2);
   CHECK(j->commits() == before + 1);
   j->write({sample(2)}, {});
@@ -287,12 +295,8 @@ TEST_CASE("a lone state change commits after the group delay, unprompted",
           "[store][journal]") {
   using steady = std::chrono::steady_clock;
   temp_dir dir;
-  std::string error;
-  store::journal_options options;
-  options.group_delay = std::chrono::milliseconds(50);
-  auto j = store::task_journal::open(dir.path(), options, error);
+  auto j = open_loaded(dir, std::chrono::milliseconds(50));
   REQUIRE(j);
-  j->load();
   std::atomic<bool> done{false};
   std::atomic<int64_t> took_ms{-1};
   auto start = steady::now();
@@ -302,9 +306,7 @@ TEST_CASE("a lone state change commits after the group delay, unprompted",
                 .count();
     done = ok;
   });
-  while (!done.load() && steady::now() - start < std::chrono::seconds(10))
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(done.load());
+  CHECK(eventually([&] { return done.load(); }, 10s, 1ms));
   CHECK(took_ms.load() >= 50);
   CHECK(took_ms.load() < 5000);
   CHECK(j->commits() == 1);
