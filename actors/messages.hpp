@@ -40,13 +40,22 @@ struct register_reply {
 
 // -- messages between the gateway and the scheduler ---------------------------
 
-enum class submit_status : uint8_t { ok, queue_full, journal_failed, stopping };
+enum class submit_status : uint8_t {
+  ok,
+  queue_full,
+  journal_failed,
+  stopping,
+  /// An idempotency key was reused for another task (see `conflict`).
+  key_conflict,
+};
 
 struct submit_reply {
   submit_status status = submit_status::ok;
   std::vector<core::task_record> tasks;
   /// Per task: 1 if created, 0 if an idempotency key matched an existing one.
   std::vector<uint8_t> created;
+  /// With key_conflict: which spec, and what it collided with.
+  core::key_conflict conflict;
 };
 
 struct task_lookup {
@@ -152,7 +161,8 @@ typename Inspector::result_type inspect(Inspector& f, register_reply& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, submit_reply& x) {
-  return f(caf::meta::type_name("submit_reply"), x.status, x.tasks, x.created);
+  return f(caf::meta::type_name("submit_reply"), x.status, x.tasks, x.created,
+           x.conflict);
 }
 
 template <class Inspector>
@@ -221,6 +231,12 @@ typename Inspector::result_type inspect(Inspector& f, task_spec& x) {
   return f(caf::meta::type_name("task_spec"), x.command, x.name, x.description,
            x.prio, x.timeout_seconds, x.max_retries, x.labels, x.env, x.run_at,
            x.idempotency_key, x.retry_backoff_ms, x.retry_backoff_max_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_conflict& x) {
+  return f(caf::meta::type_name("key_conflict"), x.index, x.key, x.field,
+           x.task, x.earlier);
 }
 
 template <class Inspector>

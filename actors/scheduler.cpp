@@ -339,6 +339,9 @@ scheduler(self_ptr self, scheduler_options options,
       auto admitted = st.core->admit(std::move(specs), log::wall_clock_ms());
       if (admitted.queue_full)
         return submit_reply{submit_status::queue_full, {}, {}};
+      if (admitted.conflict)
+        return submit_reply{submit_status::key_conflict, {}, {},
+                            std::move(*admitted.conflict)};
       std::vector<core::task_record> fresh;
       fresh.reserve(admitted.ids.size());
       for (size_t i = 0; i < admitted.ids.size(); ++i)

@@ -26,6 +26,23 @@ api_error not_found(const std::string& id) {
                    fmt::format("no task with id '{}'", id), 0};
 }
 
+/// 409 for an idempotency key reused for another task. Nothing of the
+/// submission was accepted, so the client can fix it and send it again.
+api_error key_conflict_error(const core::key_conflict& c, bool batch) {
+  auto where = batch ? fmt::format("[{}]: ", c.index) : std::string{};
+  auto other = c.task != 0
+                 ? fmt::format("already names task {}, which was submitted",
+                               c.task)
+                 : fmt::format("is also given to [{}]", c.earlier);
+  return api_error{api_errc::conflict,
+                   fmt::format("{}idempotency_key '{}' {} with a different "
+                               "{}; a new task needs a new key{}",
+                               where, c.key, other, c.field,
+                               batch ? " (nothing in the batch was accepted)"
+                                     : ""),
+                   0};
+}
+
 std::optional<api_error> unsigned_param(const httplib::Request& req,
                                         const char* name, uint64_t min,
                                         uint64_t max, uint64_t& out) {
@@ -145,6 +162,8 @@ void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
     case submit_status::stopping:
       return reply(res, api_error{api_errc::unavailable,
                                   "the master is shutting down", 5});
+    case submit_status::key_conflict:
+      return reply(res, key_conflict_error(result.conflict, sub.batch));
   }
   bool any_created = false;
   for (auto c : result.created)

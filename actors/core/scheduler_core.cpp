@@ -39,14 +39,36 @@ scheduler_core::scheduler_core(scheduler_settings settings,
 admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
   admission result;
   // Count what would really be new, so a retried batch that only repeats
-  // idempotency keys is never refused by the queue bound.
+  // idempotency keys is never refused by the queue bound. A key reused for
+  // another task refuses the whole batch, before anything is admitted.
   size_t fresh = 0;
-  std::unordered_set<std::string> batch_keys;
-  for (const auto& spec : specs) {
+  std::unordered_map<std::string_view, size_t> batch_keys;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& spec = specs[i];
     const auto& key = spec.idempotency_key;
-    if (key.empty()
-        || (by_idempotency_key_.count(key) == 0 && batch_keys.insert(key).second))
+    if (key.empty()) {
       ++fresh;
+      continue;
+    }
+    if (auto k = by_idempotency_key_.find(key); k != by_idempotency_key_.end()) {
+      const auto* existing = find(k->second);
+      if (existing == nullptr)
+        continue;
+      if (auto field = first_difference(existing->spec, spec); !field.empty()) {
+        result.conflict = key_conflict{i, key, std::string{field}, k->second, 0};
+        return result;
+      }
+      continue;
+    }
+    auto [first, inserted] = batch_keys.emplace(key, i);
+    if (inserted) {
+      ++fresh;
+    } else if (auto field = first_difference(specs[first->second], spec);
+               !field.empty()) {
+      result.conflict = key_conflict{i, key, std::string{field}, 0,
+                                     first->second};
+      return result;
+    }
   }
   if (settings_.max_queued > 0
       && by_status_[index_of(task_status::queued)].size() + fresh

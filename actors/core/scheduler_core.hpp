@@ -100,10 +100,25 @@ struct plan {
   }
 };
 
+/// A spec that reuses an idempotency key for a different task.
+struct key_conflict {
+  /// The offending spec's index in the batch, and its key.
+  size_t index = 0;
+  std::string key;
+  /// The first field that differs (see first_difference).
+  std::string field;
+  /// The task the key names, or 0 when it names the spec at `earlier` in
+  /// the same batch.
+  task_id task = 0;
+  size_t earlier = 0;
+};
+
 /// Result of `admit`.
 struct admission {
   /// Set when the queue bound refused the whole batch.
   bool queue_full = false;
+  /// Set when a key was reused for another task: nothing was admitted.
+  std::optional<key_conflict> conflict;
   /// One id per spec, in order.
   std::vector<task_id> ids;
   /// Per spec: false when an idempotency key matched an existing task.

@@ -100,4 +100,28 @@ bool labels_match(const string_map& want, const string_map& have) {
   return true;
 }
 
+std::string_view first_difference(const task_spec& a, const task_spec& b) {
+  if (a.command != b.command)
+    return "command";
+  if (a.name != b.name)
+    return "name";
+  if (a.description != b.description)
+    return "description";
+  if (a.prio != b.prio)
+    return "priority";
+  if (a.timeout_seconds != b.timeout_seconds)
+    return "timeout_seconds";
+  if (a.max_retries != b.max_retries)
+    return "max_retries";
+  if (a.labels != b.labels)
+    return "labels";
+  if (a.env != b.env)
+    return "env";
+  if (a.retry_backoff_ms != b.retry_backoff_ms)
+    return "retry_backoff_seconds";
+  if (a.retry_backoff_max_ms != b.retry_backoff_max_ms)
+    return "retry_backoff_max_seconds";
+  return {};
+}
+
 } // namespace taskmaster::core

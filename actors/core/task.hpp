@@ -213,4 +213,11 @@ std::string format_labels(const string_map& labels);
 /// True when `have` carries every key of `want` with the same value.
 bool labels_match(const string_map& want, const string_map& have);
 
+/// The API name of the first field a client set differently in `a` and `b`,
+/// or "" when they ask for the same task. An idempotency key names one task:
+/// resubmitting it with another command is a client bug, not a retry.
+/// `run_at` is left out: `delay_seconds` counts from each submission, so a
+/// retried request asks for a later start every time.
+std::string_view first_difference(const task_spec& a, const task_spec& b);
+
 } // namespace taskmaster::core

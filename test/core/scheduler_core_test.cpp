@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <functional>
 
 #include "actors/core/scheduler_core.hpp"
 
@@ -364,6 +365,70 @@ TEST_CASE_METHOD(fixture, "an idempotency key returns the existing task",
   CHECK(again.ids == std::vector<task_id>{first, first});
   CHECK(again.created == std::vector<bool>{false, false});
   CHECK(core.task_count() == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "an idempotency key reused for another task refuses the "
+                 "whole batch",
+                 "[core][scheduler][idempotency]") {
+  auto s = spec("backup /srv");
+  s.idempotency_key = "nightly";
+  auto first = submit(s);
+
+  SECTION("against a task it already names") {
+    auto other = s;
+    other.env["DEST"] = "b";
+    auto refused = core.admit({spec("fresh"), other}, now);
+    REQUIRE(refused.conflict);
+    CHECK(refused.conflict->index == 1);
+    CHECK(refused.conflict->key == "nightly");
+    CHECK(refused.conflict->field == "env");
+    CHECK(refused.conflict->task == first);
+    CHECK(refused.ids.empty());
+    CHECK(core.task_count() == 1); // "fresh" was not admitted either
+  }
+  SECTION("against an earlier spec of the same batch") {
+    auto a = spec("a");
+    a.idempotency_key = "k";
+    auto b = spec("b");
+    b.idempotency_key = "k";
+    auto refused = core.admit({spec("x"), a, b}, now);
+    REQUIRE(refused.conflict);
+    CHECK(refused.conflict->index == 2);
+    CHECK(refused.conflict->field == "command");
+    CHECK(refused.conflict->task == 0);
+    CHECK(refused.conflict->earlier == 1);
+    CHECK(core.task_count() == 1);
+  }
+  SECTION("a later start is the same task (delay_seconds counts from each "
+          "submission)") {
+    auto retried = s;
+    retried.run_at = now + 30'000;
+    auto again = core.admit({retried}, now + 1000);
+    CHECK_FALSE(again.conflict);
+    CHECK(again.ids == std::vector<task_id>{first});
+  }
+  SECTION("every field a client sets counts") {
+    std::vector<std::pair<std::string, std::function<void(task_spec&)>>>
+      changes{
+        {"name", [](task_spec& t) { t.name = "n"; }},
+        {"description", [](task_spec& t) { t.description = "d"; }},
+        {"priority", [](task_spec& t) { t.prio = priority::high; }},
+        {"timeout_seconds", [](task_spec& t) { t.timeout_seconds = 9; }},
+        {"max_retries", [](task_spec& t) { t.max_retries = 3; }},
+        {"labels", [](task_spec& t) { t.labels["zone"] = "b"; }},
+        {"retry_backoff_seconds", [](task_spec& t) { t.retry_backoff_ms = 5; }},
+        {"retry_backoff_max_seconds",
+         [](task_spec& t) { t.retry_backoff_max_ms = 5; }},
+      };
+    for (const auto& [field, change] : changes) {
+      auto other = s;
+      change(other);
+      auto refused = core.admit({other}, now);
+      REQUIRE(refused.conflict);
+      CHECK(refused.conflict->field == field);
+    }
+  }
 }
 
 TEST_CASE_METHOD(fixture, "a delayed task stays queued until its time",

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <fmt/format.h>
+
 #include "test/support/cluster.hpp"
 #include "test/support/connect.hpp"
 #include "test/support/in_process_master.hpp"
@@ -325,6 +327,31 @@ TEST_CASE("an idempotency key returns the existing task", "[http][tasks]") {
   auto again = api.post("/tasks", task);
   CHECK(again.status == 200);
   CHECK(id_of(again) == id_of(first));
+  CHECK(api.get("/tasks").body["tasks"].size() == 1);
+}
+
+TEST_CASE("an idempotency key reused for another task answers 409 and "
+          "accepts nothing",
+          "[http][tasks][errors]") {
+  in_process_master m{with_http(0)};
+  api_client api{m.url()};
+  auto first = api.post("/tasks", json{{"command", "backup /srv"},
+                                       {"idempotency_key", "backup-42"}});
+  REQUIRE(first.status == 201);
+  check_error(api.post("/tasks", json{{"command", "backup /home"},
+                                      {"idempotency_key", "backup-42"}}),
+              409, "conflict",
+              fmt::format("idempotency_key 'backup-42' already names task {}, "
+                          "which was submitted with a different command; a "
+                          "new task needs a new key",
+                          id_of(first)));
+  json batch = json::array({json{{"command", "other"}},
+                            json{{"command", "a"}, {"idempotency_key", "k"}},
+                            json{{"command", "b"}, {"idempotency_key", "k"}}});
+  check_error(api.post("/tasks", batch), 409, "conflict",
+              "[2]: idempotency_key 'k' is also given to [1] with a different "
+              "command; a new task needs a new key (nothing in the batch was "
+              "accepted)");
   CHECK(api.get("/tasks").body["tasks"].size() == 1);
 }
 

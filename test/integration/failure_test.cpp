@@ -369,18 +369,31 @@ TEST_CASE("the queue bound answers 429 with Retry-After; an idempotency key "
   master->proc().stop(SIGTERM, 15s);
   master = daemon::master(dir, "master2");
   api = master->api();
-  auto first = api.post("/tasks", json{{"command", "backup"},
-                                       {"idempotency_key", "nightly-1"}});
+  // Every field a client sets comes back from the journal as it was sent, or
+  // the identical resubmission below would be refused as a conflict.
+  json nightly = {{"command", "backup"},         {"idempotency_key", "nightly-1"},
+                  {"name", "backup"},            {"description", "nightly"},
+                  {"priority", "HIGH"},          {"timeout_seconds", 600},
+                  {"max_retries", 2},            {"retry_backoff_seconds", 1.5},
+                  {"labels", {{"zone", "b"}}},   {"env", {{"DEST", "/mnt"}}},
+                  {"delay_seconds", 3600}};
+  auto first = api.post("/tasks", nightly);
   REQUIRE(first.status == 201);
   auto http_port = master->http_port();
   master->proc().signal(SIGKILL);
   master->proc().wait(10s);
   master = daemon::master(dir, "master2",
                           {"--http-port=" + std::to_string(http_port)});
-  auto again = api.post("/tasks", json{{"command", "backup"},
-                                       {"idempotency_key", "nightly-1"}});
+  auto again = api.post("/tasks", nightly);
   CHECK(again.status == 200);
   CHECK(again.body["id"] == first.body["id"]);
+  auto other = nightly;
+  other["env"]["DEST"] = "/backup";
+  auto conflict = api.post("/tasks", other);
+  CHECK(conflict.status == 409);
+  CHECK(conflict.body["error"]["message"].get<std::string>().find(
+          "with a different env")
+        != std::string::npos);
 }
 
 TEST_CASE("a delayed task stays queued until its time", "[integration][delay]") {
