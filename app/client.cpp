@@ -57,6 +57,8 @@ struct client_options : caf::actor_system_config {
   double delay = 0;
   std::string idempotency_key;
   bool wait = false;
+  /// How long a wait keeps trying when the server goes away (a restart).
+  uint32_t wait_retry = 60;
   // tasks
   std::string status;
   uint32_t limit = 20;
@@ -89,12 +91,17 @@ struct client_options : caf::actor_system_config {
         .add(env, "env", "environment as NAME=VALUE,NAME=VALUE")
         .add(delay, "delay", "seconds to wait before the task may start")
         .add(idempotency_key, "idempotency-key",
-             "submitting the same key again returns the first task")
+             "submitting the same task again under this key returns the "
+             "first one (another task under it is refused)")
         .add(wait, "wait",
              "wait for the task to end, print its output, exit with its "
              "exit code");
     if (command == "task")
       group.add(wait, "wait", "wait for the task to end; exit with its code");
+    if (command == "submit" || command == "task")
+      group.add(wait_retry, "wait-retry",
+                "with --wait: seconds to keep trying while the server is "
+                "unreachable or stopping (default 60; 0: exit 3 at once)");
     if (command == "tasks")
       group.add(status, "status", "only tasks with this status")
         .add(priority, "priority", "only tasks with this priority")
@@ -167,15 +174,16 @@ public:
                             : cli.Get(target, headers);
     if (!res) {
       unreachable_ = true;
-      auto why = res.error() == httplib::Error::Connection
-                   ? std::string{"connection failed"}
-                 : res.error() == httplib::Error::Read
-                   ? std::string{"no answer"}
-                   : httplib::to_string(res.error());
-      fmt::print(stderr,
-                 "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
-                 "is it running? (--server or TASKMASTER_SERVER)\n",
-                 base_, why);
+      last_failure_ = res.error() == httplib::Error::Connection
+                        ? std::string{"connection failed"}
+                      : res.error() == httplib::Error::Read
+                        ? std::string{"no answer"}
+                        : httplib::to_string(res.error());
+      if (!quiet_)
+        fmt::print(stderr,
+                   "taskmasterd: cannot reach the TaskMaster server at {} "
+                   "({}); is it running? (--server or TASKMASTER_SERVER)\n",
+                   base_, last_failure_);
       return std::nullopt;
     }
     json parsed = json::parse(res->body, nullptr, false);
@@ -183,11 +191,14 @@ public:
       // Some other server (a web server, a proxy's error page): TaskMaster
       // is not reachable at this address.
       unreachable_ = true;
-      fmt::print(stderr,
-                 "taskmasterd: {} answered HTTP {} with something other than "
-                 "TaskMaster's JSON; is it a TaskMaster API? (--server or "
-                 "TASKMASTER_SERVER)\n",
-                 base_, res->status);
+      last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
+                                  res->status);
+      if (!quiet_)
+        fmt::print(stderr,
+                   "taskmasterd: {} answered HTTP {} with something other "
+                   "than TaskMaster's JSON; is it a TaskMaster API? (--server "
+                   "or TASKMASTER_SERVER)\n",
+                   base_, res->status);
       return std::nullopt;
     }
     return std::make_pair(res->status, std::move(parsed));
@@ -195,6 +206,24 @@ public:
 
   bool unreachable() const {
     return unreachable_;
+  }
+
+  /// Why the last call found no TaskMaster ("connection failed", "no
+  /// answer", "HTTP 502 without TaskMaster's JSON").
+  const std::string& last_failure() const {
+    return last_failure_;
+  }
+
+  /// For a caller that gave up on a server that answers but does not serve
+  /// (503 for longer than it waits): exit 3 like an unreachable one.
+  void set_unreachable() {
+    unreachable_ = true;
+  }
+
+  /// While set, `call` does not print that the server is unreachable (the
+  /// caller retries and says so once).
+  void set_quiet(bool quiet) {
+    quiet_ = quiet;
   }
 
   /// `call` that expects 200: the body, or nullopt after printing why (the
@@ -215,6 +244,8 @@ private:
   server_address address_;
   std::string token_;
   bool unreachable_ = false;
+  bool quiet_ = false;
+  std::string last_failure_;
 };
 
 /// Prints an API error answer; returns the exit code for it.
@@ -360,22 +391,76 @@ int exit_code_of(const json& t) {
 }
 
 /// Long-polls GET /tasks/{id}?wait= until the task is final.
-std::optional<json> wait_for(api& server, const std::string& id) {
+///
+/// The task is in the master's journal, so a master that restarts (an
+/// upgrade, a crash under a supervisor) still knows it: while the server is
+/// unreachable or answers 503, the wait keeps trying for `retry_s` seconds
+/// instead of failing the script that waits.
+std::optional<json> wait_for(api& server, const std::string& id,
+                             uint32_t retry_s) {
+  using clock = std::chrono::steady_clock;
+  bool lost = false;
+  clock::time_point lost_since{};
+  auto pause = std::chrono::milliseconds(250);
   for (;;) {
-    auto asked = std::chrono::steady_clock::now();
+    auto asked = clock::now();
+    server.set_quiet(lost);
     auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, 45);
-    if (!res)
-      return std::nullopt;
-    if (res->first != 200) {
-      api_error(server, res->first, res->second);
+    server.set_quiet(false);
+    // No answer, or not TaskMaster's (a proxy's error page while the master
+    // restarts behind it), or a master that is stopping.
+    bool gone = !res;
+    bool stopping = res && res->first == 503;
+    if (!gone && !stopping) {
+      if (res->first != 200) {
+        api_error(server, res->first, res->second);
+        return std::nullopt;
+      }
+      if (lost)
+        fmt::print(stderr, "taskmasterd: the server is back; still waiting "
+                           "for task {}\n",
+                   id);
+      lost = false;
+      pause = std::chrono::milliseconds(250);
+      if (is_final_status(text(res->second, "status")))
+        return res->second;
+      // An early answer for a task still running means the master is
+      // stopping (it answers long polls at once then): ask again calmly.
+      if (clock::now() - asked < std::chrono::seconds(1))
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    std::string why = server.last_failure();
+    if (stopping) {
+      auto e = res->second.find("error");
+      why = "HTTP 503: "
+            + (e != res->second.end() && e->is_object() ? text(*e, "message")
+                                                        : "unavailable");
+    }
+    if (!lost) {
+      if (retry_s == 0) {
+        if (stopping)
+          api_error(server, res->first, res->second);
+        return std::nullopt;
+      }
+      lost = true;
+      lost_since = clock::now();
+      fmt::print(stderr,
+                 "taskmasterd: lost the TaskMaster server at {} ({}) while "
+                 "waiting for task {}; trying again for up to {} s\n",
+                 server.base(), why, id, retry_s);
+    } else if (clock::now() - lost_since >= std::chrono::seconds(retry_s)) {
+      fmt::print(stderr,
+                 "taskmasterd: gave up waiting for task {} after {} s without "
+                 "the server at {} ({}); the task is kept: 'taskmasterd task "
+                 "{} --wait' waits again\n",
+                 id, retry_s, server.base(), why, id);
+      server.set_unreachable();
       return std::nullopt;
     }
-    if (is_final_status(text(res->second, "status")))
-      return res->second;
-    // An early answer for a task still running means the master is
-    // stopping (it answers long polls at once then): ask again calmly.
-    if (std::chrono::steady_clock::now() - asked < std::chrono::seconds(1))
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2,
+                                                std::chrono::seconds(2));
   }
 }
 
@@ -451,7 +536,7 @@ int submit(const client_options& o, api& server) {
     return api_error(server, status, body);
   auto id = text(body, "id");
   if (o.wait) {
-    auto done = wait_for(server, id);
+    auto done = wait_for(server, id, o.wait_retry);
     if (!done)
       return server.unreachable() ? unreachable : api_failure;
     return finish_waiting(o, *done);
@@ -469,7 +554,7 @@ int show_task(const client_options& o, api& server) {
     return fail(usage, "usage: taskmasterd task ID [--wait] [--json]");
   const auto& id = o.remainder[0];
   if (o.wait) {
-    auto done = wait_for(server, id);
+    auto done = wait_for(server, id, o.wait_retry);
     if (!done)
       return server.unreachable() ? unreachable : api_failure;
     return finish_waiting(o, *done);

@@ -460,6 +460,59 @@ TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
         == "QUEUED");
 }
 
+TEST_CASE("submit --wait outlives a master restart, and gives up after "
+          "--wait-retry when the master stays away",
+          "[integration][client][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 2,
+                               with({"--reconnect-backoff-max=300ms"},
+                                    fast_liveness));
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto server = "--server=" + master->http_url();
+  process waiting{{taskmasterd_path(), "submit", "--cmd=sleep 3; echo survived",
+                   "--wait", server},
+                  dir / "wait.out",
+                  dir / "wait.err"};
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+  auto ports = same_ports(*master);
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  // The client finds the master gone while it is down.
+  REQUIRE(eventually([&] {
+    return read_file(dir / "wait.err").find("lost the TaskMaster server")
+           != std::string::npos;
+  }));
+  master = daemon::master(dir, "master", with(ports, fast_liveness));
+  // Before: exit 3 at once, without the task's end.
+  CHECK(waiting.wait(30s).value_or(-1) == 0);
+  CHECK(read_file(dir / "wait.out") == "survived\n");
+  CHECK(read_file(dir / "wait.err").find("the server is back; still waiting "
+                                         "for task 1")
+        != std::string::npos);
+
+  // A master that stays away: exit 3 after --wait-retry, saying the task is
+  // kept; with --wait-retry=0, at once.
+  auto id = std::to_string(
+    submit_batch(api, json::array({json{{"command", "sleep 60"}}}))[0]);
+  REQUIRE(master->proc().stop(SIGTERM, 20s) == 0);
+  auto run = [&](std::vector<std::string> args, const std::string& name) {
+    args.insert(args.begin(), taskmasterd_path());
+    process p{args, dir / (name + ".out"), dir / (name + ".err")};
+    return p.wait(30s).value_or(-1);
+  };
+  auto start = std::chrono::steady_clock::now();
+  CHECK(run({"task", id, "--wait", "--wait-retry=1", server}, "gone") == 3);
+  CHECK(std::chrono::steady_clock::now() - start >= 1s);
+  CHECK(read_file(dir / "gone.err").find("gave up waiting for task " + id
+                                         + " after 1 s")
+        != std::string::npos);
+  CHECK(run({"task", id, "--wait", "--wait-retry=0", server}, "at-once") == 3);
+  CHECK(read_file(dir / "at-once.err").find("cannot reach the TaskMaster")
+        != std::string::npos);
+}
+
 TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
           "nothing more, and exits 0",
           "[integration][shutdown]") {
