@@ -42,6 +42,8 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
   // idempotency keys is never refused by the queue bound. A key reused for
   // another task refuses the whole batch, before anything is admitted.
   size_t fresh = 0;
+  const spec_defaults defaults{settings_.default_max_retries,
+                               settings_.retry.base, settings_.retry.cap};
   std::unordered_map<std::string_view, size_t> batch_keys;
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& spec = specs[i];
@@ -50,12 +52,11 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
       ++fresh;
       continue;
     }
-    if (auto k = by_idempotency_key_.find(key); k != by_idempotency_key_.end()) {
-      const auto* existing = find(k->second);
-      if (existing == nullptr)
-        continue;
-      if (auto field = first_difference(existing->spec, spec); !field.empty()) {
-        result.conflict = key_conflict{i, key, std::string{field}, k->second, 0};
+    if (const auto* existing = find_by_key(key)) {
+      if (auto field = first_difference(existing->spec, spec, defaults);
+          !field.empty()) {
+        result.conflict = key_conflict{i, key, std::string{field}, existing->id,
+                                       0};
         return result;
       }
       continue;
@@ -63,7 +64,8 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
     auto [first, inserted] = batch_keys.emplace(key, i);
     if (inserted) {
       ++fresh;
-    } else if (auto field = first_difference(specs[first->second], spec);
+    } else if (auto field = first_difference(specs[first->second], spec,
+                                             defaults);
                !field.empty()) {
       result.conflict = key_conflict{i, key, std::string{field}, 0,
                                      first->second};
@@ -80,9 +82,8 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
   result.created.reserve(specs.size());
   for (auto& spec : specs) {
     if (!spec.idempotency_key.empty()) {
-      auto i = by_idempotency_key_.find(spec.idempotency_key);
-      if (i != by_idempotency_key_.end()) {
-        result.ids.push_back(i->second);
+      if (const auto* existing = find_by_key(spec.idempotency_key)) {
+        result.ids.push_back(existing->id);
         result.created.push_back(false);
         continue;
       }
@@ -97,7 +98,7 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
                          : settings_.default_max_retries;
     task.spec = std::move(spec);
     if (!task.spec.idempotency_key.empty())
-      by_idempotency_key_.emplace(task.spec.idempotency_key, id);
+      by_idempotency_key_.insert_or_assign(task.spec.idempotency_key, id);
     by_status_[index_of(task_status::queued)].insert(id);
     ++queued_by_priority_[index_of(task.spec.prio)];
     pending_.insert(id);
@@ -106,6 +107,11 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
     result.created.push_back(true);
   }
   return result;
+}
+
+const task_record* scheduler_core::find_by_key(const std::string& key) const {
+  auto k = by_idempotency_key_.find(key);
+  return k == by_idempotency_key_.end() ? nullptr : find(k->second);
 }
 
 void scheduler_core::activate(const std::vector<task_id>& ids, time_ms now,

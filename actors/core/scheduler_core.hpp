@@ -326,6 +326,8 @@ private:
   std::array<std::set<task_id>, task_status_count> by_status_;
   std::array<size_t, priority_count> queued_by_priority_{};
   std::unordered_map<std::string, task_id> by_idempotency_key_;
+  /// The live task an idempotency key names, if any.
+  const task_record* find_by_key(const std::string& key) const;
   /// Admitted, not yet durable.
   std::unordered_set<task_id> pending_;
   task_queue queue_;

@@ -100,7 +100,14 @@ bool labels_match(const string_map& want, const string_map& have) {
   return true;
 }
 
-std::string_view first_difference(const task_spec& a, const task_spec& b) {
+std::string_view first_difference(const task_spec& a, const task_spec& b,
+                                  const spec_defaults& defaults) {
+  auto retries = [&](const task_spec& t) -> int64_t {
+    return t.max_retries >= 0 ? t.max_retries : defaults.max_retries;
+  };
+  auto or_default = [](time_ms value, time_ms fallback) {
+    return value > 0 ? value : fallback;
+  };
   if (a.command != b.command)
     return "command";
   if (a.name != b.name)
@@ -111,15 +118,17 @@ std::string_view first_difference(const task_spec& a, const task_spec& b) {
     return "priority";
   if (a.timeout_seconds != b.timeout_seconds)
     return "timeout_seconds";
-  if (a.max_retries != b.max_retries)
+  if (retries(a) != retries(b))
     return "max_retries";
   if (a.labels != b.labels)
     return "labels";
   if (a.env != b.env)
     return "env";
-  if (a.retry_backoff_ms != b.retry_backoff_ms)
+  if (or_default(a.retry_backoff_ms, defaults.retry_backoff_ms)
+      != or_default(b.retry_backoff_ms, defaults.retry_backoff_ms))
     return "retry_backoff_seconds";
-  if (a.retry_backoff_max_ms != b.retry_backoff_max_ms)
+  if (or_default(a.retry_backoff_max_ms, defaults.retry_backoff_max_ms)
+      != or_default(b.retry_backoff_max_ms, defaults.retry_backoff_max_ms))
     return "retry_backoff_max_seconds";
   return {};
 }

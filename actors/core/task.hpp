@@ -213,11 +213,20 @@ std::string format_labels(const string_map& labels);
 /// True when `have` carries every key of `want` with the same value.
 bool labels_match(const string_map& want, const string_map& have);
 
-/// The API name of the first field a client set differently in `a` and `b`,
-/// or "" when they ask for the same task. An idempotency key names one task:
-/// resubmitting it with another command is a client bug, not a retry.
+/// What a spec leaves to the master (`max_retries` -1, a backoff 0).
+struct spec_defaults {
+  uint32_t max_retries = 0;
+  time_ms retry_backoff_ms = 0;
+  time_ms retry_backoff_max_ms = 0;
+};
+
+/// The API name of the first field in which `a` and `b` ask for different
+/// tasks, or "" when they ask for the same one. An idempotency key names one
+/// task: resubmitting it with another command is a client bug, not a retry.
+/// A field left to the master equals that field given as its default.
 /// `run_at` is left out: `delay_seconds` counts from each submission, so a
 /// retried request asks for a later start every time.
-std::string_view first_difference(const task_spec& a, const task_spec& b);
+std::string_view first_difference(const task_spec& a, const task_spec& b,
+                                  const spec_defaults& defaults);
 
 } // namespace taskmaster::core

@@ -400,6 +400,33 @@ TEST_CASE_METHOD(fixture,
     CHECK(refused.conflict->earlier == 1);
     CHECK(core.task_count() == 1);
   }
+  SECTION("a field given as the master's default is the field left out") {
+    auto explicit_defaults = s;
+    explicit_defaults.max_retries = 0;          // test_settings: 0 retries
+    explicit_defaults.retry_backoff_ms = 1000;  // and a 1 s ... 30 s backoff
+    explicit_defaults.retry_backoff_max_ms = 30'000;
+    auto again = core.admit({explicit_defaults}, now);
+    CHECK_FALSE(again.conflict);
+    CHECK(again.ids == std::vector<task_id>{first});
+  }
+  SECTION("a repeat of a known key later in the batch is compared too") {
+    auto other = s;
+    other.command = "backup /home";
+    auto refused = core.admit({s, spec("fresh"), other}, now);
+    REQUIRE(refused.conflict);
+    CHECK(refused.conflict->index == 2);
+    CHECK(refused.conflict->task == first);
+    CHECK(core.task_count() == 1);
+  }
+  SECTION("a conflict is answered before a full queue") {
+    std::vector<task_spec> fill(999, spec("true"));
+    REQUIRE_FALSE(core.admit(fill, now).queue_full);
+    auto other = s;
+    other.command = "backup /home";
+    auto refused = core.admit({spec("one too many"), other}, now);
+    CHECK(refused.conflict);
+    CHECK_FALSE(refused.queue_full);
+  }
   SECTION("a later start is the same task (delay_seconds counts from each "
           "submission)") {
     auto retried = s;

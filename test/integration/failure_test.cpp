@@ -375,6 +375,7 @@ TEST_CASE("the queue bound answers 429 with Retry-After; an idempotency key "
                   {"name", "backup"},            {"description", "nightly"},
                   {"priority", "HIGH"},          {"timeout_seconds", 600},
                   {"max_retries", 2},            {"retry_backoff_seconds", 1.5},
+                  {"retry_backoff_max_seconds", 90},
                   {"labels", {{"zone", "b"}}},   {"env", {{"DEST", "/mnt"}}},
                   {"delay_seconds", 3600}};
   auto first = api.post("/tasks", nightly);
