@@ -339,15 +339,15 @@ void process_runner::spawn(core::assignment work) {
     return;
   }
   // The daemon's environment, minus what the task sets, plus the task's
-  // variables; the daemon's strings are pointed to, not copied.
+  // variables; the daemon's strings are pointed to, not copied. The task's
+  // id and attempt always come from here (the API refuses them in `env`).
   std::vector<std::string> own;
   own.reserve(c->work.env.size() + 2);
-  if (c->work.env.count("TASKMASTER_TASK_ID") == 0)
-    own.push_back(fmt::format("TASKMASTER_TASK_ID={}", c->work.ref.task));
-  if (c->work.env.count("TASKMASTER_ATTEMPT") == 0)
-    own.push_back(fmt::format("TASKMASTER_ATTEMPT={}", c->work.ref.attempt));
+  own.push_back(fmt::format("TASKMASTER_TASK_ID={}", c->work.ref.task));
+  own.push_back(fmt::format("TASKMASTER_ATTEMPT={}", c->work.ref.attempt));
   for (const auto& [key, value] : c->work.env)
-    own.push_back(key + "=" + value);
+    if (key != "TASKMASTER_TASK_ID" && key != "TASKMASTER_ATTEMPT")
+      own.push_back(key + "=" + value);
   auto replaced = [&](const std::string& entry) {
     for (const auto& o : own) {
       auto name_end = o.find('=') + 1;

@@ -57,8 +57,10 @@ struct client_options : caf::actor_system_config {
   double delay = 0;
   std::string idempotency_key;
   bool wait = false;
-  /// How long a wait keeps trying when the server goes away (a restart).
-  uint32_t wait_retry = 60;
+  /// How long a wait keeps trying when the server goes away (a restart);
+  /// `wait_retry_unset` until given (then 60 s).
+  static constexpr uint32_t wait_retry_unset = UINT32_MAX;
+  uint32_t wait_retry = wait_retry_unset;
   // tasks
   std::string status;
   uint32_t limit = 20;
@@ -397,20 +399,25 @@ int exit_code_of(const json& t) {
 /// unreachable or answers 503, the wait keeps trying for `retry_s` seconds
 /// instead of failing the script that waits.
 std::optional<json> wait_for(api& server, const std::string& id,
-                             uint32_t retry_s) {
+                             uint32_t retry_s, bool reached) {
   using clock = std::chrono::steady_clock;
   bool lost = false;
   clock::time_point lost_since{};
   auto pause = std::chrono::milliseconds(250);
   for (;;) {
     auto asked = clock::now();
-    server.set_quiet(lost);
+    // Retrying: the one line below says what happened, not every call.
+    server.set_quiet(reached && retry_s > 0);
     auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, 45);
     server.set_quiet(false);
     // No answer, or not TaskMaster's (a proxy's error page while the master
     // restarts behind it), or a master that is stopping.
     bool gone = !res;
     bool stopping = res && res->first == 503;
+    // A server never reached is a wrong address, not a restart: say so now.
+    if (gone && !reached)
+      return std::nullopt;
+    reached = true;
     if (!gone && !stopping) {
       if (res->first != 200) {
         api_error(server, res->first, res->second);
@@ -494,9 +501,20 @@ int finish_waiting(const client_options& o, const json& t) {
   return exit_code_of(t);
 }
 
+uint32_t retry_seconds(const client_options& o) {
+  return o.wait_retry == client_options::wait_retry_unset ? 60 : o.wait_retry;
+}
+
+/// --wait-retry alone would be ignored without a word.
+bool retry_without_wait(const client_options& o) {
+  return !o.wait && o.wait_retry != client_options::wait_retry_unset;
+}
+
 int submit(const client_options& o, api& server) {
   if (o.cmd.empty())
     return fail(usage, "submit needs --cmd=COMMAND");
+  if (retry_without_wait(o))
+    return fail(usage, "--wait-retry goes with --wait");
   json task{{"command", o.cmd}};
   if (!o.priority.empty())
     task["priority"] = upper(o.priority);
@@ -536,7 +554,7 @@ int submit(const client_options& o, api& server) {
     return api_error(server, status, body);
   auto id = text(body, "id");
   if (o.wait) {
-    auto done = wait_for(server, id, o.wait_retry);
+    auto done = wait_for(server, id, retry_seconds(o), true);
     if (!done)
       return server.unreachable() ? unreachable : api_failure;
     return finish_waiting(o, *done);
@@ -552,9 +570,11 @@ int submit(const client_options& o, api& server) {
 int show_task(const client_options& o, api& server) {
   if (o.remainder.size() != 1)
     return fail(usage, "usage: taskmasterd task ID [--wait] [--json]");
+  if (retry_without_wait(o))
+    return fail(usage, "--wait-retry goes with --wait");
   const auto& id = o.remainder[0];
   if (o.wait) {
-    auto done = wait_for(server, id, o.wait_retry);
+    auto done = wait_for(server, id, retry_seconds(o), false);
     if (!done)
       return server.unreachable() ? unreachable : api_failure;
     return finish_waiting(o, *done);

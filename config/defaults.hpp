@@ -48,7 +48,7 @@ inline constexpr bool journal_fsync = false;
 
 // -- HTTP
 inline constexpr size_t max_body_bytes = 16 * 1024 * 1024;
-inline constexpr size_t http_threads = 16;
+inline constexpr size_t http_threads = 32;
 inline constexpr auto request_timeout = 10s;
 inline constexpr size_t max_batch_tasks = 10'000;
 

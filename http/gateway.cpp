@@ -13,6 +13,18 @@
 
 namespace taskmaster::http {
 
+namespace {
+
+/// Half the HTTP threads may hold long polls; the other half always serve
+/// the rest (submissions, health checks, the dashboard, /metrics).
+route_options with_poll_share(const gateway_options& options) {
+  auto routes = options.routes;
+  routes.max_waiting_polls = options.threads / 2;
+  return routes;
+}
+
+} // namespace
+
 gateway::gateway(caf::actor_system& sys, scheduler_actor scheduler,
                  monitor_actor monitor, std::shared_ptr<task_metrics> metrics,
                  gateway_options options)
@@ -21,7 +33,7 @@ gateway::gateway(caf::actor_system& sys, scheduler_actor scheduler,
     scheduler_(scheduler),
     monitor_(std::move(monitor)),
     client_(sys, std::move(scheduler), options_.request_timeout),
-    api_(client_, std::move(metrics), options_.routes) {
+    api_(client_, std::move(metrics), with_poll_share(options_)) {
 }
 
 gateway::~gateway() {

@@ -207,6 +207,13 @@ decode_task_spec(const json& j, const request_limits& limits,
                                  limits.max_env_value_bytes, true, where,
                                  spec.env))
     return *err;
+  // Each attempt gets these from the worker; a task must not be able to
+  // pass for another (scripts dedupe or name their files by them).
+  for (std::string_view reserved : {"TASKMASTER_TASK_ID", "TASKMASTER_ATTEMPT"})
+    if (spec.env.count(std::string{reserved}) != 0)
+      return invalid(fmt::format("{}[\"{}\"] is set by TaskMaster for each "
+                                 "attempt",
+                                 field(where, "env"), reserved));
   number.reset();
   constexpr double year = 366.0 * 24 * 3600;
   if (auto err = read_number(j, "delay_seconds", year, false, where, number))
@@ -236,14 +243,27 @@ decode_task_spec(const json& j, const request_limits& limits,
   if (auto err = read_number(j, "retry_backoff_seconds", 86400, false, where,
                              number))
     return *err;
-  if (number)
+  // 0 ms means "the master's default" inside: a backoff below 1 ms would
+  // silently turn into the default (1 s, doubling) instead of no wait.
+  auto at_least_1ms = [&](std::string_view name) {
+    return invalid(fmt::format("{} must be at least 0.001 (1 ms); leave it "
+                               "out for the master's --retry-backoff",
+                               field(where, name)));
+  };
+  if (number) {
     spec.retry_backoff_ms = static_cast<uint32_t>(*number * 1000.0);
+    if (spec.retry_backoff_ms == 0)
+      return at_least_1ms("retry_backoff_seconds");
+  }
   number.reset();
   if (auto err = read_number(j, "retry_backoff_max_seconds", 86400, false,
                              where, number))
     return *err;
-  if (number)
+  if (number) {
     spec.retry_backoff_max_ms = static_cast<uint32_t>(*number * 1000.0);
+    if (spec.retry_backoff_max_ms == 0)
+      return at_least_1ms("retry_backoff_max_seconds");
+  }
   if (spec.retry_backoff_max_ms > 0
       && spec.retry_backoff_max_ms < spec.retry_backoff_ms)
     return invalid(fmt::format("{} must not be less than {}",

@@ -194,6 +194,22 @@ void rest_api::get_task(const httplib::Request& req, httplib::Response& res) {
   uint64_t wait = 0;
   if (auto err = unsigned_param(req, "wait", 0, options_.max_wait_seconds, wait))
     return reply(res, *err);
+  // A slot among the long polls, or an answer at once (a client waiting
+  // in a loop asks again; see route_options::max_waiting_polls).
+  bool waiting = wait > 0
+                 && waiting_polls_.fetch_add(1) < options_.max_waiting_polls;
+  if (wait > 0 && !waiting) {
+    waiting_polls_.fetch_sub(1);
+    wait = 0;
+  }
+  struct poll_slot {
+    std::atomic<size_t>& count;
+    bool held;
+    ~poll_slot() {
+      if (held)
+        count.fetch_sub(1);
+    }
+  } slot{waiting_polls_, waiting};
   auto wait_ms = static_cast<uint32_t>(wait * 1000);
   auto answer = scheduler_.ask_within<task_lookup>(
     std::chrono::milliseconds(wait_ms), lookup_atom::value, *id, wait_ms);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +21,11 @@ struct route_options {
   request_limits limits;
   /// Longest `?wait=` a client may ask for on GET /tasks/{id}.
   uint32_t max_wait_seconds = 60;
+  /// How many long polls may wait at once. Each holds an HTTP thread while
+  /// it waits, so they get at most this many (the gateway: half its pool);
+  /// beyond that a poll answers at once with the task as it is, and the
+  /// rest of the API stays answerable however many clients wait.
+  size_t max_waiting_polls = 8;
   /// Requests need `Authorization: Bearer TOKEN` when set (not /healthz and
   /// the dashboard page itself).
   std::string api_token;
@@ -51,6 +57,8 @@ private:
   std::shared_ptr<task_metrics> metrics_;
   route_options options_;
   token_check auth_;
+  /// Long polls waiting now (see max_waiting_polls).
+  std::atomic<size_t> waiting_polls_{0};
 };
 
 } // namespace taskmaster::http

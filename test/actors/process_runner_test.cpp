@@ -107,6 +107,13 @@ TEST_CASE("exit codes, output and environment are captured",
   CHECK(r3.outcome == core::attempt_outcome::failed);
   CHECK(r3.exit_code == 137);
   CHECK(r3.reason == "killed by SIGKILL");
+  // The task's id and attempt are TaskMaster's, whatever its env says (the
+  // API refuses them; a task journaled before that may still carry them).
+  auto posing = work(4, "echo $TASKMASTER_TASK_ID/$TASKMASTER_ATTEMPT");
+  posing.ref.attempt = 2;
+  posing.env = {{"TASKMASTER_TASK_ID", "99"}, {"TASKMASTER_ATTEMPT", "x"}};
+  runner.start(posing);
+  CHECK(c.wait(4).stdout_tail == "4/2\n");
 }
 
 TEST_CASE("only the tail of long output is kept", "[actors][runner]") {

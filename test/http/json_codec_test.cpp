@@ -86,6 +86,24 @@ TEST_CASE("limits name the field and the bound", "[http][codec]") {
                          "retry_backoff_max_seconds": 1})")
         == "'retry_backoff_max_seconds' must not be less than "
            "'retry_backoff_seconds'");
+  // 0 ms means "the default" inside: a 0 used to retry after 1 s, doubling.
+  CHECK(decode_error(R"({"command": "x", "retry_backoff_seconds": 0})")
+        == "'retry_backoff_seconds' must be at least 0.001 (1 ms); leave it "
+           "out for the master's --retry-backoff");
+  CHECK(decode_error(R"({"command": "x", "retry_backoff_max_seconds": 0.0004})")
+          .find("'retry_backoff_max_seconds' must be at least 0.001")
+        != std::string::npos);
+  CHECK(decode_ok(R"({"command": "x", "retry_backoff_seconds": 0.001})")
+          .retry_backoff_ms
+        == 1);
+  // A task may not pass for another attempt or task.
+  CHECK(decode_error(R"([{"command": "x"},
+                         {"command": "x", "env": {"TASKMASTER_ATTEMPT": "9"}}])")
+        == "[1].env[\"TASKMASTER_ATTEMPT\"] is set by TaskMaster for each "
+           "attempt");
+  CHECK(decode_error(R"({"command": "x", "env": {"TASKMASTER_TASK_ID": "1"}})")
+        == "'env'[\"TASKMASTER_TASK_ID\"] is set by TaskMaster for each "
+           "attempt");
 }
 
 TEST_CASE("encoded tasks carry every documented field", "[http][codec]") {

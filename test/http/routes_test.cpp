@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <future>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -366,6 +368,43 @@ TEST_CASE("a full queue answers 429 with Retry-After and keeps what it has",
   check_error(refused, 429, "queue_full", "the queue is full");
   CHECK(refused.retry_after == "1");
   CHECK(api.get("/tasks").body["tasks"].size() == 3);
+}
+
+TEST_CASE("long polls take at most half the HTTP threads; the rest of the "
+          "API stays answerable",
+          "[http][tasks]") {
+  auto o = with_http(0);
+  o.gateway.threads = 4; // two may hold long polls
+  in_process_master m{o};
+  api_client api{m.url()};
+  // No worker: the task stays QUEUED, and every poll could wait 20 s.
+  auto id = std::to_string(id_of(api.post("/tasks", json{{"command", "true"}})));
+  std::vector<std::future<http_answer>> polls;
+  for (int i = 0; i < 2; ++i) {
+    polls.push_back(std::async(std::launch::async, [&] {
+      return api_client{m.url()}.get("/tasks/" + id + "?wait=20");
+    }));
+  }
+  // Both waiting (a local request, on a loaded machine).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (auto& p : polls)
+    REQUIRE(p.wait_for(std::chrono::seconds(0)) == std::future_status::timeout);
+  // A third poll answers at once with the task as it is, and so does
+  // everything else. (Before, the fourth request of any kind waited behind
+  // the polls for up to 20 s.)
+  auto start = std::chrono::steady_clock::now();
+  auto third = api.get("/tasks/" + id + "?wait=20");
+  CHECK(third.status == 200);
+  CHECK(third.body["status"] == "QUEUED");
+  CHECK(api.get("/healthz").status == 200);
+  CHECK(api.get("/stats").status == 200);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  // The task ends: the waiting polls answer.
+  api.post("/tasks/" + id + "/cancel", json::object());
+  for (auto& p : polls) {
+    REQUIRE(p.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(p.get().body["status"] == "CANCELLED");
+  }
 }
 
 TEST_CASE("a long poll returns as soon as the task ends", "[http][tasks]") {
