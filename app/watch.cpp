@@ -51,7 +51,10 @@ void print_task_event(const json& msg) {
                clock_of(str(t, "started_at")), id, str(t, "worker_id"),
                t["attempts"].size());
   else if (event == "requeued")
-    fmt::print("task {} back in the queue: {}\n", id, str(t, "reason"));
+    fmt::print("{} task {} back in the queue{}\n", clock_of(str(msg, "at")), id,
+               str(t, "reason") == "-" || str(t, "reason").empty()
+                 ? std::string{}
+                 : ": " + str(t, "reason"));
   else {
     auto reason = str(t, "reason");
     auto exit = t["exit_code"].is_null() ? std::string{}
@@ -66,8 +69,9 @@ void print_task_event(const json& msg) {
 
 void print_worker_event(const json& msg) {
   const auto& w = msg["worker"];
-  fmt::print("worker {} {} ({} slots, {} running)\n", str(w, "id"),
-             str(msg, "event"), str(w, "slots"), str(w, "slots_used"));
+  fmt::print("{} worker {} {} ({} slots, {} running)\n",
+             clock_of(str(w, "state_since")), str(w, "id"), str(msg, "event"),
+             str(w, "slots"), str(w, "slots_used"));
 }
 
 void print_snapshot(const json& msg, const std::string& url) {

@@ -380,8 +380,9 @@ std::string encode_task_event(const task_event& e) {
     event = "started";
   else if (c.to == core::task_status::queued)
     event = "requeued";
-  std::string out = fmt::format(R"({{"type":"task","seq":{},"event":"{}","from":)",
-                                e.seq, event);
+  std::string out = fmt::format(
+    R"({{"type":"task","seq":{},"event":"{}","at":"{}","from":)", e.seq, event,
+    core::format_rfc3339(c.at));
   if (c.created)
     out += "null";
   else

@@ -112,12 +112,15 @@ TEST_CASE("a stream client gets a snapshot, then a task's events in order "
   REQUIRE(!last.is_null());
   CHECK(statuses == std::vector<std::string>{"QUEUED", "RUNNING", "SUCCEEDED"});
   CHECK(last["task"]["exit_code"] == 0);
+  // Each change says when it happened: the finish at the task's finished_at.
+  CHECK(last["at"] == last["task"]["finished_at"]);
   // Sequence numbers increase.
   uint64_t prev = 0;
   for (const auto& msg : ws.seen)
     if (msg["type"] == "task") {
       CHECK(msg["seq"].get<uint64_t>() > prev);
       prev = msg["seq"].get<uint64_t>();
+      CHECK(core::parse_rfc3339(msg["at"].get<std::string>()));
     }
 }
 
