@@ -162,9 +162,10 @@ public:
   /// Returns the status and parsed body, or nullopt (after printing why).
   std::optional<std::pair<int, json>>
   call(const std::string& method, const std::string& path,
-       const std::string& body = {}, int read_timeout_s = 30) {
+       const std::string& body = {}, int read_timeout_s = 30,
+       int connect_timeout_s = 5) {
     httplib::Client cli{address_.origin};
-    cli.set_connection_timeout(5);
+    cli.set_connection_timeout(connect_timeout_s);
     cli.set_tcp_nodelay(true);
     cli.set_read_timeout(read_timeout_s);
     httplib::Headers headers;
@@ -176,16 +177,14 @@ public:
                             : cli.Get(target, headers);
     if (!res) {
       unreachable_ = true;
+      never_connected_ = res.error() == httplib::Error::Connection;
       last_failure_ = res.error() == httplib::Error::Connection
                         ? std::string{"connection failed"}
                       : res.error() == httplib::Error::Read
                         ? std::string{"no answer"}
                         : httplib::to_string(res.error());
       if (!quiet_)
-        fmt::print(stderr,
-                   "taskmasterd: cannot reach the TaskMaster server at {} "
-                   "({}); is it running? (--server or TASKMASTER_SERVER)\n",
-                   base_, last_failure_);
+        report_unreachable();
       return std::nullopt;
     }
     json parsed = json::parse(res->body, nullptr, false);
@@ -193,6 +192,7 @@ public:
       // Some other server (a web server, a proxy's error page): TaskMaster
       // is not reachable at this address.
       unreachable_ = true;
+      never_connected_ = false;
       last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
                                   res->status);
       if (!quiet_)
@@ -203,11 +203,27 @@ public:
                    base_, res->status);
       return std::nullopt;
     }
+    // TaskMaster answered: whatever failed before, it is reachable now.
+    unreachable_ = false;
     return std::make_pair(res->status, std::move(parsed));
   }
 
   bool unreachable() const {
     return unreachable_;
+  }
+
+  /// Says on stderr that the server could not be reached, and why.
+  void report_unreachable() const {
+    fmt::print(stderr,
+               "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
+               "is it running? (--server or TASKMASTER_SERVER)\n",
+               base_, last_failure_);
+  }
+
+  /// True when the last call could not even connect (rather than losing
+  /// the connection, or finding something other than TaskMaster).
+  bool never_connected() const {
+    return never_connected_;
   }
 
   /// Why the last call found no TaskMaster ("connection failed", "no
@@ -247,6 +263,7 @@ private:
   std::string token_;
   bool unreachable_ = false;
   bool quiet_ = false;
+  bool never_connected_ = false;
   std::string last_failure_;
 };
 
@@ -406,17 +423,33 @@ std::optional<json> wait_for(api& server, const std::string& id,
   auto pause = std::chrono::milliseconds(250);
   for (;;) {
     auto asked = clock::now();
-    // Retrying: the one line below says what happened, not every call.
-    server.set_quiet(reached && retry_s > 0);
-    auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, 45);
+    // Retrying: the one line below says what happened, not every call, and
+    // no try outlasts the time left (a hung server would hold it 45 s).
+    server.set_quiet(retry_s > 0);
+    int read_s = 45;
+    int connect_s = 5;
+    if (lost) {
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::seconds(retry_s) - (clock::now() - lost_since))
+                    .count();
+      read_s = static_cast<int>(std::clamp<int64_t>(left, 1, 45));
+      connect_s = std::min(connect_s, read_s);
+    }
+    auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, read_s,
+                           connect_s);
     server.set_quiet(false);
     // No answer, or not TaskMaster's (a proxy's error page while the master
     // restarts behind it), or a master that is stopping.
     bool gone = !res;
     bool stopping = res && res->first == 503;
-    // A server never reached is a wrong address, not a restart: say so now.
-    if (gone && !reached)
+    // No connection to a server never reached is a wrong address, not a
+    // restart: say so now. (A connection lost in the first long poll is a
+    // server that was there.)
+    if (gone && !reached && server.never_connected()) {
+      if (retry_s > 0)
+        server.report_unreachable();
       return std::nullopt;
+    }
     reached = true;
     if (!gone && !stopping) {
       if (res->first != 200) {
@@ -446,8 +479,11 @@ std::optional<json> wait_for(api& server, const std::string& id,
     }
     if (!lost) {
       if (retry_s == 0) {
-        if (stopping)
+        if (stopping) {
+          // A master that does not serve: exit 3, as for one that is gone.
           api_error(server, res->first, res->second);
+          server.set_unreachable();
+        }
         return std::nullopt;
       }
       lost = true;

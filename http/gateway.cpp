@@ -63,10 +63,7 @@ std::variant<uint16_t, std::string> gateway::start() {
   server_ = std::make_unique<gateway_server>(
     [hub = hub_.get()](int fd) { hub->accept(fd); },
     options_.routes.max_header_bytes);
-  auto threads = options_.threads;
-  server_->new_task_queue = [threads] {
-    return new httplib::ThreadPool(threads);
-  };
+  server_->use_threads(options_.threads);
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_keep_alive_max_count(100'000);
   // Idle keep-alive connections hold a pool thread each: let them go soon.

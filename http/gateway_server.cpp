@@ -209,6 +209,19 @@ gateway_server::gateway_server(upgrade_handler on_upgrade,
   : on_upgrade_(std::move(on_upgrade)), max_header_bytes_(max_header_bytes) {
 }
 
+void gateway_server::use_threads(size_t threads) {
+  new_task_queue = [this, threads] {
+    auto* pool = new counting_pool(threads);
+    pool_ = pool;
+    return pool;
+  };
+}
+
+bool gateway_server::others_waiting() const {
+  auto* pool = pool_.load();
+  return pool != nullptr && pool->waiting() > 0;
+}
+
 bool gateway_server::process_and_close_socket(socket_t sock) {
   // Look at the request head without consuming it: either Beast reads it
   // (upgrade) or httplib does (everything else).
@@ -275,19 +288,24 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
       auto waited = std::chrono::milliseconds(0);
       auto limit = std::chrono::seconds(keep_alive_timeout_sec_);
       bool readable = false;
+      // The first request's head is here already (peeked above); an idle
+      // connection is not worth a thread that another connection waits for.
+      bool first = count == keep_alive_max_count_;
       while (waited < limit && !stopping()) {
         if (wait_readable(sock, 100)) {
           readable = true;
           break;
         }
         waited += std::chrono::milliseconds(100);
+        if (!first && others_waiting())
+          break;
       }
       if (!readable)
         break;
     }
     bool connection_closed = false;
-    ok = process_request(strm, count == 1 || stopping(), connection_closed,
-                         nullptr);
+    ok = process_request(strm, count == 1 || stopping() || others_waiting(),
+                         connection_closed, nullptr);
     if (!ok || connection_closed)
       break;
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 
 #include <httplib.h>
@@ -10,6 +11,34 @@
 /// the stream must share one port.
 namespace taskmaster::http {
 
+/// httplib's thread pool, counting the connections that wait for a thread.
+class counting_pool : public httplib::TaskQueue {
+public:
+  explicit counting_pool(size_t threads) : pool_(threads) {
+  }
+
+  void enqueue(std::function<void()> fn) override {
+    ++waiting_;
+    pool_.enqueue([this, fn = std::move(fn)] {
+      --waiting_;
+      fn();
+    });
+  }
+
+  void shutdown() override {
+    pool_.shutdown();
+  }
+
+  /// Accepted connections that no thread serves yet.
+  size_t waiting() const {
+    return waiting_.load();
+  }
+
+private:
+  httplib::ThreadPool pool_;
+  std::atomic<size_t> waiting_{0};
+};
+
 class gateway_server : public httplib::Server {
 public:
   /// Takes ownership of the socket of an upgrade request (not yet read).
@@ -19,7 +48,17 @@ public:
   /// before httplib reads it.
   gateway_server(upgrade_handler on_upgrade, size_t max_header_bytes);
 
+  /// Serves connections on `threads` threads. A keep-alive connection keeps
+  /// its thread only while no other connection waits for one: then it is
+  /// closed after its current request (`Connection: close`), or at once if
+  /// it is idle, so a few busy clients (dashboard tabs, pollers) cannot hold
+  /// every thread.
+  void use_threads(size_t threads);
+
 private:
+  /// True when an accepted connection waits for a thread.
+  bool others_waiting() const;
+
   /// Replaces httplib's per-connection loop: peek at the request head; an
   /// upgrade goes to `on_upgrade_`, anything else runs the keep-alive loop
   /// through process_request.
@@ -27,6 +66,9 @@ private:
 
   upgrade_handler on_upgrade_;
   size_t max_header_bytes_;
+  /// The pool of the current listen (httplib creates it, and deletes it
+  /// after every connection has returned).
+  std::atomic<counting_pool*> pool_{nullptr};
 };
 
 /// True when `head` (the start of a request) asks to upgrade /ws to a

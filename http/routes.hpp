@@ -24,7 +24,7 @@ struct route_options {
   /// How many long polls may wait at once. Each holds an HTTP thread while
   /// it waits, so they get at most this many (the gateway: half its pool);
   /// beyond that a poll answers at once with the task as it is, and the
-  /// rest of the API stays answerable however many clients wait.
+  /// other threads stay for the rest of the API however many clients wait.
   size_t max_waiting_polls = 8;
   /// Requests need `Authorization: Bearer TOKEN` when set (not /healthz and
   /// the dashboard page itself).

@@ -53,7 +53,12 @@ admission scheduler_core::admit(std::vector<task_spec> specs, time_ms now) {
       continue;
     }
     if (const auto* existing = find_by_key(key)) {
-      if (auto field = first_difference(existing->spec, spec, defaults);
+      // A retry budget left to the master was fixed at admission: compare
+      // an explicit one with that, not with today's default.
+      auto admitted = existing->spec;
+      if (admitted.max_retries < 0 && spec.max_retries >= 0)
+        admitted.max_retries = static_cast<int32_t>(existing->max_retries);
+      if (auto field = first_difference(admitted, spec, defaults);
           !field.empty()) {
         result.conflict = key_conflict{i, key, std::string{field}, existing->id,
                                        0};

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <future>
 #include <set>
 #include <thread>
@@ -405,6 +406,39 @@ TEST_CASE("long polls take at most half the HTTP threads; the rest of the "
     REQUIRE(p.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
     CHECK(p.get().body["status"] == "CANCELLED");
   }
+}
+
+TEST_CASE("busy keep-alive connections give their thread up when another "
+          "connection waits",
+          "[http][errors]") {
+  auto o = with_http(0);
+  o.gateway.threads = 2;
+  in_process_master m{o};
+  // Two clients on keep-alive connections, each asking every 200 ms (a
+  // dashboard tab does so every few seconds): before, they held both
+  // threads for as long as they kept asking.
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> pollers;
+  for (int i = 0; i < 2; ++i)
+    pollers.emplace_back([&] {
+      httplib::Client poller{m.url()};
+      poller.set_keep_alive(true);
+      while (!stop) {
+        auto res = poller.Get("/workers");
+        if (!res || res->status != 200)
+          ++failures;
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto start = std::chrono::steady_clock::now();
+  CHECK(api_client{m.url()}.get("/healthz").status == 200);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(3));
+  stop = true;
+  for (auto& t : pollers)
+    t.join();
+  CHECK(failures == 0); // they reconnect by themselves
 }
 
 TEST_CASE("a long poll returns as soon as the task ends", "[http][tasks]") {

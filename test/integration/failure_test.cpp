@@ -526,6 +526,20 @@ TEST_CASE("submit --wait outlives a master restart, and gives up after "
   CHECK(run({"task", id, "--wait-retry=5", server}, "alone") == 2);
   CHECK(read_file(dir / "alone.err")
         == "taskmasterd: --wait-retry goes with --wait\n");
+
+  // A master that comes back without the task (another data directory):
+  // its 404 is the API's answer, exit 1, not "unreachable".
+  master = daemon::master(dir, "master", with(ports, fast_liveness));
+  process orphan{{taskmasterd_path(), "task", id, "--wait", server},
+                 dir / "orphan.out",
+                 dir / "orphan.err"};
+  std::this_thread::sleep_for(1s); // polling
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  master = daemon::master(dir, "elsewhere", with(ports, fast_liveness));
+  CHECK(orphan.wait(30s).value_or(-1) == 1);
+  CHECK(read_file(dir / "orphan.err").find("no task with id '" + id + "'")
+        != std::string::npos);
 }
 
 TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
