@@ -409,6 +409,20 @@ TEST_CASE_METHOD(fixture,
     CHECK_FALSE(again.conflict);
     CHECK(again.ids == std::vector<task_id>{first});
   }
+  SECTION("a retry budget left to the master is the one it had at "
+          "admission, after a restart with another default") {
+    auto settings = test_settings();
+    settings.default_max_retries = 3;
+    scheduler_core restarted{settings, [] { return 1.0; }};
+    restarted.restore({*core.find(first)}, first, now);
+    auto as_admitted = s;
+    as_admitted.max_retries = 0; // what it got: the old default
+    auto again = restarted.admit({as_admitted}, now);
+    CHECK_FALSE(again.conflict);
+    CHECK(again.ids == std::vector<task_id>{first});
+    auto left_out = restarted.admit({s}, now); // the same request, again
+    CHECK_FALSE(left_out.conflict);
+  }
   SECTION("a repeat of a known key later in the batch is compared too") {
     auto other = s;
     other.command = "backup /home";
