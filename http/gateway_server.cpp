@@ -219,7 +219,7 @@ void gateway_server::use_threads(size_t threads) {
 
 bool gateway_server::others_waiting() const {
   auto* pool = pool_.load();
-  return pool != nullptr && pool->waiting() > 0;
+  return pool != nullptr && pool->saturated();
 }
 
 bool gateway_server::process_and_close_socket(socket_t sock) {

@@ -11,16 +11,24 @@
 /// the stream must share one port.
 namespace taskmaster::http {
 
-/// httplib's thread pool, counting the connections that wait for a thread.
+/// httplib's thread pool, counting busy threads and the connections that
+/// wait for one.
 class counting_pool : public httplib::TaskQueue {
 public:
-  explicit counting_pool(size_t threads) : pool_(threads) {
+  explicit counting_pool(size_t threads) : threads_(threads), pool_(threads) {
   }
 
   void enqueue(std::function<void()> fn) override {
     ++waiting_;
     pool_.enqueue([this, fn = std::move(fn)] {
+      ++busy_;
       --waiting_;
+      struct done {
+        std::atomic<size_t>& busy;
+        ~done() {
+          --busy;
+        }
+      } guard{busy_};
       fn();
     });
   }
@@ -29,14 +37,18 @@ public:
     pool_.shutdown();
   }
 
-  /// Accepted connections that no thread serves yet.
-  size_t waiting() const {
-    return waiting_.load();
+  /// True when every thread serves a connection and another waits for one.
+  /// (A connection only just accepted while threads are idle does not
+  /// count: one of them takes it at once.)
+  bool saturated() const {
+    return waiting_.load() > 0 && busy_.load() >= threads_;
   }
 
 private:
+  size_t threads_;
   httplib::ThreadPool pool_;
   std::atomic<size_t> waiting_{0};
+  std::atomic<size_t> busy_{0};
 };
 
 class gateway_server : public httplib::Server {
@@ -56,7 +68,7 @@ public:
   void use_threads(size_t threads);
 
 private:
-  /// True when an accepted connection waits for a thread.
+  /// True when an accepted connection waits for a thread and none is idle.
   bool others_waiting() const;
 
   /// Replaces httplib's per-connection loop: peek at the request head; an
