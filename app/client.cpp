@@ -465,7 +465,8 @@ std::optional<json> wait_for(api& server, const std::string& id,
       if (is_final_status(text(res->second, "status")))
         return res->second;
       // An early answer for a task still running means the master is
-      // stopping (it answers long polls at once then): ask again calmly.
+      // stopping, or has no long-poll slot free (it answers at once then):
+      // ask again calmly.
       if (clock::now() - asked < std::chrono::seconds(1))
         std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
