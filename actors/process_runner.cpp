@@ -343,10 +343,11 @@ void process_runner::spawn(core::assignment work) {
   // id and attempt always come from here (the API refuses them in `env`).
   std::vector<std::string> own;
   own.reserve(c->work.env.size() + 2);
-  own.push_back(fmt::format("TASKMASTER_TASK_ID={}", c->work.ref.task));
-  own.push_back(fmt::format("TASKMASTER_ATTEMPT={}", c->work.ref.attempt));
+  own.push_back(fmt::format("{}={}", core::task_id_variable, c->work.ref.task));
+  own.push_back(fmt::format("{}={}", core::attempt_variable,
+                            c->work.ref.attempt));
   for (const auto& [key, value] : c->work.env)
-    if (key != "TASKMASTER_TASK_ID" && key != "TASKMASTER_ATTEMPT")
+    if (key != core::task_id_variable && key != core::attempt_variable)
       own.push_back(key + "=" + value);
   auto replaced = [&](const std::string& entry) {
     for (const auto& o : own) {

@@ -50,11 +50,11 @@ void print_task_event(const json& msg) {
     fmt::print("{} task {} started on {} (attempt {})\n",
                clock_of(str(t, "started_at")), id, str(t, "worker_id"),
                t["attempts"].size());
-  else if (event == "requeued")
+  else if (event == "requeued") {
+    auto reason = str(t, "reason");
     fmt::print("{} task {} back in the queue{}\n", clock_of(str(msg, "at")), id,
-               str(t, "reason") == "-" || str(t, "reason").empty()
-                 ? std::string{}
-                 : ": " + str(t, "reason"));
+               reason == "-" || reason.empty() ? std::string{} : ": " + reason);
+  }
   else {
     auto reason = str(t, "reason");
     auto exit = t["exit_code"].is_null() ? std::string{}

@@ -209,7 +209,7 @@ decode_task_spec(const json& j, const request_limits& limits,
     return *err;
   // Each attempt gets these from the worker; a task must not be able to
   // pass for another (scripts dedupe or name their files by them).
-  for (std::string_view reserved : {"TASKMASTER_TASK_ID", "TASKMASTER_ATTEMPT"})
+  for (auto reserved : {core::task_id_variable, core::attempt_variable})
     if (spec.env.count(std::string{reserved}) != 0)
       return invalid(fmt::format("{}[\"{}\"] is set by TaskMaster for each "
                                  "attempt",

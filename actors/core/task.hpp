@@ -202,6 +202,11 @@ struct assignment {
   uint32_t start_within_ms = 0;
 };
 
+/// Variables every attempt finds in its environment, set by the worker; a
+/// task's own `env` may not set them.
+inline constexpr std::string_view task_id_variable = "TASKMASTER_TASK_ID";
+inline constexpr std::string_view attempt_variable = "TASKMASTER_ATTEMPT";
+
 /// Labels are written `k=v,k=v` on command lines and in config files.
 /// Returns nullopt when an entry has no `=`, an empty key, or a key seen
 /// before (`gpu=1,gpu=2` would otherwise keep one value without a word).

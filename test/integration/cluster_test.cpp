@@ -202,9 +202,7 @@ TEST_CASE("the client submits, waits and reports exit codes",
   auto master = daemon::master(dir, "standalone", {}, true);
   auto server = "--server=" + master->http_url();
   auto run = [&](std::vector<std::string> args, const std::string& name) {
-    args.insert(args.begin(), taskmasterd_path());
-    process p{args, dir / (name + ".out"), dir / (name + ".err")};
-    return p.wait(30s).value_or(-1);
+    return run_taskmasterd(dir, std::move(args), name);
   };
   CHECK(run({"submit", "--cmd=echo from-client; exit 3", "--priority=HIGH",
              "--name=cli", "--wait", server},
@@ -296,9 +294,7 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
           "[integration][options]") {
   temp_dir dir;
   auto run = [&](std::vector<std::string> args, const std::string& name) {
-    args.insert(args.begin(), taskmasterd_path());
-    process p{args, dir / (name + ".out"), dir / (name + ".err")};
-    return p.wait(30s).value_or(-1);
+    return run_taskmasterd(dir, std::move(args), name);
   };
   CHECK(run({"--bogus=1"}, "bogus") == 2);
   CHECK(read_file(dir / "bogus.err")

@@ -60,6 +60,15 @@ std::vector<long> read_pids(const std::string& path) {
   return pids;
 }
 
+/// A worker that finds a restarted master within a third of a second.
+std::unique_ptr<taskmaster::test::daemon>
+steady_worker(const temp_dir& dir, const taskmaster::test::daemon& master,
+              int slots) {
+  return taskmaster::test::daemon::worker(
+    dir, master.cluster_addr(), "steady", slots,
+    with({"--reconnect-backoff-max=300ms"}, fast_liveness));
+}
+
 std::vector<uint64_t> submit_batch(const api_client& api, const json& tasks) {
   auto a = api.post("/tasks", tasks);
   REQUIRE(a.status == 201);
@@ -158,9 +167,7 @@ TEST_CASE("kill -9 of the master while tasks run: after a restart their "
           "[integration][failure][durability]") {
   temp_dir dir;
   auto master = daemon::master(dir, "master", fast_liveness);
-  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 4,
-                               with({"--reconnect-backoff-max=300ms"},
-                                    fast_liveness));
+  auto worker = steady_worker(dir, *master, 4);
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
   json tasks = json::array();
@@ -189,9 +196,7 @@ TEST_CASE("a master restart while tasks run: the worker keeps running them "
           "[integration][failure][durability]") {
   temp_dir dir;
   auto master = daemon::master(dir, "master", fast_liveness);
-  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 2,
-                               with({"--reconnect-backoff-max=300ms"},
-                                    fast_liveness));
+  auto worker = steady_worker(dir, *master, 2);
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
   auto id = submit_batch(api, json::array({json{{"command", "sleep 3; echo long"}}}))[0];
@@ -466,9 +471,7 @@ TEST_CASE("submit --wait outlives a master restart, and gives up after "
           "[integration][client][durability]") {
   temp_dir dir;
   auto master = daemon::master(dir, "master", fast_liveness);
-  auto worker = daemon::worker(dir, master->cluster_addr(), "steady", 2,
-                               with({"--reconnect-backoff-max=300ms"},
-                                    fast_liveness));
+  auto worker = steady_worker(dir, *master, 2);
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
   auto server = "--server=" + master->http_url();
@@ -510,9 +513,7 @@ TEST_CASE("submit --wait outlives a master restart, and gives up after "
                                          + " after 1 s")
         != std::string::npos);
   auto run = [&](std::vector<std::string> args, const std::string& name) {
-    args.insert(args.begin(), taskmasterd_path());
-    process p{args, dir / (name + ".out"), dir / (name + ".err")};
-    return p.wait(30s).value_or(-1);
+    return run_taskmasterd(dir, std::move(args), name);
   };
   CHECK(run({"task", id, "--wait", "--wait-retry=0", server}, "at-once") == 3);
   CHECK(read_file(dir / "at-once.err").find("cannot reach the TaskMaster")

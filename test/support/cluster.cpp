@@ -222,4 +222,11 @@ bool wait_for_workers(const api_client& api, size_t count,
     limit, std::chrono::milliseconds(20));
 }
 
+int run_taskmasterd(const temp_dir& dir, std::vector<std::string> args,
+                    const std::string& name) {
+  args.insert(args.begin(), taskmasterd_path());
+  process p{args, dir / (name + ".out"), dir / (name + ".err")};
+  return p.wait(std::chrono::seconds(30)).value_or(-1);
+}
+
 } // namespace taskmaster::test

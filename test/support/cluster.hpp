@@ -130,4 +130,10 @@ bool wait_for_workers(const api_client& api, size_t count,
                       std::chrono::milliseconds limit
                       = std::chrono::seconds(15));
 
+/// Runs `taskmasterd ARGS...` (the client, or a daemon that should exit) to
+/// its end, with its output in `dir`/NAME.out and NAME.err; returns its exit
+/// code, or -1 when it did not end within 30 s.
+int run_taskmasterd(const temp_dir& dir, std::vector<std::string> args,
+                    const std::string& name);
+
 } // namespace taskmaster::test
