@@ -132,6 +132,8 @@ private:
   /// The stack children run on between clone and exec (see spawn).
   static constexpr size_t spawn_stack_size = 64 * 1024;
   std::unique_ptr<char[]> spawn_stack_;
+  /// Signals a child sets back to SIG_DFL before exec.
+  std::vector<int> reset_;
   /// Cleared once the kernel refuses CLONE_PIDFD.
   bool clone_pidfd_ = true;
   std::mutex mtx_;
