@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -128,14 +127,6 @@ struct client_options : caf::actor_system_config {
     return out;
   }
 };
-
-/// The API's status and priority names are upper case; the command line
-/// takes any case (--status=failed).
-std::string upper(std::string text) {
-  for (auto& c : text)
-    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return text;
-}
 
 int fail(int code, const std::string& message) {
   fmt::print(stderr, "taskmasterd: {}\n", message);
@@ -554,7 +545,7 @@ int submit(const client_options& o, api& server) {
     return fail(usage, "--wait-retry goes with --wait");
   json task{{"command", o.cmd}};
   if (!o.priority.empty())
-    task["priority"] = upper(o.priority);
+    task["priority"] = o.priority;
   if (!o.name.empty())
     task["name"] = o.name;
   if (!o.desc.empty())
@@ -630,9 +621,9 @@ int show_task(const client_options& o, api& server) {
 int list_tasks(const client_options& o, api& server) {
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
-    query += "&status=" + upper(o.status);
+    query += "&status=" + o.status;
   if (!o.priority.empty())
-    query += "&priority=" + upper(o.priority);
+    query += "&priority=" + o.priority;
   if (!o.cursor.empty())
     query += "&cursor=" + o.cursor;
   int failure = ok;

@@ -176,10 +176,7 @@ decode_task_spec(const json& j, const request_limits& limits,
   if (auto err = read_string(j, "priority", 64, where, prio_text))
     return *err;
   if (!prio_text.empty()) {
-    std::string upper = prio_text;
-    std::transform(upper.begin(), upper.end(), upper.begin(),
-                   [](unsigned char c) { return std::toupper(c); });
-    auto prio = core::parse_priority(upper);
+    auto prio = core::parse_priority(prio_text);
     if (!prio)
       return invalid(fmt::format("{} must be one of LOW, MEDIUM, HIGH, "
                                  "CRITICAL, not \"{}\"",

@@ -1,6 +1,8 @@
 #include "actors/core/task.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 
 #include <fmt/format.h>
 
@@ -18,11 +20,20 @@ constexpr std::array<std::string_view, 7> outcome_names{
   "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "LOST",
   "RETURNED"};
 
+/// Any case: the names are written upper case, but "high" in a request or
+/// `?status=failed` in a URL means the same.
 template <class Enum, size_t N>
 std::optional<Enum> parse_enum(const std::array<std::string_view, N>& names,
                                std::string_view text) {
+  auto same = [](std::string_view name, std::string_view text) {
+    return name.size() == text.size()
+           && std::equal(name.begin(), name.end(), text.begin(),
+                         [](char a, char b) {
+                           return a == std::toupper(static_cast<unsigned char>(b));
+                         });
+  };
   for (size_t i = 0; i < N; ++i)
-    if (names[i] == text)
+    if (same(names[i], text))
       return static_cast<Enum>(i);
   return std::nullopt;
 }

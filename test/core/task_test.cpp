@@ -10,10 +10,13 @@ TEST_CASE("priorities and statuses print and parse by their API names",
   CHECK(to_string(priority::critical) == "CRITICAL");
   CHECK(parse_priority("LOW") == priority::low);
   CHECK(parse_priority("HIGH") == priority::high);
-  CHECK_FALSE(parse_priority("high"));
+  CHECK(parse_priority("high") == priority::high);
+  CHECK(parse_priority("Critical") == priority::critical);
+  CHECK_FALSE(parse_priority("HIGHER"));
   CHECK_FALSE(parse_priority("URGENT"));
   CHECK(to_string(task_status::timed_out) == "TIMED_OUT");
   CHECK(parse_task_status("CANCELLED") == task_status::cancelled);
+  CHECK(parse_task_status("timed_out") == task_status::timed_out);
   CHECK_FALSE(parse_task_status("DONE"));
   CHECK(is_final(task_status::succeeded));
   CHECK_FALSE(is_final(task_status::running));

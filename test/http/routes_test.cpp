@@ -138,6 +138,11 @@ TEST_CASE("GET /tasks filters and pages newest first", "[http][tasks]") {
   for (const auto& t : critical.body["tasks"])
     CHECK(t["priority"] == "CRITICAL");
   CHECK(api.get("/tasks?status=SUCCEEDED").body["tasks"].empty());
+  // Names in any case, as in a request body.
+  CHECK(api.get("/tasks?priority=critical&status=Queued&limit=100")
+          .body["tasks"]
+          .size()
+        == 10);
   // Listings leave out the output tails.
   CHECK_FALSE(page.body["tasks"][0].contains("stdout"));
   // A queued task says why it waits.
@@ -286,7 +291,7 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
   check_error(api.get("/tasks/abc"), 404, "not_found", "no task with id 'abc'");
   check_error(api.get("/tasks?status=DONE"), 400, "invalid_request",
               "'status' must be one of");
-  check_error(api.get("/tasks?priority=low"), 400, "invalid_request",
+  check_error(api.get("/tasks?priority=lowest"), 400, "invalid_request",
               "'priority' must be one of");
   check_error(api.get("/tasks?limit=0"), 400, "invalid_request",
               "'limit' must be a whole number from 1 to 1000, not \"0\"");
