@@ -706,8 +706,7 @@ void scheduler_core::apply_result(task_record& task,
   task.reason = fmt::format("attempt {} {}; retry {} of {} at {}",
                             attempt.number, describe_exit(result), failed,
                             task.max_retries, format_rfc3339(task.not_before));
-  set_status(task, task_status::queued, now, out, change);
-  enqueue(task, now);
+  back_to_queue(task, now, out, change, false);
 }
 
 void scheduler_core::requeue_attempt(task_record& task,
@@ -739,6 +738,18 @@ void scheduler_core::requeue_attempt(task_record& task,
   }
   task.reason = reason;
   task.not_before = 0;
+  back_to_queue(task, now, out, change, keep_place);
+}
+
+void scheduler_core::back_to_queue(task_record& task, time_ms now, plan& out,
+                                   task_change change, bool keep_place) {
+  // A queued task runs nowhere: the last attempt's worker, start and exit
+  // code stay in its attempt record, not on the task, so a listing does not
+  // show a waiting task as started on a worker.
+  task.worker_id.clear();
+  task.started_at = 0;
+  task.has_exit_code = false;
+  task.exit_code = 0;
   set_status(task, task_status::queued, now, out, change);
   enqueue(task, now, keep_place);
 }

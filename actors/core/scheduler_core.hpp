@@ -309,6 +309,10 @@ private:
                        const std::string& reason, time_ms now, plan& out,
                        bool keep_place = false);
 
+  /// QUEUED again (retry, requeue), without the last attempt's run fields.
+  void back_to_queue(task_record& task, time_ms now, plan& out,
+                     task_change change, bool keep_place);
+
   void finish(task_record& task, task_status status, time_ms now, plan& out,
               task_change change);
 

@@ -142,7 +142,8 @@ struct task_record {
   /// The effective retry budget (spec value or the master's default).
   uint32_t max_retries = 0;
   std::vector<attempt_record> attempts;
-  /// The worker of the current or last attempt.
+  /// The worker of the running or final attempt; empty while QUEUED (the
+  /// attempts keep where each ran). started_at and the exit code likewise.
   std::string worker_id;
   int32_t exit_code = 0;
   bool has_exit_code = false;

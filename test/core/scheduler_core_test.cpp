@@ -223,6 +223,12 @@ TEST_CASE_METHOD(fixture, "a failing task is retried with backoff",
   CHECK(task(id).status == task_status::queued);
   CHECK(task(id).not_before == now + 1000);
   CHECK(core.reason_of(task(id)).find("retry 1 of 2") != std::string::npos);
+  // Waiting, it runs nowhere; the failed attempt keeps where and how it ran.
+  CHECK(task(id).worker_id.empty());
+  CHECK(task(id).started_at == 0);
+  CHECK_FALSE(task(id).has_exit_code);
+  CHECK(task(id).attempts[0].worker_id == "w1");
+  CHECK(task(id).attempts[0].exit_code == 3);
   plan p;
   core.tick(now + 999, p);
   CHECK(p.assignments.empty());
@@ -294,6 +300,9 @@ TEST_CASE_METHOD(fixture, "a worker without heartbeats is declared LOST",
   core.tick(now + 5001, p);
   CHECK(core.cluster().find("a")->status == worker_status::lost);
   CHECK(task(id).status == task_status::queued);
+  CHECK(task(id).worker_id.empty());
+  CHECK(task(id).started_at == 0);
+  CHECK(task(id).attempts[0].worker_id == "a");
   CHECK(core.heartbeat("a", 7, 0.5, now) == heartbeat_outcome::must_register);
 }
 
