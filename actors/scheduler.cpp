@@ -142,26 +142,32 @@ void carry_out(self_ptr self, core::plan& plan) {
   if (plan.task_changes.empty() && plan.worker_changes.empty())
     return;
   auto& events = st.unsent_events;
-  for (const auto& c : plan.task_changes) {
-    const auto* t = st.core->find(c.id);
-    if (t == nullptr)
-      continue;
-    auto view = client_view(*st.core, *t, false);
-    // One call can move a task more than once (submitted and started, or
-    // requeued and started again): each event shows its own status.
-    view.status = c.to;
-    events.tasks.push_back(task_event{++st.event_seq, c, std::move(view)});
-    if (core::is_final(c.to)) {
-      auto w = st.waiters.find(c.id);
-      if (w != st.waiters.end()) {
-        auto full = client_view(*st.core, *t, true);
-        for (auto& waiter : w->second)
-          waiter.promise.deliver(task_lookup{true, full});
-        st.waiters.erase(w);
+  // Sequence numbers follow the order in which the changes happened.
+  size_t next_task_change = 0;
+  auto publish_task_changes_before = [&](size_t end) {
+    for (; next_task_change < end; ++next_task_change) {
+      const auto& c = plan.task_changes[next_task_change];
+      const auto* t = st.core->find(c.id);
+      if (t == nullptr)
+        continue;
+      auto view = client_view(*st.core, *t, false);
+      // One call can move a task more than once (submitted and started, or
+      // requeued and started again): each event shows its own status.
+      view.status = c.to;
+      events.tasks.push_back(task_event{++st.event_seq, c, std::move(view)});
+      if (core::is_final(c.to)) {
+        auto w = st.waiters.find(c.id);
+        if (w != st.waiters.end()) {
+          auto full = client_view(*st.core, *t, true);
+          for (auto& waiter : w->second)
+            waiter.promise.deliver(task_lookup{true, full});
+          st.waiters.erase(w);
+        }
       }
     }
-  }
+  };
   for (const auto& c : plan.worker_changes) {
+    publish_task_changes_before(c.task_changes_before);
     const auto* w = st.core->cluster().find(c.id);
     if (w == nullptr)
       continue;
@@ -169,6 +175,7 @@ void carry_out(self_ptr self, core::plan& plan) {
     if (c.to == core::worker_status::lost)
       log::warn("worker {} is LOST", c.id);
   }
+  publish_task_changes_before(plan.task_changes.size());
   schedule_event_flush(self);
 }
 

@@ -212,6 +212,7 @@ scheduler_core::register_worker(const worker_info& info,
     change.id = info.id;
     change.created = true;
     change.to = worker_status::up;
+    change.task_changes_before = out.task_changes.size();
     out.worker_changes.push_back(std::move(change));
   } else {
     previously = std::move(worker->running);
@@ -795,6 +796,7 @@ void scheduler_core::set_worker_status(worker_state& worker, worker_status to,
   change.to = to;
   worker.status = to;
   worker.status_since = now;
+  change.task_changes_before = out.task_changes.size();
   out.worker_changes.push_back(std::move(change));
 }
 

@@ -79,6 +79,10 @@ struct worker_change {
   bool created = false;
   worker_status from = worker_status::up;
   worker_status to = worker_status::up;
+  /// How many of the plan's task changes happened before this one, so that
+  /// events keep the order of what happened (a worker joins, then its first
+  /// task starts; the last result comes in, then the draining worker leaves).
+  size_t task_changes_before = 0;
 };
 
 /// Everything one call into the core decided. The actor shell carries it out:

@@ -117,6 +117,11 @@ TEST_CASE_METHOD(fixture, "a task waits for a worker and runs when one joins",
   CHECK(p.assignments[0].second.ref == attempt_ref{id, 1});
   CHECK(task(id).status == task_status::running);
   CHECK(task(id).worker_id == "w1");
+  // The plan says the worker joined before the task started.
+  REQUIRE(p.worker_changes.size() == 1);
+  CHECK(p.worker_changes[0].task_changes_before == 0);
+  REQUIRE(p.task_changes.size() == 1);
+  CHECK(p.task_changes[0].to == task_status::running);
   now += 50;
   auto done = report("w1", result({id, 1}, attempt_outcome::succeeded));
   CHECK(task(id).status == task_status::succeeded);
@@ -506,6 +511,10 @@ TEST_CASE_METHOD(fixture, "a draining worker takes nothing new and leaves",
   CHECK(last.assignments.empty());
   auto done = report("a", result({id, 1}, attempt_outcome::succeeded));
   CHECK(core.cluster().find("a")->status == worker_status::left);
+  // It left after its last task ended.
+  REQUIRE(done.task_changes.size() == 1);
+  REQUIRE(done.worker_changes.size() == 1);
+  CHECK(done.worker_changes[0].task_changes_before == 1);
 }
 
 TEST_CASE_METHOD(fixture, "a worker leaving hands back what it still holds",

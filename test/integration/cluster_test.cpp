@@ -189,11 +189,28 @@ TEST_CASE("a task with labels waits for a fitting worker", "[integration]"
     return t["status"] == "QUEUED"
            && t["reason"] == "no connected worker has the labels gpu=yes";
   }));
+  process watch{{taskmasterd_path(), "watch", "--server=" + master->http_url()},
+                dir / "watch.out", dir / "watch.err"};
+  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
   auto gpu = daemon::worker(dir, master->cluster_addr(), "gpu", 1,
                             {"--labels=gpu=yes"});
   auto t = api.wait_final(id);
   CHECK(t["status"] == "SUCCEEDED");
   CHECK(t["worker_id"] == "gpu");
+  // The stream tells it in the order it happened: the worker joins, then the
+  // task waiting for it starts there.
+  auto task_line = "task " + std::to_string(id) + " SUCCEEDED";
+  REQUIRE(eventually([&] {
+    return read_file(dir / "watch.out").find(task_line) != std::string::npos;
+  }));
+  auto out = read_file(dir / "watch.out");
+  auto joined = out.find("worker gpu joined");
+  auto started = out.find("task " + std::to_string(id) + " started on gpu");
+  REQUIRE(joined != std::string::npos);
+  REQUIRE(started != std::string::npos);
+  CHECK(joined < started);
+  watch.signal(SIGTERM);
+  watch.wait(10s);
 }
 
 TEST_CASE("the client submits, waits and reports exit codes",
