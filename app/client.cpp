@@ -51,8 +51,9 @@ struct client_options : caf::actor_system_config {
   std::string desc;
   uint32_t timeout = 0;
   int32_t retries = -1;
-  std::string labels;
-  std::string env;
+  /// Each --labels and --env given (they may repeat; see run()).
+  std::vector<std::string> labels;
+  std::vector<std::string> env;
   double delay = 0;
   std::string idempotency_key;
   bool wait = false;
@@ -67,6 +68,9 @@ struct client_options : caf::actor_system_config {
   // watch
   std::string task;
   std::string topics;
+  /// Registers --labels and --env for the help text; run() takes them out
+  /// before CAF's parser, which would keep only the last of each.
+  std::string unused_list;
 
   explicit client_options(const std::string& command) {
     config_file_path.clear();
@@ -88,8 +92,12 @@ struct client_options : caf::actor_system_config {
         .add(desc, "desc", "a description")
         .add(timeout, "timeout", "seconds before the task is killed (0: none)")
         .add(retries, "retries", "retries after a failure")
-        .add(labels, "labels", "placement constraints k=v,k=v")
-        .add(env, "env", "environment as NAME=VALUE,NAME=VALUE")
+        .add(unused_list, "labels",
+             "placement constraints k=v,k=v (may repeat; \\, is a comma "
+             "in a value)")
+        .add(unused_list, "env",
+             "environment as NAME=VALUE,NAME=VALUE (may repeat; \\, is a "
+             "comma in a value)")
         .add(delay, "delay", "seconds to wait before the task may start")
         .add(idempotency_key, "idempotency-key",
              "submitting the same task again under this key returns the "
@@ -538,6 +546,29 @@ bool retry_without_wait(const client_options& o) {
   return !o.wait && o.wait_retry != client_options::wait_retry_unset;
 }
 
+/// The entries of every `flag` given, each parsed on its own (a backslash
+/// at the end of one cannot escape the next one's comma); a name given
+/// twice, in one flag or across them, is an error like a malformed entry.
+std::optional<core::string_map> merged_lists(
+  const std::vector<std::string>& lists, const char* flag, const char* form,
+  std::string& error) {
+  core::string_map result;
+  for (const auto& text : lists) {
+    auto entries = core::parse_labels(text);
+    bool clash = false;
+    if (entries)
+      for (auto& [key, value] : *entries)
+        clash = !result.emplace(key, value).second || clash;
+    if (!entries || clash) {
+      error = fmt::format("{} '{}': expected {} with each name once "
+                          "(\\, for a comma in a value)",
+                          flag, text, form);
+      return std::nullopt;
+    }
+  }
+  return result;
+}
+
 int submit(const client_options& o, api& server) {
   if (o.cmd.empty())
     return fail(usage, "submit needs --cmd=COMMAND");
@@ -558,22 +589,17 @@ int submit(const client_options& o, api& server) {
     task["delay_seconds"] = o.delay;
   if (!o.idempotency_key.empty())
     task["idempotency_key"] = o.idempotency_key;
-  if (!o.labels.empty()) {
-    auto labels = core::parse_labels(o.labels);
-    if (!labels)
-      return fail(usage, fmt::format("--labels '{}': expected k=v,k=v with each "
-                                     "key once",
-                                     o.labels));
+  std::string error;
+  auto labels = merged_lists(o.labels, "--labels", "k=v,k=v", error);
+  if (!labels)
+    return fail(usage, error);
+  if (!labels->empty())
     task["labels"] = *labels;
-  }
-  if (!o.env.empty()) {
-    auto env = core::parse_labels(o.env);
-    if (!env)
-      return fail(usage, fmt::format("--env '{}': expected NAME=VALUE,... "
-                                     "with each name once",
-                                     o.env));
+  auto env = merged_lists(o.env, "--env", "NAME=VALUE,...", error);
+  if (!env)
+    return fail(usage, error);
+  if (!env->empty())
     task["env"] = *env;
-  }
   auto res = server.call("POST", "/tasks", task.dump());
   if (!res)
     return unreachable;
@@ -697,11 +723,18 @@ int run(const std::string& command, const std::vector<std::string>& args) {
       return ok;
     }
   // Positional arguments (the task id) may come before or after options;
-  // CAF's parser stops at the first one, so split them off first.
+  // CAF's parser stops at the first one, so split them off first. --labels
+  // and --env may repeat, which CAF's parser would not add up.
   std::vector<std::string> options;
   std::vector<std::string> positional;
-  for (const auto& a : args)
-    (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
+  for (const auto& a : args) {
+    if (command == "submit" && a.rfind("--labels=", 0) == 0)
+      o.labels.push_back(a.substr(9));
+    else if (command == "submit" && a.rfind("--env=", 0) == 0)
+      o.env.push_back(a.substr(6));
+    else
+      (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
+  }
   if (auto err = o.parse(options)) {
     auto what = caf::to_string(err);
     auto quote = what.find("\"argument\" = \"");

@@ -74,30 +74,52 @@ std::string to_string(const attempt_ref& x) {
 
 std::optional<string_map> parse_labels(std::string_view text) {
   string_map result;
-  while (!text.empty()) {
-    auto comma = text.find(',');
-    auto entry = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{}
-                                           : text.substr(comma + 1);
-    if (entry.empty())
-      continue;
-    auto eq = entry.find('=');
-    if (eq == std::string_view::npos || eq == 0)
-      return std::nullopt;
-    if (!result.emplace(entry.substr(0, eq), entry.substr(eq + 1)).second)
-      return std::nullopt;
+  std::string key;
+  std::string value;
+  bool in_value = false;
+  bool ok = true;
+  auto end_entry = [&] {
+    if (!in_value && key.empty())
+      return; // an empty entry (",," or a trailing comma)
+    if (!in_value || key.empty() || !result.emplace(key, value).second)
+      ok = false;
+    key.clear();
+    value.clear();
+    in_value = false;
+  };
+  for (size_t i = 0; i < text.size() && ok; ++i) {
+    char c = text[i];
+    if (c == '\\' && i + 1 < text.size()) {
+      (in_value ? value : key) += text[++i];
+    } else if (c == ',') {
+      end_entry();
+    } else if (c == '=' && !in_value) {
+      in_value = true;
+    } else {
+      (in_value ? value : key) += c;
+    }
   }
+  end_entry();
+  if (!ok)
+    return std::nullopt;
   return result;
 }
 
 std::string format_labels(const string_map& labels) {
+  auto append_escaped = [](std::string& out, const std::string& text) {
+    for (char c : text) {
+      if (c == '\\' || c == ',' || c == '=')
+        out += '\\';
+      out += c;
+    }
+  };
   std::string result;
   for (const auto& [key, value] : labels) {
     if (!result.empty())
       result += ',';
-    result += key;
+    append_escaped(result, key);
     result += '=';
-    result += value;
+    append_escaped(result, value);
   }
   return result;
 }

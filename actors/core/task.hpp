@@ -208,12 +208,15 @@ struct assignment {
 inline constexpr std::string_view task_id_variable = "TASKMASTER_TASK_ID";
 inline constexpr std::string_view attempt_variable = "TASKMASTER_ATTEMPT";
 
-/// Labels are written `k=v,k=v` on command lines and in config files.
+/// Labels are written `k=v,k=v` on command lines and in config files; a
+/// backslash takes the next character as it is (`PATH=/a\,/b` is one entry).
 /// Returns nullopt when an entry has no `=`, an empty key, or a key seen
 /// before (`gpu=1,gpu=2` would otherwise keep one value without a word).
 std::optional<string_map> parse_labels(std::string_view text);
 
-/// Canonical `k=v,k=v` form (sorted by key); the empty string for no labels.
+/// Canonical `k=v,k=v` form (sorted by key), with `\`, `,` and `=` inside a
+/// key or value escaped: parse_labels reads it back, and two different maps
+/// never share a form. The empty string for no labels.
 std::string format_labels(const string_map& labels);
 
 /// True when `have` carries every key of `want` with the same value.

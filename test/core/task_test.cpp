@@ -33,6 +33,19 @@ TEST_CASE("labels parse from k=v lists and print canonically",
   CHECK_FALSE(parse_labels("novalue"));
   CHECK_FALSE(parse_labels("=x"));
   CHECK_FALSE(parse_labels("gpu=1,gpu=2"));
+  CHECK(parse_labels("a=1,,b=2,")->size() == 2);
+  CHECK(parse_labels("url=a=b")->at("url") == "a=b");
+  // A backslash keeps a comma (or anything) in a value.
+  auto path = parse_labels(R"(PATH=/a\,/b,X=\\)");
+  REQUIRE(path);
+  CHECK(path->at("PATH") == "/a,/b");
+  CHECK(path->at("X") == "\\");
+  // The canonical form escapes what would be read another way, so it reads
+  // back the same and two different maps never print alike.
+  string_map tricky{{"a", "1,b=2"}, {"k=ey", "\\"}};
+  CHECK(parse_labels(format_labels(tricky)) == tricky);
+  CHECK(format_labels(tricky)
+        != format_labels(string_map{{"a", "1"}, {"b", "2"}}));
 }
 
 TEST_CASE("a worker matches when it carries every wanted label",

@@ -264,6 +264,17 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(run({"submit", "--cmd=true", "--labels=a=1,a=2", server}, "twice")
         == 2);
+  // --env may repeat, and a backslash keeps a comma in a value.
+  CHECK(run({"submit", "--cmd=echo \"$DIRS $B\"", "--env=DIRS=/a\\,/b",
+             "--env=B=2", "--wait", server},
+            "env")
+        == 0);
+  CHECK(read_file(dir / "env.out") == "/a,/b 2\n");
+  CHECK(run({"submit", "--cmd=true", "--env=B=1", "--env=B=2", server},
+            "env-twice")
+        == 2);
+  CHECK(read_file(dir / "env-twice.err").find("--env 'B=2'")
+        != std::string::npos);
   // A path after the host goes in front of every request (as behind a
   // reverse proxy that strips it); this master has no such prefix.
   CHECK(run({"tasks", "--server=" + master->http_url() + "/prefix"}, "prefix")
