@@ -83,18 +83,23 @@ void close_from_3(int max_fd) {
       ::close(fd);
 }
 
-/// The signals whose disposition here is not the default, read when a
-/// runner starts. exec resets caught signals by itself, but an ignored one
-/// would stay ignored in the task, and a handler of ours must not run in a
-/// vforked child (it shares our memory) between unblocking and exec: these
-/// must go back to SIG_DFL first. Resetting only them spares each spawn
-/// about 60 sigaction calls (12 us here, a third of the child's work before
-/// exec). The daemon sets its dispositions in main, before any runner.
+/// The signals a child sets back to SIG_DFL before exec. exec resets caught
+/// signals by itself, but an ignored one would stay ignored in the task, and
+/// a handler of ours must not run in a vforked child (it shares our memory)
+/// between unblocking and exec. Resetting all 62 took 12 us of each spawn
+/// (a third of the child's work before exec); these are the ones changed
+/// when the runner starts (the daemon sets its dispositions in main, before
+/// any runner), and those programs and libraries change later, as
+/// cpp-httplib's server does with SIGPIPE when a gateway starts after a
+/// local worker.
 std::vector<int> signals_to_reset() {
-  std::vector<int> result;
+  std::vector<int> result{SIGHUP,  SIGINT,  SIGQUIT, SIGPIPE,  SIGALRM,
+                          SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD,  SIGTSTP,
+                          SIGTTIN, SIGTTOU, SIGXFSZ, SIGWINCH, SIGURG};
   for (int sig = 1; sig < NSIG; ++sig) {
     struct sigaction current {};
     if (sig != SIGKILL && sig != SIGSTOP
+        && std::find(result.begin(), result.end(), sig) == result.end()
         && ::sigaction(sig, nullptr, &current) == 0
         && current.sa_handler != SIG_DFL)
       result.push_back(sig);
@@ -404,8 +409,9 @@ void process_runner::spawn(core::assignment work) {
     // unmaps a fresh one per call, and the unmap's TLB shootdown across the
     // daemon's threads cost more than the rest of the spawn. CLONE_VFORK
     // suspends this thread until the child has exec'd; every signal glibc
-    // lets a program block stays blocked meanwhile, so no handler of ours
-    // runs in the child on the shared memory. The binary is linked with
+    // lets a program block stays blocked in the child until it has reset
+    // the dispositions that need it (signals_to_reset), so no handler of
+    // ours runs there on the shared memory. The binary is linked with
     // -z now: no lazy symbol binding runs in the child either.
     exec_request request{argv,   envp.data(), reset_.data(), reset_.size(),
                          out[1], err[1],      max_fd_};

@@ -32,6 +32,11 @@
 /// timeouts (SIGTERM to the group, `kill_grace`, then SIGKILL) and kills on
 /// request. A task ends when its shell exits; whatever it left running in its
 /// process group is killed then, so no task leaves processes behind.
+///
+/// Tasks start with every signal unblocked and at its default disposition.
+/// The runner reads which dispositions need resetting when it starts (plus a
+/// fixed list of commonly changed ones): a program that catches or ignores
+/// some other signal must do so before it builds a runner.
 namespace taskmaster {
 
 struct runner_options {

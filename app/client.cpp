@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -135,6 +136,14 @@ struct client_options : caf::actor_system_config {
     return out;
   }
 };
+
+/// Status and priority names go out upper case: a master built before names
+/// were read in any case refuses "high".
+std::string upper(std::string text) {
+  for (auto& c : text)
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
 
 int fail(int code, const std::string& message) {
   fmt::print(stderr, "taskmasterd: {}\n", message);
@@ -576,7 +585,7 @@ int submit(const client_options& o, api& server) {
     return fail(usage, "--wait-retry goes with --wait");
   json task{{"command", o.cmd}};
   if (!o.priority.empty())
-    task["priority"] = o.priority;
+    task["priority"] = upper(o.priority);
   if (!o.name.empty())
     task["name"] = o.name;
   if (!o.desc.empty())
@@ -647,9 +656,9 @@ int show_task(const client_options& o, api& server) {
 int list_tasks(const client_options& o, api& server) {
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
-    query += "&status=" + o.status;
+    query += "&status=" + upper(o.status);
   if (!o.priority.empty())
-    query += "&priority=" + o.priority;
+    query += "&priority=" + upper(o.priority);
   if (!o.cursor.empty())
     query += "&cursor=" + o.cursor;
   int failure = ok;

@@ -89,8 +89,10 @@ std::optional<string_map> parse_labels(std::string_view text) {
   };
   for (size_t i = 0; i < text.size() && ok; ++i) {
     char c = text[i];
-    if (c == '\\' && i + 1 < text.size()) {
-      (in_value ? value : key) += text[++i];
+    char next = i + 1 < text.size() ? text[i + 1] : '\0';
+    if (c == '\\' && (next == '\\' || next == ',' || next == '=')) {
+      (in_value ? value : key) += next;
+      ++i;
     } else if (c == ',') {
       end_entry();
     } else if (c == '=' && !in_value) {

@@ -208,8 +208,9 @@ struct assignment {
 inline constexpr std::string_view task_id_variable = "TASKMASTER_TASK_ID";
 inline constexpr std::string_view attempt_variable = "TASKMASTER_ATTEMPT";
 
-/// Labels are written `k=v,k=v` on command lines and in config files; a
-/// backslash takes the next character as it is (`PATH=/a\,/b` is one entry).
+/// Labels are written `k=v,k=v` on command lines and in config files;
+/// `\,`, `\=` and `\\` stand for the character itself (`PATH=/a\,/b` is
+/// one entry), and any other backslash is kept (`RE=^\d+$`).
 /// Returns nullopt when an entry has no `=`, an empty key, or a key seen
 /// before (`gpu=1,gpu=2` would otherwise keep one value without a word).
 std::optional<string_map> parse_labels(std::string_view text);

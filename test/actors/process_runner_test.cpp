@@ -247,6 +247,13 @@ TEST_CASE("tasks start with default signal dispositions and no blocked signal",
     CHECK(r.outcome == core::attempt_outcome::succeeded);
     CHECK(r.stdout_tail
           == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    // Ignored after the runner started, as an HTTP server does with SIGPIPE.
+    auto pipe_before = ::signal(SIGPIPE, SIG_IGN);
+    runner.start(work(2, "while IFS= read -r l; do case \"$l\" in "
+                         "SigIgn:*) echo \"$l\";; esac; "
+                         "done < /proc/$$/status"));
+    CHECK(c.wait(2).stdout_tail == "SigIgn:\t0000000000000000\n");
+    ::signal(SIGPIPE, pipe_before);
   }
   ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   ::signal(SIGHUP, previous);

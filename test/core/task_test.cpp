@@ -35,11 +35,14 @@ TEST_CASE("labels parse from k=v lists and print canonically",
   CHECK_FALSE(parse_labels("gpu=1,gpu=2"));
   CHECK(parse_labels("a=1,,b=2,")->size() == 2);
   CHECK(parse_labels("url=a=b")->at("url") == "a=b");
-  // A backslash keeps a comma (or anything) in a value.
+  // A backslash keeps a comma, an = or a backslash in a value.
   auto path = parse_labels(R"(PATH=/a\,/b,X=\\)");
   REQUIRE(path);
   CHECK(path->at("PATH") == "/a,/b");
   CHECK(path->at("X") == "\\");
+  // Any other backslash is part of the value.
+  CHECK(parse_labels(R"(RE=^\d+$,P=C:\tmp\)")->at("RE") == R"(^\d+$)");
+  CHECK(parse_labels(R"(P=C:\tmp\)")->at("P") == R"(C:\tmp\)");
   // The canonical form escapes what would be read another way, so it reads
   // back the same and two different maps never print alike.
   string_map tricky{{"a", "1,b=2"}, {"k=ey", "\\"}};
