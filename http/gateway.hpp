@@ -25,6 +25,8 @@ struct gateway_options {
   size_t threads = 32;
   size_t max_body_bytes = 16 * 1024 * 1024;
   caf::timespan request_timeout = std::chrono::seconds(10);
+  /// See gateway_server::set_slow_request_limit.
+  std::chrono::milliseconds slow_request_limit = std::chrono::seconds(10);
   route_options routes;
   ws_options websocket;
 };

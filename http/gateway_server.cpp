@@ -57,8 +57,14 @@ public:
       write_timeout_ms_(static_cast<int>(write_timeout_sec * 1000)) {
   }
 
+  /// `give_up` is asked while a read waits: true ends the read as a
+  /// timeout would (see process_and_close_socket).
+  void give_up_when(std::function<bool()> give_up) {
+    give_up_ = std::move(give_up);
+  }
+
   bool is_readable() const override {
-    return pos_ < end_ || wait_readable(fd_, read_timeout_ms_);
+    return pos_ < end_ || wait_for_data();
   }
 
   bool is_writable() const override {
@@ -69,7 +75,7 @@ public:
 
   ssize_t read(char* ptr, size_t size) override {
     if (pos_ == end_) {
-      if (!wait_readable(fd_, read_timeout_ms_))
+      if (!wait_for_data())
         return -1;
       ssize_t n;
       do {
@@ -120,7 +126,22 @@ public:
   }
 
 private:
+  /// Waits up to the read timeout for bytes, in slices so that give_up_
+  /// can end the wait early.
+  bool wait_for_data() const {
+    for (int waited = 0; waited < read_timeout_ms_;) {
+      auto slice = std::min(100, read_timeout_ms_ - waited);
+      if (wait_readable(fd_, slice))
+        return true;
+      waited += slice;
+      if (give_up_ && give_up_())
+        return false;
+    }
+    return false;
+  }
+
   int fd_;
+  std::function<bool()> give_up_;
   int read_timeout_ms_;
   int write_timeout_ms_;
   char buf_[4096];
@@ -225,13 +246,13 @@ bool gateway_server::others_waiting() const {
 bool gateway_server::process_and_close_socket(socket_t sock) {
   // Look at the request head without consuming it: either Beast reads it
   // (upgrade) or httplib does (everything else).
+  auto started = std::chrono::steady_clock::now();
   std::vector<char> buffer(max_header_bytes_ + 1);
   auto* head = buffer.data();
   ssize_t seen = 0;
   // A connection that sends nothing holds one of the pool's threads: give
   // the first request head a few seconds, not the whole read timeout.
-  auto deadline = std::chrono::steady_clock::now()
-                  + std::chrono::seconds(std::min<time_t>(
+  auto deadline = started + std::chrono::seconds(std::min<time_t>(
                     read_timeout_sec_ > 0 ? read_timeout_sec_ : 5, 5));
   bool complete = false;
   while (static_cast<size_t>(seen) < buffer.size()) {
@@ -277,6 +298,16 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     return true;
   }
   socket_stream strm{sock, read_timeout_sec_, write_timeout_sec_};
+  // A client that trickles a request (a byte now and then, each within the
+  // read timeout) would hold this thread for as long as it likes. While
+  // other connections wait for a thread, a request still arriving after
+  // slow_request_limit_ is cut off instead.
+  auto request_start = started;
+  strm.give_up_when([&] {
+    return std::chrono::steady_clock::now() - request_start
+             > slow_request_limit_
+           && others_waiting();
+  });
   // stop() closes the listening socket at once, but is_running() stays true
   // until every connection loop has returned: watch the socket instead, or
   // an idle keep-alive client holds up shutdown for the whole timeout.
@@ -304,6 +335,8 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
         break;
     }
     bool connection_closed = false;
+    if (count != keep_alive_max_count_)
+      request_start = std::chrono::steady_clock::now();
     ok = process_request(strm, count == 1 || stopping() || others_waiting(),
                          connection_closed, nullptr);
     if (!ok || connection_closed)

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 
 #include <httplib.h>
@@ -67,6 +68,12 @@ public:
   /// every thread.
   void use_threads(size_t threads);
 
+  /// While every thread is busy and a connection waits, a request that has
+  /// been arriving for longer than this is cut off (10 s unless set).
+  void set_slow_request_limit(std::chrono::milliseconds limit) {
+    slow_request_limit_ = limit;
+  }
+
 private:
   /// True when an accepted connection waits for a thread and none is idle.
   bool others_waiting() const;
@@ -78,6 +85,7 @@ private:
 
   upgrade_handler on_upgrade_;
   size_t max_header_bytes_;
+  std::chrono::milliseconds slow_request_limit_{std::chrono::seconds(10)};
   /// The pool of the current listen (httplib creates it, and deletes it
   /// after every connection has returned).
   std::atomic<counting_pool*> pool_{nullptr};

@@ -450,6 +450,51 @@ TEST_CASE("busy keep-alive connections give their thread up when another "
   CHECK(failures == 0);
 }
 
+TEST_CASE("a request trickling in is cut off while other connections wait",
+          "[http][errors]") {
+  auto o = with_http(0);
+  o.gateway.threads = 2;
+  o.gateway.slow_request_limit = std::chrono::seconds(1);
+  in_process_master m{o};
+  // Two clients that each send a byte of their body every 200 ms, well
+  // within the read timeout: before, they held both threads for as long as
+  // they kept going, and every other client waited.
+  std::atomic<bool> stop{false};
+  std::atomic<int> cut{0};
+  std::vector<std::thread> tricklers;
+  for (int i = 0; i < 2; ++i)
+    tricklers.emplace_back([&] {
+      boost::asio::io_context ioc;
+      boost::asio::ip::tcp::socket sock{ioc};
+      auto host = connect_to(sock, m.url());
+      boost::system::error_code ec;
+      boost::asio::write(sock,
+                         boost::asio::buffer("POST /tasks HTTP/1.1\r\nHost: "
+                                             + host
+                                             + "\r\nContent-Type: "
+                                               "application/json\r\n"
+                                               "Content-Length: 1000\r\n\r\n"),
+                         ec);
+      while (!stop && !ec) {
+        boost::asio::write(sock, boost::asio::buffer(" ", 1), ec);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      if (ec)
+        ++cut;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto start = std::chrono::steady_clock::now();
+  CHECK(api_client{m.url()}.get("/healthz").status == 200);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(8));
+  // The cut connection is closed: its next writes fail.
+  CHECK(eventually([&] { return cut >= 1; }));
+  stop = true;
+  for (auto& t : tricklers)
+    t.join();
+  // Nothing of a cut request was admitted.
+  CHECK(api_client{m.url()}.get("/tasks").body["tasks"].empty());
+}
+
 TEST_CASE("a long poll returns as soon as the task ends", "[http][tasks]") {
   in_process_master m{with_http(1)};
   api_client api{m.url()};
