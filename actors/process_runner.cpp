@@ -86,12 +86,11 @@ void close_from_3(int max_fd) {
 /// The signals a child sets back to SIG_DFL before exec. exec resets caught
 /// signals by itself, but an ignored one would stay ignored in the task, and
 /// a handler of ours must not run in a vforked child (it shares our memory)
-/// between unblocking and exec. Resetting all 62 took 12 us of each spawn
-/// (a third of the child's work before exec); these are the ones changed
-/// when the runner starts (the daemon sets its dispositions in main, before
-/// any runner), and those programs and libraries change later, as
-/// cpp-httplib's server does with SIGPIPE when a gateway starts after a
-/// local worker.
+/// between unblocking and exec. Resetting all 62 cost 12 us per spawn here.
+/// Instead: the signals changed when the runner starts (the daemon sets its
+/// dispositions in main, before any runner), and those that programs and
+/// libraries commonly change at any time, as cpp-httplib's server does with
+/// SIGPIPE when a gateway starts after a local worker's runner.
 std::vector<int> signals_to_reset() {
   std::vector<int> result{SIGHUP,  SIGINT,  SIGQUIT, SIGPIPE,  SIGALRM,
                           SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD,  SIGTSTP,
