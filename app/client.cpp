@@ -342,16 +342,16 @@ void print_task_table(const json& tasks) {
                clip(text(t, "command"), 60));
 }
 
-/// "k=v,k=v" of an object's "labels", or "" when it has none.
+/// "k=v,k=v" of an object's "labels" as --labels takes them (format_labels),
+/// or "" when it has none.
 std::string joined_labels(const json& j) {
-  std::string out;
   auto i = j.find("labels");
   if (i == j.end() || !i->is_object())
-    return out;
+    return {};
+  core::string_map labels;
   for (const auto& [k, v] : i->items())
-    out += (out.empty() ? "" : ",") + k + "="
-           + (v.is_string() ? v.get<std::string>() : v.dump());
-  return out;
+    labels.emplace(k, v.is_string() ? v.get<std::string>() : v.dump());
+  return core::format_labels(labels);
 }
 
 void print_task(const json& t) {
