@@ -115,17 +115,17 @@ read_string_map(const json& obj, std::string_view name, size_t max_entries,
       return invalid(fmt::format("{}[\"{}\"] is {} bytes long; the limit is {}",
                                  field(where, name), key, v.size(),
                                  max_value_bytes));
+    // An environment variable's name ends at its first '='. Labels may hold
+    // anything but NUL: written as k=v,k=v they escape ',', '=' and '\'.
     auto bad_key = env ? key.find_first_of(std::string_view{"=\0", 2})
-                       : key.find_first_of(std::string_view{"=,\0", 3});
+                       : key.find('\0');
     if (bad_key != std::string::npos)
       return invalid(fmt::format("{} key \"{}\" must not contain {}",
                                  field(where, name), key,
-                                 env ? "'=' or NUL" : "'=', ',' or NUL"));
-    if (v.find('\0') != std::string::npos
-        || (!env && v.find(',') != std::string::npos))
-      return invalid(fmt::format("{}[\"{}\"] must not contain {}",
-                                 field(where, name), key,
-                                 env ? "NUL" : "',' or NUL"));
+                                 env ? "'=' or NUL" : "NUL"));
+    if (v.find('\0') != std::string::npos)
+      return invalid(fmt::format("{}[\"{}\"] must not contain NUL",
+                                 field(where, name), key));
     out[key] = v;
   }
   return std::nullopt;
