@@ -152,8 +152,19 @@ void carry_out(self_ptr self, core::plan& plan) {
         continue;
       auto view = client_view(*st.core, *t, false);
       // One call can move a task more than once (submitted and started, or
-      // requeued and started again): each event shows its own status.
+      // requeued and started again): each event shows the task as that
+      // change left it.
       view.status = c.to;
+      view.worker_id = c.worker_id;
+      view.started_at = c.started_at;
+      if (view.attempts.size() > c.attempts)
+        view.attempts.resize(c.attempts);
+      if (t->status != c.to || !c.reason.empty())
+        view.reason = c.reason;
+      if (!core::is_final(c.to)) {
+        view.finished_at = 0;
+        view.has_exit_code = false;
+      }
       events.tasks.push_back(task_event{++st.event_seq, c, std::move(view)});
       if (core::is_final(c.to)) {
         auto w = st.waiters.find(c.id);

@@ -603,7 +603,11 @@ void scheduler_core::set_status(task_record& task, task_status to, time_ms now,
   change.to = to;
   change.prio = task.spec.prio;
   change.at = now;
-  out.task_changes.push_back(change);
+  change.worker_id = task.worker_id;
+  change.started_at = task.started_at;
+  change.attempts = static_cast<uint32_t>(task.attempts.size());
+  change.reason = task.reason;
+  out.task_changes.push_back(std::move(change));
 }
 
 void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {

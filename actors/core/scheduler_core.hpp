@@ -71,6 +71,14 @@ struct task_change {
   bool ran = true;
   /// For RUNNING -> QUEUED: why it went back.
   attempt_outcome attempt_end = attempt_outcome::running;
+  /// The task right after this change, for its event: a later change in the
+  /// same plan (requeued, then started elsewhere) would otherwise show
+  /// through. Its worker and start, how many attempts it had, and its own
+  /// reason (empty when it had none).
+  std::string worker_id;
+  time_ms started_at = 0;
+  uint32_t attempts = 0;
+  std::string reason;
 };
 
 struct worker_change {

@@ -277,6 +277,16 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(assigned_ids(p) == std::vector<task_id>{id});
   CHECK(p.assignments[0].first == "b");
   CHECK(p.assignments[0].second.ref.attempt == 2);
+  // Each change carries the task as it left it, for its event: back in the
+  // queue with the reason and no worker, then started on "b".
+  REQUIRE(p.task_changes.size() == 2);
+  CHECK(p.task_changes[0].to == task_status::queued);
+  CHECK(p.task_changes[0].worker_id.empty());
+  CHECK(p.task_changes[0].attempts == 1);
+  CHECK(p.task_changes[0].reason == "worker a lost: connection closed");
+  CHECK(p.task_changes[1].to == task_status::running);
+  CHECK(p.task_changes[1].worker_id == "b");
+  CHECK(p.task_changes[1].attempts == 2);
   CHECK(task(id).attempts[0].outcome == attempt_outcome::lost);
   CHECK(core.cluster().find("a")->status == worker_status::lost);
   // "a" comes back still running attempt 1: it is told to kill it.

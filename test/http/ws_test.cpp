@@ -103,14 +103,22 @@ TEST_CASE("a stream client gets a snapshot, then a task's events in order "
   CHECK(snap["workers"].size() == 1);
   auto id = api.post("/tasks", json{{"command", "echo streamed"}}).body["id"];
   std::vector<std::string> statuses;
+  json submitted;
   auto last = ws.until([&](const json& msg) {
     if (msg["type"] != "task" || msg["task"]["id"] != id)
       return false;
     statuses.push_back(msg["task"]["status"].get<std::string>());
+    if (msg["event"] == "submitted")
+      submitted = msg["task"];
     return msg["event"] == "finished";
   });
   REQUIRE(!last.is_null());
   CHECK(statuses == std::vector<std::string>{"QUEUED", "RUNNING", "SUCCEEDED"});
+  // Each event shows the task as that change left it, even when the next
+  // one followed in the same step: submitted, it ran nowhere yet.
+  CHECK(submitted["worker_id"].is_null());
+  CHECK(submitted["started_at"].is_null());
+  CHECK(submitted["attempts"].empty());
   CHECK(last["task"]["exit_code"] == 0);
   // Each change says when it happened: the finish at the task's finished_at.
   CHECK(last["at"] == last["task"]["finished_at"]);
