@@ -51,7 +51,9 @@ struct client_options : caf::actor_system_config {
   std::string name;
   std::string desc;
   uint32_t timeout = 0;
-  int32_t retries = -1;
+  /// `retries_unset` until given (then the master's default applies).
+  static constexpr int32_t retries_unset = INT32_MIN;
+  int32_t retries = retries_unset;
   /// Each --labels and --env given (they may repeat; see run()).
   std::vector<std::string> labels;
   std::vector<std::string> env;
@@ -555,6 +557,15 @@ bool retry_without_wait(const client_options& o) {
   return !o.wait && o.wait_retry != client_options::wait_retry_unset;
 }
 
+/// Exit 2, said why, unless `priority` is empty or a priority name.
+std::optional<int> bad_priority(const std::string& priority) {
+  if (priority.empty() || core::parse_priority(priority))
+    return std::nullopt;
+  return fail(usage, fmt::format("--priority={}: not LOW, MEDIUM, HIGH or "
+                                 "CRITICAL",
+                                 priority));
+}
+
 /// The entries of every `flag` given, each parsed on its own (a backslash
 /// at the end of one cannot escape the next one's comma); a name given
 /// twice, in one flag or across them, is an error like a malformed entry.
@@ -583,6 +594,8 @@ int submit(const client_options& o, api& server) {
     return fail(usage, "submit needs --cmd=COMMAND");
   if (retry_without_wait(o))
     return fail(usage, "--wait-retry goes with --wait");
+  if (auto bad = bad_priority(o.priority))
+    return *bad;
   json task{{"command", o.cmd}};
   if (!o.priority.empty())
     task["priority"] = upper(o.priority);
@@ -592,8 +605,14 @@ int submit(const client_options& o, api& server) {
     task["description"] = o.desc;
   if (o.timeout > 0)
     task["timeout_seconds"] = o.timeout;
-  if (o.retries >= 0)
+  if (o.retries != client_options::retries_unset) {
+    if (o.retries < 0)
+      return fail(usage, fmt::format("--retries={}: must be 0 or more",
+                                     o.retries));
     task["max_retries"] = o.retries;
+  }
+  if (!(o.delay >= 0)) // NaN too
+    return fail(usage, fmt::format("--delay={}: must be 0 or more", o.delay));
   if (o.delay > 0)
     task["delay_seconds"] = o.delay;
   if (!o.idempotency_key.empty())
@@ -654,6 +673,12 @@ int show_task(const client_options& o, api& server) {
 }
 
 int list_tasks(const client_options& o, api& server) {
+  if (!o.status.empty() && !core::parse_task_status(o.status))
+    return fail(usage, fmt::format("--status={}: not QUEUED, RUNNING, "
+                                   "SUCCEEDED, FAILED, TIMED_OUT or CANCELLED",
+                                   o.status));
+  if (auto bad = bad_priority(o.priority))
+    return *bad;
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
     query += "&status=" + upper(o.status);
@@ -755,6 +780,19 @@ int run(const std::string& command, const std::vector<std::string>& args) {
                                    "--help)",
                                    command, what, command));
   }
+  // An id for task and cancel, nothing for the others: a stray word is a
+  // mistake (an unquoted command, say), not something to ignore.
+  bool takes_id = command == "task" || command == "cancel";
+  if (!takes_id && !positional.empty())
+    return fail(usage, fmt::format("{}: unexpected argument '{}' (see "
+                                   "taskmasterd {} --help)",
+                                   command, positional[0], command));
+  if (takes_id && positional.size() == 1
+      && (positional[0].empty()
+          || positional[0].find_first_not_of("0123456789")
+               != std::string::npos))
+    return fail(usage, fmt::format("{}: '{}' is not a task id (a number)",
+                                   command, positional[0]));
   o.remainder = std::move(positional);
   api server{o};
   std::string why;

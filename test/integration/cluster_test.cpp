@@ -237,6 +237,19 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(run({"workers", server}, "workers") == 0);
   CHECK(read_file(dir / "workers.out").find("UP") != std::string::npos);
   CHECK(run({"task", "999", server}, "missing") == 1);
+  // Bad input on the command line is exit 2, before the server is asked.
+  CHECK(run({"task", "abc", server}, "not-id") == 2);
+  CHECK(read_file(dir / "not-id.err")
+        == "taskmasterd: task: 'abc' is not a task id (a number)\n");
+  CHECK(run({"submit", "--cmd=true", "stray", server}, "stray") == 2);
+  CHECK(run({"submit", "--cmd=true", "--retries=-1", server}, "neg") == 2);
+  CHECK(run({"submit", "--cmd=true", "--delay=-3", server}, "neg-delay")
+        == 2);
+  CHECK(run({"submit", "--cmd=true", "--priority=urgent", server}, "urgent")
+        == 2);
+  CHECK(run({"tasks", "--status=bogus", server}, "bogus-status") == 2);
+  CHECK(read_file(dir / "bogus-status.err").find("--status=bogus: not QUEUED")
+        != std::string::npos);
   CHECK(read_file(dir / "missing.err").find("no task with id '999'")
         != std::string::npos);
   CHECK(run({"tasks", "--server=http://127.0.0.1:9"}, "unreachable") == 3);
