@@ -376,24 +376,37 @@ void print_task(const json& t) {
   line("finished", text(t, "finished_at"));
   if (t.contains("attempts") && !t["attempts"].empty()) {
     fmt::print("attempts:\n");
-    for (const auto& a : t["attempts"])
-      fmt::print("  #{:<3} {:<10} on {:<12} exit {:>4}  {} .. {}  {}\n",
+    for (const auto& a : t["attempts"]) {
+      auto reason = a.value("reason", "");
+      fmt::print("  #{:<3} {:<10} on {:<12} exit {:>4}  {} .. {}{}\n",
                  text(a, "attempt"), text(a, "outcome"),
                  text(a, "worker_id"), text(a, "exit_code"),
                  short_time(text(a, "started_at")),
                  short_time(text(a, "finished_at")),
-                 a.value("reason", ""));
+                 reason.empty() ? "" : "  " + reason);
+    }
   }
+  // The output is the last ended attempt's: after a retry, say which (the
+  // task may be running or waiting for the next one meanwhile).
+  std::string whose;
+  const auto& attempts = t.value("attempts", json::array());
+  if (attempts.size() > 1)
+    for (auto a = attempts.rbegin(); a != attempts.rend(); ++a)
+      if (!a->value("finished_at", json{}).is_null()) {
+        whose = fmt::format("attempt {}", a->value("attempt", 0));
+        break;
+      }
   for (const char* stream : {"stdout", "stderr"}) {
     auto s = t.value(stream, "");
     if (s.empty())
       continue;
     auto written = t.value(std::string{stream} + "_bytes", uint64_t{0});
+    std::string about = whose;
     if (t.value(std::string{stream} + "_truncated", false))
-      fmt::print("--- {} (the last {} of {} bytes) ---\n{}", stream, s.size(),
-                 written, s);
-    else
-      fmt::print("--- {} ---\n{}", stream, s);
+      about += fmt::format("{}the last {} of {} bytes",
+                           about.empty() ? "" : ", ", s.size(), written);
+    fmt::print("--- {}{} ---\n{}", stream,
+               about.empty() ? "" : " (" + about + ")", s);
     if (s.back() != '\n')
       fmt::print("\n");
   }

@@ -288,6 +288,16 @@ TEST_CASE("the client submits, waits and reports exit codes",
         == 2);
   CHECK(read_file(dir / "env-twice.err").find("--env 'B=2'")
         != std::string::npos);
+  // After a retry, the output says whose it is.
+  CHECK(run({"submit", "--cmd=echo run $TASKMASTER_ATTEMPT; exit 1",
+             "--retries=1", "--wait", server},
+            "retried")
+        == 1);
+  auto retried = master->api().get("/tasks?limit=1").body["tasks"][0]["id"];
+  CHECK(run({"task", retried.dump(), server}, "retried-task") == 0);
+  CHECK(read_file(dir / "retried-task.out")
+          .find("--- stdout (attempt 2) ---\nrun 2\n")
+        != std::string::npos);
   // A path after the host goes in front of every request (as behind a
   // reverse proxy that strips it); this master has no such prefix.
   CHECK(run({"tasks", "--server=" + master->http_url() + "/prefix"}, "prefix")
