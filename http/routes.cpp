@@ -77,6 +77,13 @@ std::optional<api_error> only_params(const httplib::Request& req,
                                    "takes {})",
                                    name, listed),
                        0};
+    // Each takes one value: `?status=a&status=b` would silently mean `a`.
+    if (req.get_param_value_count(name.c_str()) > 1)
+      return api_error{api_errc::invalid_request,
+                       fmt::format("query parameter '{}' is given more than "
+                                   "once; it takes one value",
+                                   name),
+                       0};
   }
   return std::nullopt;
 }

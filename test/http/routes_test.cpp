@@ -291,6 +291,9 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
   check_error(api.get("/tasks/abc"), 404, "not_found", "no task with id 'abc'");
   check_error(api.get("/tasks?status=DONE"), 400, "invalid_request",
               "'status' must be one of");
+  check_error(api.get("/tasks?status=QUEUED&status=FAILED"), 400,
+              "invalid_request",
+              "query parameter 'status' is given more than once");
   check_error(api.get("/tasks?priority=lowest"), 400, "invalid_request",
               "'priority' must be one of");
   check_error(api.get("/tasks?limit=0"), 400, "invalid_request",
