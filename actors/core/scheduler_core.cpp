@@ -9,6 +9,17 @@ namespace taskmaster::core {
 
 namespace {
 
+/// A queued task runs nowhere: the last attempt's worker, start and exit
+/// code stay in its attempt record, not on the task, so a listing does not
+/// show a waiting task as started on a worker. Its output stays: why a retry
+/// waits is often in what the failed attempt wrote.
+void clear_run_fields(task_record& task) {
+  task.worker_id.clear();
+  task.started_at = 0;
+  task.has_exit_code = false;
+  task.exit_code = 0;
+}
+
 size_t index_of(task_status x) {
   return static_cast<size_t>(x);
 }
@@ -473,12 +484,8 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     switch (task.status) {
       case task_status::queued:
         ++queued_by_priority_[index_of(task.spec.prio)];
-        // Journals of earlier versions kept the last attempt's worker,
-        // start and exit code on a queued task (see back_to_queue).
-        task.worker_id.clear();
-        task.started_at = 0;
-        task.has_exit_code = false;
-        task.exit_code = 0;
+        // Journals of earlier versions kept these on a queued task.
+        clear_run_fields(task);
         // A delayed task is journaled when admitted, before its not_before
         // is set: derive it from the spec.
         if (task.not_before == 0 && task.spec.run_at > now) {
@@ -754,14 +761,7 @@ void scheduler_core::requeue_attempt(task_record& task,
 
 void scheduler_core::back_to_queue(task_record& task, time_ms now, plan& out,
                                    task_change change, bool keep_place) {
-  // A queued task runs nowhere: the last attempt's worker, start and exit
-  // code stay in its attempt record, not on the task, so a listing does not
-  // show a waiting task as started on a worker. Its output stays: why a
-  // retry waits is often in what the failed attempt wrote.
-  task.worker_id.clear();
-  task.started_at = 0;
-  task.has_exit_code = false;
-  task.exit_code = 0;
+  clear_run_fields(task);
   set_status(task, task_status::queued, now, out, change);
   enqueue(task, now, keep_place);
 }
