@@ -1,13 +1,17 @@
 #include "app/client.hpp"
 
+#include <locale.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <cwchar>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <caf/actor_system_config.hpp>
@@ -318,13 +322,52 @@ std::string text(const json& j, const char* key) {
   return i->dump();
 }
 
-std::string clip(std::string s, size_t width) {
-  for (auto& c : s)
-    if (c == '\n' || c == '\t')
-      c = ' ';
-  if (s.size() > width)
-    s = s.substr(0, width - 1) + "~";
-  return s;
+/// Cuts `s` to at most `width` terminal columns, on a character boundary,
+/// marking a cut with '~'. Columns are glibc's (wcwidth in C.UTF-8): a CJK
+/// character takes two, as fmt's padding counts it, so tables stay aligned.
+/// Control characters become spaces; bytes that are not UTF-8 become '?'.
+std::string clip(const std::string& s, size_t width) {
+  static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", nullptr);
+  auto previous = ::uselocale(utf8 != nullptr ? utf8 : LC_GLOBAL_LOCALE);
+  struct piece {
+    std::string text;
+    size_t columns;
+  };
+  std::vector<piece> pieces;
+  size_t total = 0;
+  std::mbstate_t state{};
+  for (size_t at = 0; at < s.size();) {
+    wchar_t wc = 0;
+    auto n = std::mbrtowc(&wc, s.data() + at, s.size() - at, &state);
+    if (n == 0)
+      n = 1;
+    if (n == static_cast<size_t>(-1) || n == static_cast<size_t>(-2)) {
+      state = std::mbstate_t{};
+      pieces.push_back({"?", 1});
+      at += 1;
+    } else {
+      auto w = ::wcwidth(wc);
+      if (w < 0)
+        pieces.push_back({" ", 1});
+      else
+        pieces.push_back({s.substr(at, n), static_cast<size_t>(w)});
+      at += n;
+    }
+    total += pieces.back().columns;
+  }
+  ::uselocale(previous);
+  std::string out;
+  size_t used = 0;
+  size_t room = total > width && width > 0 ? width - 1 : width;
+  for (const auto& p : pieces) {
+    if (used + p.columns > room)
+      break;
+    out += p.text;
+    used += p.columns;
+  }
+  if (total > width)
+    out += '~';
+  return out;
 }
 
 /// "2026-11-26T18:55:03.123Z" -> "18:55:03".
@@ -656,6 +699,9 @@ int submit(const client_options& o, api& server) {
   }
   if (o.json_output)
     fmt::print("{}\n", body.dump(2));
+  else if (status == 200) // the key named a task the master already has
+    fmt::print("already submitted as task {} under key '{}' ({}, {})\n", id,
+               o.idempotency_key, text(body, "priority"), text(body, "status"));
   else
     fmt::print("submitted task {} ({}, {})\n", id, text(body, "priority"),
                text(body, "status"));
@@ -737,8 +783,9 @@ int workers(const client_options& o, api& server) {
     fmt::print("{}\n", answer->dump(2));
     return ok;
   }
+  // Labels come last and whole: they are what a task's --labels must match.
   fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<20} {}\n", "ID", "STATE",
-             "SLOTS", "LOAD", "HEARTBEAT", "LABELS", "HOST");
+             "SLOTS", "LOAD", "HEARTBEAT", "HOST", "LABELS");
   for (const auto& w : (*answer)["workers"]) {
     auto labels = joined_labels(w);
     auto age = w["last_heartbeat_age_seconds"];
@@ -748,7 +795,7 @@ int workers(const client_options& o, api& server) {
                w.value("load_average", 0.0),
                age.is_number() ? fmt::format("{:.1f}s", age.get<double>())
                                : "-",
-               clip(labels.empty() ? "-" : labels, 20), text(w, "host"));
+               clip(text(w, "host"), 20), labels.empty() ? "-" : labels);
   }
   return ok;
 }
@@ -781,6 +828,16 @@ int run(const std::string& command, const std::vector<std::string>& args) {
       o.env.push_back(a.substr(6));
     else
       (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
+  }
+  // CAF's parser keeps the last of a repeated option; a second --cmd is more
+  // likely a mistake (an unquoted command) than a correction.
+  std::set<std::string> seen;
+  for (const auto& a : options) {
+    auto name = a.substr(0, a.find('='));
+    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
+      return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
+                                     "--help)",
+                                     command, name, command));
   }
   if (auto err = o.parse(options)) {
     auto what = caf::to_string(err);

@@ -277,6 +277,34 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(run({"submit", "--cmd=true", "--labels=a=1,a=2", server}, "twice")
         == 2);
+  // A single-valued option given twice is a mistake, not an override.
+  CHECK(run({"submit", "--cmd=echo", "--cmd=hello", server}, "cmd-twice")
+        == 2);
+  CHECK(read_file(dir / "cmd-twice.err")
+        == "taskmasterd: submit: --cmd given twice (see taskmasterd submit "
+           "--help)\n");
+  // The same idempotency key again names the first task.
+  CHECK(run({"submit", "--cmd=true", "--idempotency-key=once", server},
+            "key-first")
+        == 0);
+  CHECK(read_file(dir / "key-first.out").rfind("submitted task ", 0) == 0);
+  CHECK(run({"submit", "--cmd=true", "--idempotency-key=once", server},
+            "key-again")
+        == 0);
+  auto first = read_file(dir / "key-first.out");
+  auto first_id = first.substr(15, first.find(' ', 15) - 15);
+  CHECK(read_file(dir / "key-again.out")
+          .rfind("already submitted as task " + first_id + " under key 'once'",
+                 0)
+        == 0);
+  // Tables cut by screen columns, never inside a character: eight wide
+  // characters (16 columns) and the cut mark fill 17 of NAME's 18.
+  CHECK(run({"submit", "--cmd=true", "--name=一二三四五六七八九十", server},
+            "wide")
+        == 0);
+  CHECK(run({"tasks", "--limit=1", server}, "wide-table") == 0);
+  CHECK(read_file(dir / "wide-table.out").find("一二三四五六七八~  ")
+        != std::string::npos);
   // --env may repeat, and a backslash keeps a comma in a value.
   CHECK(run({"submit", "--cmd=echo \"$DIRS $B\"", "--env=DIRS=/a\\,/b",
              "--env=B=2", "--wait", server},
