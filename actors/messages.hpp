@@ -290,7 +290,7 @@ typename Inspector::result_type inspect(Inspector& f, task_change& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_change& x) {
   return f(caf::meta::type_name("worker_change"), x.id, x.created, x.from,
-           x.to);
+           x.to, x.reason, x.requeued);
 }
 
 } // namespace taskmaster::core
@@ -356,8 +356,8 @@ using scheduler_actor = cluster_actor::extend<
   caf::replies_to<cancel_atom, core::task_id>::with<cancel_reply>,
   caf::replies_to<workers_atom>::with<std::vector<worker_view>>,
   caf::replies_to<stats_atom>::with<cluster_summary>,
-  /// The summary, workers and the newest `limit` tasks (or only the given
-  /// task when it is not 0).
+  /// The summary, workers and the newest `limit` tasks (none for 0), or only
+  /// the given task when it is not 0.
   caf::replies_to<snapshot_atom, core::task_id, uint32_t>::with<
     cluster_snapshot>,
   /// Stops accepting tasks and flushes the journal.
@@ -375,8 +375,9 @@ using subscriber_actor = caf::typed_actor<caf::reacts_to<event_atom, event_batch
 /// The gateway's actor: bridges the event stream and snapshot requests to
 /// the WebSocket sessions (which live on the gateway's Asio thread).
 using gateway_actor = subscriber_actor::extend<
-  /// A new session (id) wants a snapshot, of one task or (0) of everything.
-  caf::reacts_to<snapshot_atom, uint64_t, core::task_id>,
+  /// A new session (id) wants a snapshot, of one task or (0) of everything,
+  /// with the parts its topics (http::stream_event::topic_t bits) cover.
+  caf::reacts_to<snapshot_atom, uint64_t, core::task_id, uint8_t>,
   caf::reacts_to<tick_atom>>;
 
 /// Keeps the metrics and fans events out to subscribers.

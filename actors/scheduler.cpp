@@ -498,7 +498,7 @@ scheduler(self_ptr self, scheduler_options options,
       if (only != 0) {
         if (const auto* t = st.core->find(only))
           snap.tasks.push_back(client_view(*st.core, *t, false));
-      } else {
+      } else if (limit > 0) {
         core::task_filter filter;
         filter.limit = limit;
         for (const auto* t : st.core->list(filter).tasks)

@@ -69,16 +69,29 @@ void print_task_event(const json& msg) {
 
 void print_worker_event(const json& msg) {
   const auto& w = msg["worker"];
-  fmt::print("{} worker {} {} ({} slots, {} running)\n",
-             clock_of(str(w, "state_since")), str(w, "id"), str(msg, "event"),
-             str(w, "slots"), str(w, "slots_used"));
+  auto event = str(msg, "event");
+  // A lost or departed worker runs nothing any more: say what it held.
+  std::string detail;
+  if (event == "lost" || event == "left") {
+    auto requeued = msg.value("requeued", 0);
+    detail = fmt::format("{} slots, {} task{} back in the queue", str(w, "slots"),
+                         requeued, requeued == 1 ? "" : "s");
+  } else {
+    detail = fmt::format("{} slots, {} running", str(w, "slots"),
+                         str(w, "slots_used"));
+  }
+  auto reason = str(msg, "reason");
+  fmt::print("{} worker {} {} ({}){}\n", clock_of(str(w, "state_since")),
+             str(w, "id"), event, detail,
+             reason == "-" || reason.empty() ? std::string{} : ": " + reason);
 }
 
 void print_snapshot(const json& msg, const std::string& url) {
   const auto& s = msg["summary"];
-  fmt::print("watching {}: {} workers up, {} queued, {} running, slots {}/{}\n",
-             url, str(s, "workers_up"), str(s, "queued"), str(s, "running"),
-             str(s, "slots_used"), str(s, "slots_total"));
+  auto up = str(s, "workers_up");
+  fmt::print("watching {}: {} worker{} up, {} queued, {} running, slots {}/{}\n",
+             url, up, up == "1" ? "" : "s", str(s, "queued"),
+             str(s, "running"), str(s, "slots_used"), str(s, "slots_total"));
 }
 
 /// The exit code for a finished task, as `submit --wait` reports it.

@@ -54,8 +54,10 @@ std::variant<uint16_t, std::string> gateway::start() {
   }
   options_.websocket.max_header_bytes = options_.routes.max_header_bytes;
   hub_ = std::make_unique<ws_hub>(
-    options_.websocket, [bridge_handle](uint64_t session, core::task_id only) {
-      caf::anon_send(*bridge_handle, snapshot_atom::value, session, only);
+    options_.websocket,
+    [bridge_handle](uint64_t session, core::task_id only, uint8_t topics) {
+      caf::anon_send(*bridge_handle, snapshot_atom::value, session, only,
+                     topics);
     });
   bridge_ = sys_.spawn(stream_bridge, hub_.get(), scheduler_, monitor_);
   *bridge_handle = bridge_;

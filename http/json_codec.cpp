@@ -409,22 +409,32 @@ json encode_worker_event(const worker_event& e, core::time_ms now) {
   return json{{"type", "worker"},
               {"seq", e.seq},
               {"event", event},
+              {"reason", e.change.reason.empty() ? json(nullptr)
+                                                 : json(e.change.reason)},
+              {"requeued", e.change.requeued},
               {"worker", encode_worker(e.worker, now)}};
 }
 
-std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now) {
-  auto workers = json::array();
-  for (const auto& w : s.workers)
-    workers.push_back(encode_worker(w, now));
-  std::string out = fmt::format(R"({{"type":"snapshot","seq":{},"summary":{},"workers":{},"tasks":[)",
-                                s.seq, dump(encode_summary(s.summary)),
-                                dump(workers));
-  for (size_t i = 0; i < s.tasks.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    append_task(out, s.tasks[i], false);
+std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now,
+                            bool with_workers, bool with_tasks) {
+  std::string out = fmt::format(R"({{"type":"snapshot","seq":{},"summary":{})",
+                                s.seq, dump(encode_summary(s.summary)));
+  if (with_workers) {
+    auto workers = json::array();
+    for (const auto& w : s.workers)
+      workers.push_back(encode_worker(w, now));
+    out += ",\"workers\":" + dump(workers);
   }
-  out += "]}";
+  if (with_tasks) {
+    out += ",\"tasks\":[";
+    for (size_t i = 0; i < s.tasks.size(); ++i) {
+      if (i > 0)
+        out += ',';
+      append_task(out, s.tasks[i], false);
+    }
+    out += ']';
+  }
+  out += '}';
   return out;
 }
 

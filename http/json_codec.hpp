@@ -68,8 +68,10 @@ std::string encode_task_event(const task_event& e);
 /// {"type": "worker", "event": "joined|draining|lost|left", ...}
 json encode_worker_event(const worker_event& e, core::time_ms now);
 
-/// {"type": "snapshot", "seq", "summary", "workers", "tasks"}
-std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now);
+/// {"type": "snapshot", "seq", "summary", "workers", "tasks"}; a client that
+/// does not follow workers or tasks gets no such key.
+std::string encode_snapshot(const cluster_snapshot& s, core::time_ms now,
+                            bool with_workers = true, bool with_tasks = true);
 
 /// Serializes for the wire; invalid UTF-8 in output tails is replaced.
 std::string dump(const json& j);

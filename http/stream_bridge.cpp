@@ -64,16 +64,23 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
                          });
       st.hub->publish(std::move(events));
     },
-    [self](snapshot_atom, uint64_t session, core::task_id only) {
+    [self](snapshot_atom, uint64_t session, core::task_id only,
+           uint8_t topics) {
       auto hub = self->state.hub;
+      bool with_tasks = (topics & stream_event::tasks) != 0;
+      bool with_workers = (topics & stream_event::workers) != 0;
       self
         ->request(self->state.scheduler, std::chrono::seconds(10),
-                  snapshot_atom::value, only, snapshot_tasks)
+                  snapshot_atom::value, only,
+                  with_tasks ? snapshot_tasks : uint32_t{0})
         .then(
-          [hub, session](const cluster_snapshot& snap) {
-            hub->deliver_snapshot(
-              session, shared(encode_snapshot(snap, log::wall_clock_ms())),
-              snap.seq);
+          [hub, session, with_workers, with_tasks](const cluster_snapshot& snap) {
+            hub->deliver_snapshot(session,
+                                  shared(encode_snapshot(snap,
+                                                         log::wall_clock_ms(),
+                                                         with_workers,
+                                                         with_tasks)),
+                                  snap.seq);
           },
           [](caf::error& err) {
             log::warn("no snapshot for a WebSocket client: {}",

@@ -218,6 +218,10 @@ private:
         return reject(bhttp::status::bad_request, api_errc::invalid_request,
                       "'topics' names no topic");
     }
+    // A watched task's news are task events: without them it never ends.
+    if (task_filter_ != 0 && (topics_ & stream_event::tasks) == 0)
+      return reject(bhttp::status::bad_request, api_errc::invalid_request,
+                    "'task' needs the tasks topic");
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts;
     timeouts.handshake_timeout = std::chrono::seconds(10);
@@ -252,7 +256,7 @@ private:
     if (ec)
       return drop();
     state_ = state::awaiting_snapshot;
-    hub_.request_snapshot_(id_, task_filter_);
+    hub_.request_snapshot_(id_, task_filter_, topics_);
     read();
   }
 
@@ -294,7 +298,7 @@ private:
     pending_.clear();
     pending_bytes_ = 0;
     state_ = state::awaiting_snapshot;
-    hub_.request_snapshot_(id_, task_filter_);
+    hub_.request_snapshot_(id_, task_filter_, topics_);
   }
 
   void write() {

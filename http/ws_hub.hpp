@@ -63,9 +63,11 @@ struct ws_options {
 
 class ws_hub {
 public:
-  /// Called on the hub thread when a session needs a snapshot: session id
-  /// and task filter (0 for all).
-  using snapshot_request = std::function<void(uint64_t, core::task_id)>;
+  /// Called on the hub thread when a session needs a snapshot: session id,
+  /// task filter (0 for all) and the session's topics (stream_event::topic_t
+  /// bits: the snapshot carries only their parts).
+  using snapshot_request
+    = std::function<void(uint64_t, core::task_id, uint8_t)>;
 
   ws_hub(ws_options options, snapshot_request request_snapshot);
   ~ws_hub();

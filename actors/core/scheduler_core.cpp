@@ -363,14 +363,20 @@ void scheduler_core::leave(const std::string& worker_id, time_ms now,
     return;
   auto held = std::move(worker->running);
   worker->running.clear();
+  uint32_t requeued = 0;
   for (const auto& ref : held) {
     auto* task = find_mutable(ref.task);
     if (task != nullptr && task->status == task_status::running
-        && task->current_ref() == ref)
+        && task->current_ref() == ref) {
       requeue_attempt(*task, attempt_outcome::returned,
                       fmt::format("worker {} left", worker_id), now, out);
+      ++requeued;
+    }
   }
+  auto change = out.worker_changes.size();
   set_worker_status(*worker, worker_status::left, now, out);
+  if (change < out.worker_changes.size())
+    out.worker_changes[change].requeued = requeued;
   dispatch(now, out);
 }
 
@@ -383,15 +389,21 @@ void scheduler_core::worker_lost(const std::string& worker_id,
     return;
   auto held = std::move(worker->running);
   worker->running.clear();
+  auto change = out.worker_changes.size();
   set_worker_status(*worker, worker_status::lost, now, out);
+  uint32_t requeued = 0;
   for (const auto& ref : held) {
     auto* task = find_mutable(ref.task);
     if (task != nullptr && task->status == task_status::running
-        && task->current_ref() == ref)
+        && task->current_ref() == ref) {
       requeue_attempt(*task, attempt_outcome::lost,
                       fmt::format("worker {} lost: {}", worker_id, reason),
                       now, out);
+      ++requeued;
+    }
   }
+  out.worker_changes[change].reason = reason;
+  out.worker_changes[change].requeued = requeued;
   dispatch(now, out);
 }
 

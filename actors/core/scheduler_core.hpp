@@ -91,6 +91,11 @@ struct worker_change {
   /// events keep the order of what happened (a worker joins, then its first
   /// task starts; the last result comes in, then the draining worker leaves).
   size_t task_changes_before = 0;
+  /// Why a worker was lost (what it missed); empty otherwise.
+  std::string reason;
+  /// Tasks this change put back in the queue: what a lost or departed worker
+  /// still held (its `running` is empty after the change).
+  uint32_t requeued = 0;
 };
 
 /// Everything one call into the core decided. The actor shell carries it out:

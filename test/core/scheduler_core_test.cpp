@@ -289,6 +289,10 @@ TEST_CASE_METHOD(fixture,
   CHECK(p.task_changes[1].attempts == 2);
   CHECK(task(id).attempts[0].outcome == attempt_outcome::lost);
   CHECK(core.cluster().find("a")->status == worker_status::lost);
+  // The worker's own change says why, and what it held.
+  REQUIRE(p.worker_changes.size() == 1);
+  CHECK(p.worker_changes[0].reason == "connection closed");
+  CHECK(p.worker_changes[0].requeued == 1);
   // "a" comes back still running attempt 1: it is told to kill it.
   plan back;
   core.register_worker(info("a", 1), {{id, 1}}, {}, now, back);
@@ -535,6 +539,9 @@ TEST_CASE_METHOD(fixture, "a worker leaving hands back what it still holds",
   core.leave("a", now, p);
   CHECK(task(id).status == task_status::queued);
   CHECK(task(id).attempts[0].outcome == attempt_outcome::returned);
+  REQUIRE(p.worker_changes.size() == 1);
+  CHECK(p.worker_changes[0].requeued == 1);
+  CHECK(p.worker_changes[0].task_changes_before == 1);
   join("b", 1);
   CHECK(task(id).status == task_status::running);
 }

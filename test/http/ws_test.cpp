@@ -190,10 +190,22 @@ TEST_CASE("?task= and ?topics= filter the stream", "[http][ws]") {
     CHECK(msg["type"] == "task");
     CHECK(msg["task"]["id"] == watched);
   }
+  // A snapshot carries only what the topics cover (the summary always).
   ws_client workers_only{m.url(), "/ws?topics=workers"};
-  CHECK(workers_only.next()["type"] == "snapshot");
+  auto workers_snap = workers_only.next();
+  CHECK(workers_snap["type"] == "snapshot");
+  CHECK(workers_snap.contains("summary"));
+  CHECK(workers_snap["workers"].size() == 1);
+  CHECK(!workers_snap.contains("tasks"));
   api.post("/tasks", json{{"command", "true"}});
   CHECK(workers_only.next(700ms).is_null());
+  ws_client stats_only{m.url(), "/ws?topics=stats"};
+  auto stats_snap = stats_only.next();
+  CHECK(stats_snap["type"] == "snapshot");
+  CHECK(stats_snap["summary"]["workers_up"] == 1);
+  CHECK(!stats_snap.contains("tasks"));
+  CHECK(!stats_snap.contains("workers"));
+  CHECK(stats_only.next(3s)["type"] == "stats");
 }
 
 TEST_CASE("a client that never reads delays neither other clients nor "
@@ -283,6 +295,14 @@ TEST_CASE("bad upgrade requests are rejected cleanly", "[http][ws]") {
                  "Sec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
   CHECK(bad_topic.find("unknown topic") != std::string::npos);
+  auto task_without_tasks = raw_request(
+    m.url(), "GET /ws?task=1&topics=workers HTTP/1.1\r\nHost: " + host
+               + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                 "Sec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  CHECK(task_without_tasks.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(task_without_tasks.find("'task' needs the tasks topic")
+        != std::string::npos);
   auto garbage = raw_request(m.url(), "\x16\x03\x01 not http at all\r\n\r\n");
   CHECK(garbage.find("200 OK") == std::string::npos);
   // The server still serves.

@@ -99,9 +99,23 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
   auto survivor = daemon::worker(dir, master->cluster_addr(), "survivor", 2,
                                  fast_liveness);
   REQUIRE(wait_for_workers(api, 2));
+  process watch{{taskmasterd_path(), "watch", "--topics=workers",
+                 "--server=" + master->http_url()},
+                dir / "watch.out", dir / "watch.err"};
+  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
   auto killed_at = std::chrono::steady_clock::now();
   doomed->proc().signal(SIGKILL);
   REQUIRE(eventually([&] { return worker_state(api, "doomed") == "LOST"; }));
+  // The stream says what the lost worker held, and why it is lost.
+  REQUIRE(eventually([&] {
+    return read_file(dir / "watch.out").find("worker doomed lost")
+           != std::string::npos;
+  }));
+  CHECK(read_file(dir / "watch.out")
+          .find("worker doomed lost (2 slots, 2 tasks back in the queue): ")
+        != std::string::npos);
+  watch.signal(SIGTERM);
+  watch.wait(10s);
   auto detected = std::chrono::steady_clock::now() - killed_at;
   WARN("kill -9 of a worker detected after "
        << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
