@@ -192,11 +192,9 @@ public:
     if (!res) {
       unreachable_ = true;
       never_connected_ = res.error() == httplib::Error::Connection;
-      last_failure_ = res.error() == httplib::Error::Connection
-                        ? std::string{"connection failed"}
-                      : res.error() == httplib::Error::Read
-                        ? std::string{"no answer"}
-                        : httplib::to_string(res.error());
+      last_failure_ = describe(res.error());
+      tls_failure_ = res.error() == httplib::Error::SSLConnection
+                     || res.error() == httplib::Error::SSLServerVerification;
       if (!quiet_)
         report_unreachable();
       return std::nullopt;
@@ -230,8 +228,8 @@ public:
   void report_unreachable() const {
     fmt::print(stderr,
                "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
-               "is it running? (--server or TASKMASTER_SERVER)\n",
-               base_, last_failure_);
+               "{}(--server or TASKMASTER_SERVER)\n",
+               base_, last_failure_, tls_failure_ ? "" : "is it running? ");
   }
 
   /// True when the last call could not even connect (rather than losing
@@ -272,12 +270,34 @@ public:
   }
 
 private:
+  static std::string describe(httplib::Error e) {
+    switch (e) {
+      case httplib::Error::Connection:
+        return "connection failed";
+      case httplib::Error::Read:
+        return "no answer";
+      // taskmasterd answers a TLS handshake on its plain port at once, and
+      // OpenSSL reports that as a failed connection.
+      case httplib::Error::SSLConnection:
+        return "TLS handshake failed; taskmasterd itself serves plain HTTP, "
+               "so https:// needs a TLS proxy in front of it";
+      case httplib::Error::SSLServerVerification:
+        return "its TLS certificate is not trusted here; set SSL_CERT_FILE "
+               "to the CA that signed it";
+      default:
+        return httplib::to_string(e);
+    }
+  }
+
   std::string base_;
   server_address address_;
   std::string token_;
   bool unreachable_ = false;
   bool quiet_ = false;
   bool never_connected_ = false;
+  /// The last failure was TLS's: something answers, so "is it running?" is
+  /// the wrong question.
+  bool tls_failure_ = false;
   std::string last_failure_;
 };
 

@@ -1,11 +1,15 @@
 #include "app/watch.hpp"
 
 #include <iostream>
+#include <optional>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +22,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
+namespace ssl = boost::asio::ssl;
 namespace websocket = boost::beast::websocket;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
@@ -114,16 +119,13 @@ bool is_final(const json& t) {
 }
 
 /// Why the server declined the upgrade: Beast 1.74 drops a declined
-/// handshake's response, so ask again with a plain HTTP request carrying the
-/// same upgrade headers and read the answer. Returns "MESSAGE (STATUS)".
-std::string refusal_of(const std::string& host, const std::string& port,
-                       const std::string& hostport, const std::string& target,
-                       const std::string& token) {
+/// handshake's response, so ask again on `stream` (a fresh connection) with a
+/// plain HTTP request carrying the same upgrade headers and read the answer.
+/// Returns "MESSAGE (STATUS)".
+template <class Stream>
+std::string refusal_of(Stream& stream, const std::string& hostport,
+                       const std::string& target, const std::string& token) {
   namespace http = beast::http;
-  asio::io_context ioc;
-  tcp::resolver resolver{ioc};
-  tcp::socket socket{ioc};
-  asio::connect(socket, resolver.resolve(host, port));
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, hostport);
   req.set(http::field::user_agent, "taskmasterd watch");
@@ -133,10 +135,10 @@ std::string refusal_of(const std::string& host, const std::string& port,
   req.set(http::field::sec_websocket_key, "dGFza21hc3RlciB3YXRjaA==");
   if (!token.empty())
     req.set(http::field::authorization, "Bearer " + token);
-  http::write(socket, req);
+  http::write(stream, req);
   beast::flat_buffer buffer;
   http::response<http::string_body> res;
-  http::read(socket, buffer, res);
+  http::read(stream, buffer, res);
   auto body = json::parse(res.body(), nullptr, false);
   std::string message = res.reason().to_string();
   if (!body.is_discarded() && body.contains("error")
@@ -145,21 +147,82 @@ std::string refusal_of(const std::string& host, const std::string& port,
   return fmt::format("{} ({})", message, res.result_int());
 }
 
+/// Where a stream goes, and how to open another connection there.
+struct endpoint {
+  std::string host;
+  std::string port;
+  std::string hostport;
+  bool tls = false;
+};
+
+/// A TCP connection to `at`, with TLS when the URL was https:// (the
+/// certificate checked against the system's CAs or SSL_CERT_FILE, and
+/// against the host name).
+class connection {
+public:
+  explicit connection(const endpoint& at)
+    : tls_context_(ssl::context::tls_client) {
+    tls_context_.set_default_verify_paths();
+    tls_context_.set_verify_mode(ssl::verify_peer);
+    tcp::resolver resolver{ioc_};
+    auto addresses = resolver.resolve(at.host, at.port);
+    if (!at.tls) {
+      plain_.emplace(ioc_);
+      asio::connect(plain_->next_layer(), addresses);
+      plain_->next_layer().set_option(tcp::no_delay(true));
+      return;
+    }
+    secure_.emplace(ioc_, tls_context_);
+    auto& tls = secure_->next_layer();
+    asio::connect(beast::get_lowest_layer(tls), addresses);
+    beast::get_lowest_layer(tls).set_option(tcp::no_delay(true));
+    // SNI, for proxies that serve several names on one address.
+    if (!::SSL_set_tlsext_host_name(tls.native_handle(), at.host.c_str()))
+      throw beast::system_error{beast::error_code{
+        static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()}};
+    tls.set_verify_callback(ssl::host_name_verification(at.host));
+    tls.handshake(ssl::stream_base::client);
+  }
+
+  /// Calls `f` with the websocket stream, whichever layer it runs on.
+  template <class F>
+  auto with_stream(F&& f) {
+    return plain_ ? f(*plain_) : f(*secure_);
+  }
+
+private:
+  asio::io_context ioc_;
+  ssl::context tls_context_;
+  std::optional<websocket::stream<tcp::socket>> plain_;
+  std::optional<websocket::stream<beast::ssl_stream<tcp::socket>>> secure_;
+};
+
 } // namespace
 
 int watch(const std::string& base_url, const std::string& token,
           const std::string& task, const std::string& topics,
           bool json_output) {
   auto address = split_server_url(base_url);
-  auto hostport = address.origin.substr(address.origin.find("://") + 3);
-  auto colon = hostport.rfind(':');
-  std::string host = hostport.substr(0, colon);
-  std::string port = colon == std::string::npos ? "80"
-                                                : hostport.substr(colon + 1);
-  if (base_url.rfind("http://", 0) != 0) {
-    fmt::print(stderr, "taskmasterd: watch needs an http:// server URL\n");
+  endpoint at;
+  at.tls = base_url.rfind("https://", 0) == 0;
+  if (!at.tls && base_url.rfind("http://", 0) != 0) {
+    fmt::print(stderr, "taskmasterd: watch needs an http:// or https:// "
+                       "server URL\n");
     return usage;
   }
+  at.hostport = address.origin.substr(address.origin.find("://") + 3);
+  auto colon = at.hostport.rfind(':');
+  auto bracket = at.hostport.rfind(']');
+  if (colon != std::string::npos
+      && (bracket == std::string::npos || colon > bracket)) {
+    at.host = at.hostport.substr(0, colon);
+    at.port = at.hostport.substr(colon + 1);
+  } else {
+    at.host = at.hostport;
+    at.port = at.tls ? "443" : "80";
+  }
+  if (at.host.size() > 2 && at.host.front() == '[' && at.host.back() == ']')
+    at.host = at.host.substr(1, at.host.size() - 2);
   std::string target = address.prefix + "/ws";
   std::string sep = "?";
   if (!task.empty()) {
@@ -169,74 +232,86 @@ int watch(const std::string& base_url, const std::string& token,
   if (!topics.empty())
     target += sep + "topics=" + topics;
   try {
-    asio::io_context ioc;
-    tcp::resolver resolver{ioc};
-    websocket::stream<tcp::socket> ws{ioc};
-    asio::connect(ws.next_layer(), resolver.resolve(host, port));
-    ws.next_layer().set_option(tcp::no_delay(true));
-    ws.set_option(websocket::stream_base::decorator(
-      [&token](websocket::request_type& req) {
-        req.set(beast::http::field::user_agent, "taskmasterd watch");
-        if (!token.empty())
-          req.set(beast::http::field::authorization, "Bearer " + token);
-      }));
-    websocket::response_type res;
-    beast::error_code ec;
-    ws.handshake(res, hostport, target, ec);
-    if (ec == websocket::error::upgrade_declined) {
-      fmt::print(stderr, "taskmasterd: the server refused the stream: {}\n",
-                 refusal_of(host, port, hostport, target, token));
-      return api_failure;
-    }
-    if (ec) {
-      fmt::print(stderr, "taskmasterd: cannot open the stream: {}\n",
-                 ec.message());
-      return api_failure;
-    }
-    beast::flat_buffer buffer;
-    for (;;) {
-      buffer.clear();
-      ws.read(buffer);
-      auto text = beast::buffers_to_string(buffer.data());
-      auto msg = json::parse(text, nullptr, false);
-      if (msg.is_discarded())
-        continue;
-      auto type = str(msg, "type");
-      if (json_output) {
-        std::cout << text << "\n" << std::flush;
-      } else if (type == "snapshot") {
-        print_snapshot(msg, base_url);
-      } else if (type == "task") {
-        print_task_event(msg);
-      } else if (type == "worker") {
-        print_worker_event(msg);
+    connection conn{at};
+    return conn.with_stream([&](auto& ws) -> int {
+      ws.set_option(websocket::stream_base::decorator(
+        [&token](websocket::request_type& req) {
+          req.set(beast::http::field::user_agent, "taskmasterd watch");
+          if (!token.empty())
+            req.set(beast::http::field::authorization, "Bearer " + token);
+        }));
+      websocket::response_type res;
+      beast::error_code ec;
+      ws.handshake(res, at.hostport, target, ec);
+      if (ec == websocket::error::upgrade_declined) {
+        connection again{at};
+        auto why = again.with_stream([&](auto& other) {
+          return refusal_of(other.next_layer(), at.hostport, target, token);
+        });
+        fmt::print(stderr, "taskmasterd: the server refused the stream: {}\n",
+                   why);
+        return api_failure;
       }
-      std::cout << std::flush;
-      if (task.empty())
-        continue;
-      if (type == "snapshot") {
-        if (msg["tasks"].empty()) {
-          fmt::print(stderr, "taskmasterd: no task with id '{}'\n", task);
-          return api_failure;
-        }
-        const auto& t = msg["tasks"][0];
-        if (is_final(t)) {
-          if (!json_output)
-            fmt::print("task {} already ended {}\n", task, str(t, "status"));
-          return task_exit_code(t);
-        }
-      } else if (type == "task" && is_final(msg["task"])) {
-        beast::error_code ignored;
-        ws.close(websocket::close_code::normal, ignored);
-        return task_exit_code(msg["task"]);
+      if (ec) {
+        fmt::print(stderr, "taskmasterd: cannot open the stream: {}\n",
+                   ec.message());
+        return api_failure;
       }
-    }
+      beast::flat_buffer buffer;
+      for (;;) {
+        buffer.clear();
+        ws.read(buffer);
+        auto text = beast::buffers_to_string(buffer.data());
+        auto msg = json::parse(text, nullptr, false);
+        if (msg.is_discarded())
+          continue;
+        auto type = str(msg, "type");
+        if (json_output) {
+          std::cout << text << "\n" << std::flush;
+        } else if (type == "snapshot") {
+          print_snapshot(msg, base_url);
+        } else if (type == "task") {
+          print_task_event(msg);
+        } else if (type == "worker") {
+          print_worker_event(msg);
+        }
+        std::cout << std::flush;
+        if (task.empty())
+          continue;
+        if (type == "snapshot") {
+          if (msg["tasks"].empty()) {
+            fmt::print(stderr, "taskmasterd: no task with id '{}'\n", task);
+            return api_failure;
+          }
+          const auto& t = msg["tasks"][0];
+          if (is_final(t)) {
+            if (!json_output)
+              fmt::print("task {} already ended {}\n", task, str(t, "status"));
+            return task_exit_code(t);
+          }
+        } else if (type == "task" && is_final(msg["task"])) {
+          beast::error_code ignored;
+          ws.close(websocket::close_code::normal, ignored);
+          return task_exit_code(msg["task"]);
+        }
+      }
+    });
   } catch (const beast::system_error& e) {
     if (e.code() == websocket::error::closed) {
       // A stream has no natural end (a watched task ending is handled
       // above): the server went away, and a script should see that.
       fmt::print(stderr, "taskmasterd: the server closed the stream (is it "
                          "shutting down?)\n");
+      return unreachable;
+    }
+    if (e.code().category() == asio::error::get_ssl_category()) {
+      fmt::print(stderr,
+                 "taskmasterd: cannot reach the TaskMaster server at {} (TLS: "
+                 "{}); taskmasterd itself serves plain HTTP, so https:// needs "
+                 "a TLS proxy in front of it, and SSL_CERT_FILE names a CA "
+                 "this machine does not know (--server or "
+                 "TASKMASTER_SERVER)\n",
+                 base_url, e.code().message());
       return unreachable;
     }
     fmt::print(stderr,

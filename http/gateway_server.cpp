@@ -276,6 +276,18 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
       complete = true;
       break;
     }
+    // A TLS ClientHello (record type 22) never ends in a blank line: answer
+    // now rather than after the deadline, so an https:// client fails fast.
+    if (head[0] == '\x16')
+      break;
+  }
+  if (seen > 0 && head[0] == '\x16') {
+    refuse(sock, "400 Bad Request",
+           api_error{api_errc::invalid_request,
+                     "this port serves plain HTTP, not TLS: use an http:// "
+                     "URL, or put a TLS proxy in front for https://",
+                     0});
+    return false;
   }
   if (!complete && static_cast<size_t>(seen) == buffer.size()) {
     refuse(sock, "431 Request Header Fields Too Large",

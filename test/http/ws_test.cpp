@@ -305,6 +305,11 @@ TEST_CASE("bad upgrade requests are rejected cleanly", "[http][ws]") {
         != std::string::npos);
   auto garbage = raw_request(m.url(), "\x16\x03\x01 not http at all\r\n\r\n");
   CHECK(garbage.find("200 OK") == std::string::npos);
+  // The start of a TLS ClientHello (no blank line will ever come): told at
+  // once that this port is plain HTTP.
+  auto hello = raw_request(m.url(), std::string{"\x16\x03\x01\x02\x00\x01\x00", 7});
+  CHECK(hello.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(hello.find("this port serves plain HTTP, not TLS") != std::string::npos);
   // The server still serves.
   api_client api{m.url()};
   CHECK(api.get("/healthz").status == 200);

@@ -4,11 +4,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <thread>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -71,6 +75,97 @@ int status_of(const std::string& response) {
 bool listed(const api_client& api, const std::string& worker) {
   return !worker_state(api, worker).empty();
 }
+
+/// A TLS-terminating reverse proxy on a free loopback port, as a user puts
+/// in front of the API: TLS with `cert` outside, plain TCP to `backend`.
+class tls_proxy {
+public:
+  tls_proxy(const std::string& cert, const std::string& key, uint16_t backend)
+    : tls_(asio::ssl::context::tls_server),
+      acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}),
+      backend_(asio::ip::make_address("127.0.0.1"), backend) {
+    tls_.use_certificate_chain_file(cert);
+    tls_.use_private_key_file(key, asio::ssl::context::pem);
+    accept();
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+
+  ~tls_proxy() {
+    ioc_.stop();
+    thread_.join();
+  }
+
+  std::string url() const {
+    return "https://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());
+  }
+
+private:
+  /// One client: bytes both ways until either side closes.
+  struct session : std::enable_shared_from_this<session> {
+    session(asio::io_context& ioc, asio::ssl::context& tls)
+      : outside(ioc, tls), inside(ioc) {}
+
+    void start(tcp::endpoint backend) {
+      auto self = shared_from_this();
+      outside.async_handshake(asio::ssl::stream_base::server,
+                              [self, backend](beast::error_code ec) {
+        if (ec)
+          return self->close();
+        self->inside.async_connect(backend, [self](beast::error_code ec) {
+          if (ec)
+            return self->close();
+          self->pump(self->outside, self->inside, self->up);
+          self->pump(self->inside, self->outside, self->down);
+        });
+      });
+    }
+
+    template <class From, class To>
+    void pump(From& from, To& to, std::array<char, 16384>& buf) {
+      auto self = shared_from_this();
+      from.async_read_some(asio::buffer(buf), [self, &from, &to, &buf](
+                                                 beast::error_code ec,
+                                                 size_t n) {
+        if (ec)
+          return self->close();
+        asio::async_write(to, asio::buffer(buf.data(), n),
+                          [self, &from, &to, &buf](beast::error_code ec,
+                                                   size_t) {
+          if (ec)
+            return self->close();
+          self->pump(from, to, buf);
+        });
+      });
+    }
+
+    void close() {
+      beast::error_code ignored;
+      outside.lowest_layer().close(ignored);
+      inside.close(ignored);
+    }
+
+    asio::ssl::stream<tcp::socket> outside;
+    tcp::socket inside;
+    std::array<char, 16384> up{};
+    std::array<char, 16384> down{};
+  };
+
+  void accept() {
+    auto next = std::make_shared<session>(ioc_, tls_);
+    acceptor_.async_accept(next->outside.lowest_layer(),
+                           [this, next](beast::error_code ec) {
+                             if (!ec)
+                               next->start(backend_);
+                             accept();
+                           });
+  }
+
+  asio::io_context ioc_;
+  asio::ssl::context tls_;
+  tcp::acceptor acceptor_;
+  tcp::endpoint backend_;
+  std::thread thread_;
+};
 
 } // namespace
 
@@ -365,4 +460,46 @@ TEST_CASE("every request limit is configurable and enforced with a clear "
   // Still serving.
   CHECK(api.get("/healthz").status == 200);
   CHECK(api.post("/tasks", json{{"command", "true"}}).status == 201);
+}
+
+TEST_CASE("behind a TLS proxy the client and watch speak https://, check the "
+          "certificate, and an https:// URL on the plain port fails at once",
+          "[integration][security][tls]") {
+  temp_dir dir;
+  auto cert = dir / "proxy.pem";
+  auto key = dir / "proxy.key";
+  REQUIRE(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 "
+                       "-subj /CN=127.0.0.1 -addext "
+                       "subjectAltName=IP:127.0.0.1 -keyout "
+                       + key + " -out " + cert + " 2>/dev/null")
+                        .c_str())
+          == 0);
+  auto master = daemon::master(dir, "standalone", {}, true);
+  tls_proxy proxy{cert, key, master->http_port()};
+  auto https = "--server=" + proxy.url();
+  auto trusted = std::vector<std::string>{"SSL_CERT_FILE=" + cert};
+  CHECK(run(dir, {"submit", "--cmd=echo over-tls", "--wait", https}, "submit",
+            trusted)
+        == 0);
+  CHECK(read_file(dir / "submit.out") == "over-tls\n");
+  CHECK(run(dir, {"watch", "--task=1", https}, "watch", trusted) == 0);
+  CHECK(read_file(dir / "watch.out").find("task 1 already ended SUCCEEDED\n")
+        != std::string::npos);
+  // A certificate this machine does not trust: exit 3, saying so.
+  CHECK(run(dir, {"tasks", https}, "untrusted") == 3);
+  CHECK(read_file(dir / "untrusted.err").find("TLS certificate is not trusted")
+        != std::string::npos);
+  CHECK(run(dir, {"watch", https}, "watch-untrusted") == 3);
+  CHECK(read_file(dir / "watch-untrusted.err").find("(TLS: ")
+        != std::string::npos);
+  // https:// on taskmasterd's own port: answered at once, not after a
+  // timeout, and the client says why.
+  auto plain_port = "--server=https://127.0.0.1:"
+                    + std::to_string(master->http_port());
+  CHECK(run(dir, {"tasks", plain_port}, "wrong-scheme") == 3);
+  CHECK(read_file(dir / "wrong-scheme.err")
+          .find("taskmasterd itself serves plain HTTP")
+        != std::string::npos);
+  // The API is intact.
+  CHECK(master->api().get("/healthz").status == 200);
 }

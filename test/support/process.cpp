@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -22,9 +23,17 @@ process::process(const std::vector<std::string>& argv,
   for (const auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // `env` overrides what this process has: getenv finds the first entry of
+  // a name, so an appended duplicate would be ignored.
+  auto name_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
   std::vector<std::string> env_copy;
-  for (char** e = environ; *e != nullptr; ++e)
-    env_copy.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry{*e};
+    if (std::none_of(env.begin(), env.end(), [&](const std::string& x) {
+          return name_of(x) == name_of(entry);
+        }))
+      env_copy.push_back(std::move(entry));
+  }
   for (const auto& e : env)
     env_copy.push_back(e);
   std::vector<char*> envp;

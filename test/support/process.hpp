@@ -14,7 +14,7 @@ namespace taskmaster::test {
 class process {
 public:
   /// Starts `argv` with stdout and stderr appended to the given files and
-  /// `env` added to the environment.
+  /// `env` added to the environment (replacing variables of the same name).
   process(const std::vector<std::string>& argv, const std::string& out_path,
           const std::string& err_path,
           const std::vector<std::string>& env = {});
