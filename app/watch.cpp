@@ -307,10 +307,9 @@ int watch(const std::string& base_url, const std::string& token,
     if (e.code().category() == asio::error::get_ssl_category()) {
       fmt::print(stderr,
                  "taskmasterd: cannot reach the TaskMaster server at {} (TLS: "
-                 "{}); taskmasterd itself serves plain HTTP, so https:// needs "
-                 "a TLS proxy in front of it, and SSL_CERT_FILE names a CA "
-                 "this machine does not know (--server or "
-                 "TASKMASTER_SERVER)\n",
+                 "{}); taskmasterd itself serves plain HTTP, so https:// goes "
+                 "through a TLS proxy whose CA this machine trusts (system CAs "
+                 "or SSL_CERT_FILE) (--server or TASKMASTER_SERVER)\n",
                  base_url, e.code().message());
       return unreachable;
     }
