@@ -1,14 +1,11 @@
 #include "app/client.hpp"
 
-#include <locale.h>
 #include <unistd.h>
-#include <wchar.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
-#include <cwchar>
 #include <iostream>
 #include <optional>
 #include <set>
@@ -21,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/core/task.hpp"
+#include "app/terminal_text.hpp"
 #include "app/watch.hpp"
 
 namespace taskmaster::client {
@@ -167,7 +165,9 @@ public:
 
   bool valid(std::string& why) const {
     if (base_.rfind("http://", 0) != 0 && base_.rfind("https://", 0) != 0) {
-      why = fmt::format("--server must be an http:// URL, not '{}'", base_);
+      why = fmt::format("--server must be an http:// or https:// URL, not "
+                        "'{}'",
+                        base_);
       return false;
     }
     return true;
@@ -238,6 +238,12 @@ public:
     return never_connected_;
   }
 
+  /// True when the last call failed in TLS: a setting to fix, not a server
+  /// that is restarting.
+  bool tls_failure() const {
+    return tls_failure_;
+  }
+
   /// Why the last call found no TaskMaster ("connection failed", "no
   /// answer", "HTTP 502 without TaskMaster's JSON").
   const std::string& last_failure() const {
@@ -279,11 +285,11 @@ private:
       // taskmasterd answers a TLS handshake on its plain port at once, and
       // OpenSSL reports that as a failed connection.
       case httplib::Error::SSLConnection:
-        return "TLS handshake failed; taskmasterd itself serves plain HTTP, "
-               "so https:// needs a TLS proxy in front of it";
+        return "TLS handshake failed; if this is taskmasterd's own port: it "
+               "serves plain HTTP, and https:// goes through a TLS proxy";
       case httplib::Error::SSLServerVerification:
-        return "its TLS certificate is not trusted here; set SSL_CERT_FILE "
-               "to the CA that signed it";
+        return "its TLS certificate is not trusted here or not for this host "
+               "name; for a private CA set SSL_CERT_FILE to it";
       default:
         return httplib::to_string(e);
     }
@@ -342,54 +348,6 @@ std::string text(const json& j, const char* key) {
   return i->dump();
 }
 
-/// Cuts `s` to at most `width` terminal columns, on a character boundary,
-/// marking a cut with '~'. Columns are glibc's (wcwidth in C.UTF-8): a CJK
-/// character takes two, as fmt's padding counts it, so tables stay aligned.
-/// Control characters become spaces; bytes that are not UTF-8 become '?'.
-std::string clip(const std::string& s, size_t width) {
-  static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", nullptr);
-  auto previous = ::uselocale(utf8 != nullptr ? utf8 : LC_GLOBAL_LOCALE);
-  struct piece {
-    std::string text;
-    size_t columns;
-  };
-  std::vector<piece> pieces;
-  size_t total = 0;
-  std::mbstate_t state{};
-  for (size_t at = 0; at < s.size();) {
-    wchar_t wc = 0;
-    auto n = std::mbrtowc(&wc, s.data() + at, s.size() - at, &state);
-    if (n == 0)
-      n = 1;
-    if (n == static_cast<size_t>(-1) || n == static_cast<size_t>(-2)) {
-      state = std::mbstate_t{};
-      pieces.push_back({"?", 1});
-      at += 1;
-    } else {
-      auto w = ::wcwidth(wc);
-      if (w < 0)
-        pieces.push_back({" ", 1});
-      else
-        pieces.push_back({s.substr(at, n), static_cast<size_t>(w)});
-      at += n;
-    }
-    total += pieces.back().columns;
-  }
-  ::uselocale(previous);
-  std::string out;
-  size_t used = 0;
-  size_t room = total > width && width > 0 ? width - 1 : width;
-  for (const auto& p : pieces) {
-    if (used + p.columns > room)
-      break;
-    out += p.text;
-    used += p.columns;
-  }
-  if (total > width)
-    out += '~';
-  return out;
-}
-
 /// "2026-11-26T18:55:03.123Z" -> "18:55:03".
 std::string short_time(const std::string& t) {
   return t.size() >= 19 ? t.substr(11, 8) : t;
@@ -400,9 +358,9 @@ void print_task_table(const json& tasks) {
              "STATUS", "PRIORITY", "NAME", "WORKER", "EXIT", "CREATED",
              "COMMAND");
   for (const auto& t : tasks)
-    fmt::print("{:<8} {:<10} {:<9} {:<18} {:<12} {:>5} {:<9} {}\n",
+    fmt::print("{:<8} {:<10} {:<9} {} {} {:>5} {:<9} {}\n",
                text(t, "id"), text(t, "status"), text(t, "priority"),
-               clip(text(t, "name"), 18), clip(text(t, "worker_id"), 12),
+               cell(text(t, "name"), 18), cell(text(t, "worker_id"), 12),
                text(t, "exit_code"), short_time(text(t, "created_at")),
                clip(text(t, "command"), 60));
 }
@@ -480,21 +438,6 @@ bool is_final_status(const std::string& s) {
   return status && core::is_final(*status);
 }
 
-/// The exit code a waiting client reports for a finished task.
-int exit_code_of(const json& t) {
-  auto status = text(t, "status");
-  if (status == "SUCCEEDED")
-    return ok;
-  if (status == "TIMED_OUT")
-    return timed_out;
-  if (status == "FAILED" && t.contains("exit_code")
-      && t["exit_code"].is_number_integer()) {
-    auto code = t["exit_code"].get<int>();
-    return code > 0 && code < 256 ? code : 1;
-  }
-  return no_exit_code;
-}
-
 /// Long-polls GET /tasks/{id}?wait= until the task is final.
 ///
 /// The task is in the master's journal, so a master that restarts (an
@@ -531,7 +474,8 @@ std::optional<json> wait_for(api& server, const std::string& id,
     // No connection to a server never reached is a wrong address, not a
     // restart: say so now. (A connection lost in the first long poll is a
     // server that was there.)
-    if (gone && !reached && server.never_connected()) {
+    if (gone && ((!reached && server.never_connected())
+                 || server.tls_failure())) {
       if (retry_s > 0)
         server.report_unreachable();
       return std::nullopt;
@@ -711,6 +655,10 @@ int submit(const client_options& o, api& server) {
   if (status != 201 && status != 200)
     return api_error(server, status, body);
   auto id = text(body, "id");
+  if (o.wait && status == 200)
+    fmt::print(stderr, "taskmasterd: already submitted as task {} under key "
+                       "'{}'; waiting for it\n",
+               id, o.idempotency_key);
   if (o.wait) {
     auto done = wait_for(server, id, retry_seconds(o), true);
     if (!done)
@@ -804,23 +752,38 @@ int workers(const client_options& o, api& server) {
     return ok;
   }
   // Labels come last and whole: they are what a task's --labels must match.
-  fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<20} {}\n", "ID", "STATE",
+  fmt::print("{:<16} {:<9} {:>7} {:>6} {:>9} {:<24} {}\n", "ID", "STATE",
              "SLOTS", "LOAD", "HEARTBEAT", "HOST", "LABELS");
   for (const auto& w : (*answer)["workers"]) {
     auto labels = joined_labels(w);
     auto age = w["last_heartbeat_age_seconds"];
-    fmt::print("{:<16} {:<9} {:>7} {:>6.2f} {:>9} {:<20} {}\n",
-               clip(text(w, "id"), 16), text(w, "state"),
+    fmt::print("{} {:<9} {:>7} {:>6.2f} {:>9} {} {}\n",
+               cell(text(w, "id"), 16), text(w, "state"),
                fmt::format("{}/{}", text(w, "slots_used"), text(w, "slots")),
                w.value("load_average", 0.0),
                age.is_number() ? fmt::format("{:.1f}s", age.get<double>())
                                : "-",
-               clip(text(w, "host"), 20), labels.empty() ? "-" : labels);
+               cell(text(w, "host"), 24),
+               labels.empty() ? "-" : printable(labels));
   }
   return ok;
 }
 
 } // namespace
+
+int exit_code_of(const json& t) {
+  auto status = text(t, "status");
+  if (status == "SUCCEEDED")
+    return ok;
+  if (status == "TIMED_OUT")
+    return timed_out;
+  if (status == "FAILED" && t.contains("exit_code")
+      && t["exit_code"].is_number_integer()) {
+    auto code = t["exit_code"].get<int>();
+    return code > 0 && code < 256 ? code : 1;
+  }
+  return no_exit_code;
+}
 
 bool is_command(const std::string& name) {
   return std::find(std::begin(commands), std::end(commands), name)
@@ -849,16 +812,6 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     else
       (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
   }
-  // CAF's parser keeps the last of a repeated option; a second --cmd is more
-  // likely a mistake (an unquoted command) than a correction.
-  std::set<std::string> seen;
-  for (const auto& a : options) {
-    auto name = a.substr(0, a.find('='));
-    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
-      return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
-                                     "--help)",
-                                     command, name, command));
-  }
   if (auto err = o.parse(options)) {
     auto what = caf::to_string(err);
     auto quote = what.find("\"argument\" = \"");
@@ -869,6 +822,16 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     return fail(usage, fmt::format("{}: bad option {} (see taskmasterd {} "
                                    "--help)",
                                    command, what, command));
+  }
+  // CAF's parser keeps the last of a repeated option; a second --cmd is more
+  // likely a mistake (an unquoted command) than a correction.
+  std::set<std::string> seen;
+  for (const auto& a : options) {
+    auto name = a.substr(0, a.find('='));
+    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
+      return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
+                                     "--help)",
+                                     command, name, command));
   }
   // An id for task and cancel, nothing for the others: a stray word is a
   // mistake (an unquoted command, say), not something to ignore.
@@ -898,9 +861,14 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     return cancel(o, server);
   if (command == "workers")
     return workers(o, server);
-  if (command == "watch")
+  if (command == "watch") {
+    if (!o.task.empty() && !o.topics.empty()
+        && ("," + o.topics + ",").find(",tasks,") == std::string::npos)
+      return fail(usage, "watch: --task needs the tasks topic (its events "
+                         "are task events)");
     return watch(server.base(), server.token(), o.task, o.topics,
                  o.json_output);
+  }
   return fail(usage, fmt::format("unknown command '{}'", command));
 }
 

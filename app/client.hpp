@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 /// The command-line client: submit, task, tasks, cancel, workers, watch.
 /// It speaks the REST API (and the WebSocket stream for watch).
 namespace taskmaster::client {
@@ -38,5 +40,9 @@ enum exit_code : int {
   /// --wait: the task ended without an exit code (CANCELLED, lost).
   no_exit_code = 125,
 };
+
+/// The exit code `submit --wait`, `task --wait` and `watch --task` report
+/// for a finished task (as the API shows it).
+int exit_code_of(const nlohmann::json& task);
 
 } // namespace taskmaster::client

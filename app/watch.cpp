@@ -15,6 +15,7 @@
 
 #include "actors/core/task.hpp"
 #include "app/client.hpp"
+#include "app/terminal_text.hpp"
 
 namespace taskmaster::client {
 
@@ -46,8 +47,7 @@ void print_task_event(const json& msg) {
   auto name = str(t, "name") == "-" || str(t, "name").empty()
                 ? str(t, "command")
                 : str(t, "name");
-  if (name.size() > 60)
-    name = name.substr(0, 59) + "~";
+  name = clip(name, 60);
   if (event == "submitted")
     fmt::print("{} task {} submitted [{}]: {}\n", clock_of(str(t, "created_at")),
                id, str(t, "priority"), name);
@@ -77,10 +77,12 @@ void print_worker_event(const json& msg) {
   auto event = str(msg, "event");
   // A lost or departed worker runs nothing any more: say what it held.
   std::string detail;
-  if (event == "lost" || event == "left") {
+  if ((event == "lost" || event == "left") && msg.contains("requeued")) {
     auto requeued = msg.value("requeued", 0);
     detail = fmt::format("{} slots, {} task{} back in the queue", str(w, "slots"),
                          requeued, requeued == 1 ? "" : "s");
+  } else if (event == "lost" || event == "left") {
+    detail = fmt::format("{} slots", str(w, "slots")); // an older master
   } else {
     detail = fmt::format("{} slots, {} running", str(w, "slots"),
                          str(w, "slots_used"));
@@ -97,20 +99,6 @@ void print_snapshot(const json& msg, const std::string& url) {
   fmt::print("watching {}: {} worker{} up, {} queued, {} running, slots {}/{}\n",
              url, up, up == "1" ? "" : "s", str(s, "queued"),
              str(s, "running"), str(s, "slots_used"), str(s, "slots_total"));
-}
-
-/// The exit code for a finished task, as `submit --wait` reports it.
-int task_exit_code(const json& t) {
-  auto status = str(t, "status");
-  if (status == "SUCCEEDED")
-    return ok;
-  if (status == "TIMED_OUT")
-    return timed_out;
-  if (status == "FAILED" && t["exit_code"].is_number_integer()) {
-    auto code = t["exit_code"].get<int>();
-    return code > 0 && code < 256 ? code : 1;
-  }
-  return no_exit_code;
 }
 
 bool is_final(const json& t) {
@@ -160,10 +148,7 @@ struct endpoint {
 /// against the host name).
 class connection {
 public:
-  explicit connection(const endpoint& at)
-    : tls_context_(ssl::context::tls_client) {
-    tls_context_.set_default_verify_paths();
-    tls_context_.set_verify_mode(ssl::verify_peer);
+  explicit connection(const endpoint& at) {
     tcp::resolver resolver{ioc_};
     auto addresses = resolver.resolve(at.host, at.port);
     if (!at.tls) {
@@ -172,12 +157,19 @@ public:
       plain_->next_layer().set_option(tcp::no_delay(true));
       return;
     }
-    secure_.emplace(ioc_, tls_context_);
+    tls_context_.emplace(ssl::context::tls_client);
+    tls_context_->set_default_verify_paths();
+    tls_context_->set_verify_mode(ssl::verify_peer);
+    secure_.emplace(ioc_, *tls_context_);
     auto& tls = secure_->next_layer();
     asio::connect(beast::get_lowest_layer(tls), addresses);
     beast::get_lowest_layer(tls).set_option(tcp::no_delay(true));
-    // SNI, for proxies that serve several names on one address.
-    if (!::SSL_set_tlsext_host_name(tls.native_handle(), at.host.c_str()))
+    // SNI, for proxies that serve several names on one address (never for
+    // an address: RFC 6066).
+    beast::error_code not_an_address;
+    asio::ip::make_address(at.host, not_an_address);
+    if (not_an_address
+        && !::SSL_set_tlsext_host_name(tls.native_handle(), at.host.c_str()))
       throw beast::system_error{beast::error_code{
         static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()}};
     tls.set_verify_callback(ssl::host_name_verification(at.host));
@@ -192,7 +184,7 @@ public:
 
 private:
   asio::io_context ioc_;
-  ssl::context tls_context_;
+  std::optional<ssl::context> tls_context_;
   std::optional<websocket::stream<tcp::socket>> plain_;
   std::optional<websocket::stream<beast::ssl_stream<tcp::socket>>> secure_;
 };
@@ -287,12 +279,12 @@ int watch(const std::string& base_url, const std::string& token,
           if (is_final(t)) {
             if (!json_output)
               fmt::print("task {} already ended {}\n", task, str(t, "status"));
-            return task_exit_code(t);
+            return exit_code_of(t);
           }
         } else if (type == "task" && is_final(msg["task"])) {
           beast::error_code ignored;
           ws.close(websocket::close_code::normal, ignored);
-          return task_exit_code(msg["task"]);
+          return exit_code_of(msg["task"]);
         }
       }
     });
@@ -308,8 +300,9 @@ int watch(const std::string& base_url, const std::string& token,
       fmt::print(stderr,
                  "taskmasterd: cannot reach the TaskMaster server at {} (TLS: "
                  "{}); taskmasterd itself serves plain HTTP, so https:// goes "
-                 "through a TLS proxy whose CA this machine trusts (system CAs "
-                 "or SSL_CERT_FILE) (--server or TASKMASTER_SERVER)\n",
+                 "through a TLS proxy with a certificate for this host name "
+                 "from a CA trusted here (system CAs or SSL_CERT_FILE) "
+                 "(--server or TASKMASTER_SERVER)\n",
                  base_url, e.code().message());
       return unreachable;
     }

@@ -282,6 +282,9 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
       break;
   }
   if (seen > 0 && head[0] == '\x16') {
+    // Read what was peeked: closing with unread data sends a reset, which
+    // can destroy the answer before the client reads it.
+    ::recv(sock, head, static_cast<size_t>(seen), 0);
     refuse(sock, "400 Bad Request",
            api_error{api_errc::invalid_request,
                      "this port serves plain HTTP, not TLS: use an http:// "

@@ -370,7 +370,8 @@ void scheduler_core::leave(const std::string& worker_id, time_ms now,
         && task->current_ref() == ref) {
       requeue_attempt(*task, attempt_outcome::returned,
                       fmt::format("worker {} left", worker_id), now, out);
-      ++requeued;
+      if (task->status == task_status::queued)
+        ++requeued;
     }
   }
   auto change = out.worker_changes.size();
@@ -399,7 +400,9 @@ void scheduler_core::worker_lost(const std::string& worker_id,
       requeue_attempt(*task, attempt_outcome::lost,
                       fmt::format("worker {} lost: {}", worker_id, reason),
                       now, out);
-      ++requeued;
+      // A task whose workers were lost too often ends FAILED instead.
+      if (task->status == task_status::queued)
+        ++requeued;
     }
   }
   out.worker_changes[change].reason = reason;

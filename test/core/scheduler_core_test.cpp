@@ -307,6 +307,25 @@ TEST_CASE_METHOD(fixture,
   CHECK(task(id).attempts.size() == 2);
 }
 
+TEST_CASE_METHOD(fixture,
+                 "a task whose workers are lost too often fails, and the last "
+                 "loss does not count it as requeued",
+                 "[core][scheduler][liveness]") {
+  auto id = submit("work");
+  for (uint32_t i = 1; i <= test_settings().max_lost_attempts; ++i) {
+    auto worker = "w" + std::to_string(i);
+    join(worker, 1);
+    REQUIRE(task(id).worker_id == worker);
+    plan p;
+    core.worker_lost(worker, "connection closed", now, p);
+    REQUIRE(p.worker_changes.size() == 1);
+    bool last_loss = i == test_settings().max_lost_attempts;
+    CHECK(p.worker_changes[0].requeued == (last_loss ? 0u : 1u));
+    CHECK(task(id).status
+          == (last_loss ? task_status::failed : task_status::queued));
+  }
+}
+
 TEST_CASE_METHOD(fixture, "a worker without heartbeats is declared LOST",
                  "[core][scheduler][liveness]") {
   join("a", 1);

@@ -303,7 +303,7 @@ TEST_CASE("bad upgrade requests are rejected cleanly", "[http][ws]") {
   CHECK(task_without_tasks.rfind("HTTP/1.1 400", 0) == 0);
   CHECK(task_without_tasks.find("'task' needs the tasks topic")
         != std::string::npos);
-  auto garbage = raw_request(m.url(), "\x16\x03\x01 not http at all\r\n\r\n");
+  auto garbage = raw_request(m.url(), "\x01\x03\x01 not http at all\r\n\r\n");
   CHECK(garbage.find("200 OK") == std::string::npos);
   // The start of a TLS ClientHello (no blank line will ever come): told at
   // once that this port is plain HTTP.

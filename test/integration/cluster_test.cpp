@@ -348,6 +348,9 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(read_file(dir / "other.err").find("is it a TaskMaster API?")
         != std::string::npos);
   // A stream the server refuses: its reason, not the WebSocket library's.
+  CHECK(run({"watch", "--task=1", "--topics=workers", server},
+            "watch-task-no-tasks")
+        == 2);
   CHECK(run({"watch", "--topics=bogus", server}, "watch-bogus") == 1);
   CHECK(read_file(dir / "watch-bogus.err")
         == "taskmasterd: the server refused the stream: unknown topic "

@@ -89,6 +89,10 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
                                fast_liveness);
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
+  process watch{{taskmasterd_path(), "watch", "--topics=workers",
+                 "--server=" + master->http_url()},
+                dir / "watch.out", dir / "watch.err"};
+  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
   json tasks = json::array();
   for (int i = 0; i < 2; ++i)
     tasks.push_back(json{{"command", "sleep 1; echo survived-" + std::to_string(i)}});
@@ -99,13 +103,14 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
   auto survivor = daemon::worker(dir, master->cluster_addr(), "survivor", 2,
                                  fast_liveness);
   REQUIRE(wait_for_workers(api, 2));
-  process watch{{taskmasterd_path(), "watch", "--topics=workers",
-                 "--server=" + master->http_url()},
-                dir / "watch.out", dir / "watch.err"};
-  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
   auto killed_at = std::chrono::steady_clock::now();
   doomed->proc().signal(SIGKILL);
   REQUIRE(eventually([&] { return worker_state(api, "doomed") == "LOST"; }));
+  auto detected = std::chrono::steady_clock::now() - killed_at;
+  WARN("kill -9 of a worker detected after "
+       << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
+       << " ms");
+  CHECK(detected < 3s);
   // The stream says what the lost worker held, and why it is lost.
   REQUIRE(eventually([&] {
     return read_file(dir / "watch.out").find("worker doomed lost")
@@ -116,11 +121,6 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
         != std::string::npos);
   watch.signal(SIGTERM);
   watch.wait(10s);
-  auto detected = std::chrono::steady_clock::now() - killed_at;
-  WARN("kill -9 of a worker detected after "
-       << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count()
-       << " ms");
-  CHECK(detected < 3s);
   for (size_t i = 0; i < ids.size(); ++i) {
     auto t = api.wait_final(ids[i]);
     CHECK(t["status"] == "SUCCEEDED");

@@ -485,12 +485,32 @@ TEST_CASE("behind a TLS proxy the client and watch speak https://, check the "
   CHECK(run(dir, {"watch", "--task=1", https}, "watch", trusted) == 0);
   CHECK(read_file(dir / "watch.out").find("task 1 already ended SUCCEEDED\n")
         != std::string::npos);
-  // A certificate this machine does not trust: exit 3, saying so.
+  // Events stream over wss:// until the watched task ends.
+  auto running = master->api()
+                   .post("/tasks", json{{"command", "sleep 1"}})
+                   .body["id"]
+                   .dump();
+  CHECK(run(dir, {"watch", "--task=" + running, https}, "watch-live", trusted)
+        == 0);
+  CHECK(read_file(dir / "watch-live.out")
+          .find("task " + running + " SUCCEEDED")
+        != std::string::npos);
+  // A certificate this machine does not trust: exit 3, saying so, and a
+  // wait gives up at once (no server restart fixes a certificate).
   CHECK(run(dir, {"tasks", https}, "untrusted") == 3);
   CHECK(read_file(dir / "untrusted.err").find("TLS certificate is not trusted")
         != std::string::npos);
+  CHECK(run(dir, {"task", "1", "--wait", https}, "wait-untrusted") == 3);
   CHECK(run(dir, {"watch", https}, "watch-untrusted") == 3);
   CHECK(read_file(dir / "watch-untrusted.err").find("(TLS: ")
+        != std::string::npos);
+  // A trusted certificate for another name (it names 127.0.0.1 only).
+  auto by_name = "--server=https://localhost:" + proxy.url().substr(18);
+  CHECK(run(dir, {"tasks", by_name}, "other-name", trusted) == 3);
+  CHECK(read_file(dir / "other-name.err").find("not for this host name")
+        != std::string::npos);
+  CHECK(run(dir, {"watch", by_name}, "watch-other-name", trusted) == 3);
+  CHECK(read_file(dir / "watch-other-name.err").find("(TLS: ")
         != std::string::npos);
   // https:// on taskmasterd's own port: answered at once, not after a
   // timeout, and the client says why.
@@ -498,7 +518,7 @@ TEST_CASE("behind a TLS proxy the client and watch speak https://, check the "
                     + std::to_string(master->http_port());
   CHECK(run(dir, {"tasks", plain_port}, "wrong-scheme") == 3);
   CHECK(read_file(dir / "wrong-scheme.err")
-          .find("taskmasterd itself serves plain HTTP")
+          .find("if this is taskmasterd's own port: it serves plain HTTP")
         != std::string::npos);
   // The API is intact.
   CHECK(master->api().get("/healthz").status == 200);
