@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -195,6 +196,7 @@ public:
       last_failure_ = describe(res.error());
       tls_failure_ = res.error() == httplib::Error::SSLConnection
                      || res.error() == httplib::Error::SSLServerVerification;
+      foreign_ = false;
       if (!quiet_)
         report_unreachable();
       return std::nullopt;
@@ -205,6 +207,7 @@ public:
       // is not reachable at this address.
       unreachable_ = true;
       never_connected_ = false;
+      foreign_ = true;
       last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
                                   res->status);
       if (!quiet_)
@@ -226,16 +229,27 @@ public:
 
   /// Says on stderr that the server could not be reached, and why.
   void report_unreachable() const {
-    fmt::print(stderr,
-               "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
-               "{}(--server or TASKMASTER_SERVER)\n",
-               base_, last_failure_, tls_failure_ ? "" : "is it running? ");
+    if (tls_failure_)
+      fmt::print(stderr,
+                 "taskmasterd: cannot reach the TaskMaster server at {}: {} "
+                 "(--server or TASKMASTER_SERVER)\n",
+                 base_, last_failure_);
+    else
+      fmt::print(stderr,
+                 "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
+                 "is it running? (--server or TASKMASTER_SERVER)\n",
+                 base_, last_failure_);
   }
 
   /// True when the last call could not even connect (rather than losing
   /// the connection, or finding something other than TaskMaster).
   bool never_connected() const {
     return never_connected_;
+  }
+
+  /// True when the last answer came from something other than TaskMaster.
+  bool foreign() const {
+    return foreign_;
   }
 
   /// True when the last call failed in TLS: a setting to fix, not a server
@@ -301,6 +315,8 @@ private:
   bool unreachable_ = false;
   bool quiet_ = false;
   bool never_connected_ = false;
+  /// The last call got an answer that was not TaskMaster's.
+  bool foreign_ = false;
   /// The last failure was TLS's: something answers, so "is it running?" is
   /// the wrong question.
   bool tls_failure_ = false;
@@ -474,8 +490,12 @@ std::optional<json> wait_for(api& server, const std::string& id,
     // No connection to a server never reached is a wrong address, not a
     // restart: say so now. (A connection lost in the first long poll is a
     // server that was there.)
-    if (gone && ((!reached && server.never_connected())
-                 || server.tls_failure())) {
+    // Nor is something that never answered as TaskMaster (a web server at
+    // a wrong address); a proxy's error page after TaskMaster answered is a
+    // restart behind it.
+    if (gone
+        && ((!reached && (server.never_connected() || server.foreign()))
+            || server.tls_failure())) {
       if (retry_s > 0)
         server.report_unreachable();
       return std::nullopt;
@@ -648,17 +668,42 @@ int submit(const client_options& o, api& server) {
     return fail(usage, error);
   if (!env->empty())
     task["env"] = *env;
-  auto res = server.call("POST", "/tasks", task.dump());
+  // JSON carries UTF-8 text only: say which option is not, rather than send
+  // a replacement character in a command.
+  std::string payload;
+  try {
+    payload = task.dump();
+  } catch (const json::type_error&) {
+    static const std::map<std::string, std::string> option_of{
+      {"command", "--cmd"},       {"name", "--name"},
+      {"description", "--desc"},  {"labels", "--labels"},
+      {"env", "--env"},           {"idempotency_key", "--idempotency-key"}};
+    std::string option = "an option";
+    for (const auto& [key, value] : task.items()) {
+      try {
+        (void)value.dump();
+      } catch (const json::type_error&) {
+        auto i = option_of.find(key);
+        option = i != option_of.end() ? i->second : key;
+        break;
+      }
+    }
+    return fail(usage, fmt::format("submit: {} is not valid UTF-8 text (the "
+                                   "API carries UTF-8 only)",
+                                   option));
+  }
+  auto res = server.call("POST", "/tasks", payload);
   if (!res)
     return unreachable;
   auto& [status, body] = *res;
   if (status != 201 && status != 200)
     return api_error(server, status, body);
   auto id = text(body, "id");
-  if (o.wait && status == 200)
+  if ((o.wait || o.json_output) && status == 200)
     fmt::print(stderr, "taskmasterd: already submitted as task {} under key "
-                       "'{}'; waiting for it\n",
-               id, o.idempotency_key);
+                       "'{}'{}\n",
+               id, printable(o.idempotency_key),
+               o.wait ? "; waiting for it" : "");
   if (o.wait) {
     auto done = wait_for(server, id, retry_seconds(o), true);
     if (!done)
@@ -669,7 +714,8 @@ int submit(const client_options& o, api& server) {
     fmt::print("{}\n", body.dump(2));
   else if (status == 200) // the key named a task the master already has
     fmt::print("already submitted as task {} under key '{}' ({}, {})\n", id,
-               o.idempotency_key, text(body, "priority"), text(body, "status"));
+               printable(o.idempotency_key), text(body, "priority"),
+               text(body, "status"));
   else
     fmt::print("submitted task {} ({}, {})\n", id, text(body, "priority"),
                text(body, "status"));
@@ -706,6 +752,8 @@ int list_tasks(const client_options& o, api& server) {
                                    o.status));
   if (auto bad = bad_priority(o.priority))
     return *bad;
+  if (o.limit < 1 || o.limit > 1000)
+    return fail(usage, fmt::format("--limit={}: must be 1 to 1000", o.limit));
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
     query += "&status=" + upper(o.status);
@@ -862,6 +910,21 @@ int run(const std::string& command, const std::vector<std::string>& args) {
   if (command == "workers")
     return workers(o, server);
   if (command == "watch") {
+    if (!o.task.empty()
+        && (o.task.find_first_not_of("0123456789") != std::string::npos
+            || o.task.find_first_not_of('0') == std::string::npos))
+      return fail(usage, fmt::format("watch: --task={}: not a task id (a "
+                                     "number)",
+                                     printable(o.task)));
+    for (size_t at = 0; !o.topics.empty() && at <= o.topics.size();) {
+      auto comma = std::min(o.topics.find(',', at), o.topics.size());
+      auto topic = o.topics.substr(at, comma - at);
+      if (topic != "tasks" && topic != "workers" && topic != "stats")
+        return fail(usage, fmt::format("watch: --topics: unknown topic '{}' "
+                                       "(tasks, workers, stats)",
+                                       printable(topic)));
+      at = comma + 1;
+    }
     if (!o.task.empty() && !o.topics.empty()
         && ("," + o.topics + ",").find(",tasks,") == std::string::npos)
       return fail(usage, "watch: --task needs the tasks topic (its events "

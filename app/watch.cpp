@@ -1,7 +1,15 @@
 #include "app/watch.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -77,7 +85,10 @@ void print_worker_event(const json& msg) {
   auto event = str(msg, "event");
   // A lost or departed worker runs nothing any more: say what it held.
   std::string detail;
-  if ((event == "lost" || event == "left") && msg.contains("requeued")) {
+  // A worker that shuts down hands its tasks back before it leaves: its
+  // "left" rarely puts any back itself.
+  if ((event == "lost" || (event == "left" && msg.value("requeued", 0) > 0))
+      && msg.contains("requeued")) {
     auto requeued = msg.value("requeued", 0);
     detail = fmt::format("{} slots, {} task{} back in the queue", str(w, "slots"),
                          requeued, requeued == 1 ? "" : "s");
@@ -109,7 +120,7 @@ bool is_final(const json& t) {
 /// Why the server declined the upgrade: Beast 1.74 drops a declined
 /// handshake's response, so ask again on `stream` (a fresh connection) with a
 /// plain HTTP request carrying the same upgrade headers and read the answer.
-/// Returns "MESSAGE (STATUS)".
+/// Returns "MESSAGE (STATUS)", or "" when the answer is not TaskMaster's.
 template <class Stream>
 std::string refusal_of(Stream& stream, const std::string& hostport,
                        const std::string& target, const std::string& token) {
@@ -128,11 +139,11 @@ std::string refusal_of(Stream& stream, const std::string& hostport,
   http::response<http::string_body> res;
   http::read(stream, buffer, res);
   auto body = json::parse(res.body(), nullptr, false);
-  std::string message = res.reason().to_string();
-  if (!body.is_discarded() && body.contains("error")
-      && body["error"].contains("message"))
-    message = body["error"]["message"].get<std::string>();
-  return fmt::format("{} ({})", message, res.result_int());
+  if (body.is_discarded() || !body.is_object() || !body.contains("error")
+      || !body["error"].contains("message"))
+    return {}; // not TaskMaster's answer
+  return fmt::format("{} ({})", body["error"]["message"].get<std::string>(),
+                     res.result_int());
 }
 
 /// Where a stream goes, and how to open another connection there.
@@ -148,13 +159,69 @@ struct endpoint {
 /// against the host name).
 class connection {
 public:
+  /// Connects and completes the TLS handshake; with the WebSocket handshake
+  /// after it, all within `handshake_limit`. Asio's blocking calls wait
+  /// forever (socket timeouts only make them poll), so a watchdog shuts the
+  /// socket down when the limit passes; streaming() calls it off.
   explicit connection(const endpoint& at) {
     tcp::resolver resolver{ioc_};
     auto addresses = resolver.resolve(at.host, at.port);
+    watchdog_ = std::thread([this] { watch_the_clock(); });
+    try {
+      open(at, addresses);
+    } catch (...) {
+      // No destructor runs for a constructor that throws.
+      stop_watchdog();
+      if (fired_)
+        throw beast::system_error{asio::error::timed_out};
+      throw;
+    }
+  }
+
+  ~connection() {
+    stop_watchdog();
+  }
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Calls `f` with the websocket stream, whichever layer it runs on.
+  template <class F>
+  auto with_stream(F&& f) {
+    return plain_ ? f(*plain_) : f(*secure_);
+  }
+
+  /// True when the watchdog cut the connection (no answer in time).
+  bool timed_out() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return fired_;
+  }
+
+  /// After the handshake a stream may stay quiet for as long as nothing
+  /// happens: no deadline, but TCP keepalive notices a server that vanished
+  /// (in about a minute).
+  void streaming() {
+    stop_watchdog();
+    auto& sock = plain_ ? plain_->next_layer()
+                        : beast::get_lowest_layer(secure_->next_layer());
+    int on = 1;
+    int idle = 30;
+    int interval = 10;
+    int count = 3;
+    auto fd = sock.native_handle();
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+
+  static constexpr auto handshake_limit = std::chrono::seconds(10);
+
+private:
+  void open(const endpoint& at, const tcp::resolver::results_type& addresses) {
     if (!at.tls) {
       plain_.emplace(ioc_);
-      asio::connect(plain_->next_layer(), addresses);
-      plain_->next_layer().set_option(tcp::no_delay(true));
+      connect(plain_->next_layer(), addresses);
       return;
     }
     tls_context_.emplace(ssl::context::tls_client);
@@ -162,8 +229,7 @@ public:
     tls_context_->set_verify_mode(ssl::verify_peer);
     secure_.emplace(ioc_, *tls_context_);
     auto& tls = secure_->next_layer();
-    asio::connect(beast::get_lowest_layer(tls), addresses);
-    beast::get_lowest_layer(tls).set_option(tcp::no_delay(true));
+    connect(beast::get_lowest_layer(tls), addresses);
     // SNI, for proxies that serve several names on one address (never for
     // an address: RFC 6066).
     beast::error_code not_an_address;
@@ -176,17 +242,59 @@ public:
     tls.handshake(ssl::stream_base::client);
   }
 
-  /// Calls `f` with the websocket stream, whichever layer it runs on.
-  template <class F>
-  auto with_stream(F&& f) {
-    return plain_ ? f(*plain_) : f(*secure_);
+  void watch_the_clock() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (cv_.wait_for(guard, handshake_limit, [this] { return done_; }))
+      return;
+    fired_ = true;
+    if (fd_ >= 0)
+      ::shutdown(fd_, SHUT_RDWR);
   }
 
-private:
+  void stop_watchdog() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (watchdog_.joinable())
+      watchdog_.join();
+  }
+
+  /// The first address that accepts.
+  void connect(tcp::socket& sock, const tcp::resolver::results_type& addresses) {
+    beast::error_code ec = asio::error::host_not_found;
+    for (const auto& entry : addresses) {
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        if (fired_)
+          break;
+        fd_ = -1;
+        beast::error_code ignored;
+        sock.close(ignored);
+        sock.open(entry.endpoint().protocol());
+        fd_ = sock.native_handle();
+      }
+      sock.connect(entry.endpoint(), ec);
+      if (!ec)
+        break;
+    }
+    if (ec)
+      throw beast::system_error{ec};
+    sock.set_option(tcp::no_delay(true));
+  }
+
   asio::io_context ioc_;
   std::optional<ssl::context> tls_context_;
   std::optional<websocket::stream<tcp::socket>> plain_;
   std::optional<websocket::stream<beast::ssl_stream<tcp::socket>>> secure_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool fired_ = false;
+  /// The socket the watchdog shuts down (-1: none open).
+  int fd_ = -1;
+  std::thread watchdog_;
 };
 
 } // namespace
@@ -236,19 +344,33 @@ int watch(const std::string& base_url, const std::string& token,
       beast::error_code ec;
       ws.handshake(res, at.hostport, target, ec);
       if (ec == websocket::error::upgrade_declined) {
+        // Some servers serve one connection at a time: let this one go.
+        beast::error_code ignored;
+        beast::get_lowest_layer(ws).close(ignored);
         connection again{at};
         auto why = again.with_stream([&](auto& other) {
           return refusal_of(other.next_layer(), at.hostport, target, token);
         });
+        if (why.empty()) {
+          fmt::print(stderr,
+                     "taskmasterd: {} answered the stream request with "
+                     "something other than TaskMaster's; is it a TaskMaster "
+                     "API? (--server or TASKMASTER_SERVER)\n",
+                     base_url);
+          return unreachable;
+        }
         fmt::print(stderr, "taskmasterd: the server refused the stream: {}\n",
                    why);
         return api_failure;
       }
+      if (ec && conn.timed_out())
+        throw beast::system_error{asio::error::timed_out};
       if (ec) {
         fmt::print(stderr, "taskmasterd: cannot open the stream: {}\n",
                    ec.message());
         return api_failure;
       }
+      conn.streaming();
       beast::flat_buffer buffer;
       for (;;) {
         buffer.clear();
@@ -306,10 +428,14 @@ int watch(const std::string& base_url, const std::string& token,
                  base_url, e.code().message());
       return unreachable;
     }
+    auto why = e.code() == asio::error::timed_out
+                 ? fmt::format("no answer within {} s",
+                               connection::handshake_limit.count())
+                 : e.code().message();
     fmt::print(stderr,
                "taskmasterd: cannot reach the TaskMaster server at {} ({}); "
                "is it running? (--server or TASKMASTER_SERVER)\n",
-               base_url, e.code().message());
+               base_url, why);
     return unreachable;
   }
 }

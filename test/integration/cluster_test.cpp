@@ -1,6 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -343,7 +347,37 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(run({"tasks", "--server=http://127.0.0.1:" + std::to_string(other_port)},
             "other")
         == 3);
+  // A wait gives up at once too: that address never was TaskMaster (no
+  // 60 s of retrying as for a restart).
+  CHECK(run({"task", "1", "--wait",
+             "--server=http://127.0.0.1:" + std::to_string(other_port)},
+            "other-wait")
+        == 3);
+  // So does watch, rather than calling a web page's answer a refusal.
+  CHECK(run({"watch", "--server=http://127.0.0.1:" + std::to_string(other_port)},
+            "other-watch")
+        == 3);
+  CHECK(read_file(dir / "other-watch.err").find("is it a TaskMaster API?")
+        != std::string::npos);
   other.stop();
+  // A server that accepts connections and never answers: watch gives up
+  // after its handshake limit (10 s) instead of hanging.
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof address)
+          == 0);
+  REQUIRE(::listen(silent, 4) == 0);
+  socklen_t length = sizeof address;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length);
+  CHECK(run({"watch", "--server=http://127.0.0.1:"
+                        + std::to_string(ntohs(address.sin_port))},
+            "silent-watch")
+        == 3);
+  ::close(silent);
+  CHECK(read_file(dir / "silent-watch.err").find("no answer within 10 s")
+        != std::string::npos);
   other_thread.join();
   CHECK(read_file(dir / "other.err").find("is it a TaskMaster API?")
         != std::string::npos);
@@ -351,10 +385,18 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(run({"watch", "--task=1", "--topics=workers", server},
             "watch-task-no-tasks")
         == 2);
-  CHECK(run({"watch", "--topics=bogus", server}, "watch-bogus") == 1);
+  CHECK(run({"watch", "--topics=bogus", server}, "watch-bogus") == 2);
   CHECK(read_file(dir / "watch-bogus.err")
-        == "taskmasterd: the server refused the stream: unknown topic "
-           "\"bogus\" (tasks, workers, stats) (400)\n");
+        == "taskmasterd: watch: --topics: unknown topic 'bogus' (tasks, "
+           "workers, stats)\n");
+  CHECK(run({"watch", "--task=1x", server}, "watch-bad-id") == 2);
+  CHECK(run({"tasks", "--limit=0", server}, "limit-zero") == 2);
+  // A command line that is not UTF-8 cannot travel in JSON: exit 2, naming
+  // the option (the client used to abort).
+  CHECK(run({"submit", "--cmd=echo \xe9t\xe9", server}, "latin1") == 2);
+  CHECK(read_file(dir / "latin1.err")
+        == "taskmasterd: submit: --cmd is not valid UTF-8 text (the API "
+           "carries UTF-8 only)\n");
 }
 
 TEST_CASE("watch exits 3 when the master goes away", "[integration][client]") {
