@@ -290,6 +290,18 @@ scheduler(self_ptr self, scheduler_options options,
       auto& st = self->state;
       core::plan plan;
       auto id = req.info.id;
+      // A worker of this release checks its own id and labels; this keeps
+      // out anything else that would print as something it is not.
+      auto problem = core::worker_id_problem(id);
+      if (!problem.empty())
+        problem = "its worker id " + problem;
+      else
+        problem = core::worker_labels_problem(req.info.labels);
+      if (!problem.empty()) {
+        log::warn("refused a worker: {}", problem);
+        return {false, fmt::format("refused: {}", problem),
+                st.options.heartbeat_interval_ms};
+      }
       auto outcome = st.core->register_worker(req.info, req.running,
                                               req.results,
                                               log::wall_clock_ms(), plan);

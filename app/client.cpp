@@ -394,15 +394,36 @@ std::string joined_labels(const json& j) {
 }
 
 void print_task(const json& t) {
+  // Values from users print without their control characters (an escape
+  // sequence in a name must not drive the terminal); --json has them as
+  // they are.
   auto line = [&](const char* label, const std::string& value) {
-    fmt::print("{:<12} {}\n", label, value);
+    fmt::print("{:<12} {}\n", label, printable(value));
   };
   line("id", text(t, "id"));
   line("name", text(t, "name"));
-  line("command", text(t, "command"));
+  if (text(t, "description") != "-")
+    line("description", text(t, "description"));
+  // A script keeps its lines, each under the one before.
+  auto command = text(t, "command");
+  for (size_t at = 0, n = 0; at <= command.size(); ++n) {
+    auto end = std::min(command.find('\n', at), command.size());
+    line(n == 0 ? "command" : "", command.substr(at, end - at));
+    at = end + 1;
+  }
   line("priority", text(t, "priority"));
   if (auto labels = joined_labels(t); !labels.empty())
     line("labels", labels);
+  if (t.contains("env") && t["env"].is_object() && !t["env"].empty()) {
+    std::string names;
+    for (const auto& [name, value] : t["env"].items())
+      names += (names.empty() ? "" : " ") + name;
+    line("env", names + " (values: --json)");
+  }
+  if (t.value("timeout_seconds", 0) > 0)
+    line("timeout", fmt::format("{} s", t.value("timeout_seconds", 0)));
+  if (t.contains("max_retries"))
+    line("retries", fmt::format("up to {}", t.value("max_retries", 0)));
   line("status", text(t, "status"));
   if (text(t, "reason") != "-")
     line("reason", text(t, "reason"));
@@ -415,12 +436,12 @@ void print_task(const json& t) {
     fmt::print("attempts:\n");
     for (const auto& a : t["attempts"]) {
       auto reason = a.value("reason", "");
-      fmt::print("  #{:<3} {:<10} on {:<12} exit {:>4}  {} .. {}{}\n",
+      fmt::print("  #{:<3} {:<10} on {} exit {:>4}  {} .. {}{}\n",
                  text(a, "attempt"), text(a, "outcome"),
-                 text(a, "worker_id"), text(a, "exit_code"),
+                 cell(text(a, "worker_id"), 12), text(a, "exit_code"),
                  short_time(text(a, "started_at")),
                  short_time(text(a, "finished_at")),
-                 reason.empty() ? "" : "  " + reason);
+                 reason.empty() ? "" : "  " + printable(reason));
     }
   }
   // The output is the last ended attempt's: after a retry, say which (the

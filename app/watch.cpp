@@ -36,11 +36,12 @@ namespace websocket = boost::beast::websocket;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
 
+/// A field as printed: user text without its control characters.
 std::string str(const json& j, const char* key) {
   auto i = j.find(key);
   if (i == j.end() || i->is_null())
     return "-";
-  return i->is_string() ? i->get<std::string>() : i->dump();
+  return i->is_string() ? printable(i->get<std::string>()) : i->dump();
 }
 
 /// "2026-11-26T18:55:03.123Z" -> "18:55:03.123".

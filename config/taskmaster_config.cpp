@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <caf/config_option.hpp>
@@ -295,6 +296,15 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
       list[i] += "=" + list[i + 1];
       list.erase(list.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     }
+  // CAF keeps the last of a repeated option; two --role or --labels on one
+  // command line are more likely a mistake than an override (the config
+  // file is where defaults go, and the command line overrides it).
+  std::set<std::string> seen;
+  for (const auto& a : list) {
+    auto name = a.substr(0, a.find('='));
+    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
+      return fmt::format("{} given twice", name);
+  }
   std::string file;
   for (const auto& a : list)
     if (a.rfind("--config-file=", 0) == 0)
@@ -322,6 +332,15 @@ std::string taskmaster_config::validate() {
                        "once",
                        labels);
   worker_labels = std::move(*parsed);
+  if (auto why = core::worker_labels_problem(worker_labels); !why.empty())
+    return fmt::format("invalid --labels: {}", why);
+  if (role != "master") {
+    if (auto why = core::worker_id_problem(effective_worker_id());
+        !why.empty())
+      return fmt::format("invalid worker id (--worker-id, or the host name): "
+                         "it {}",
+                         why);
+  }
   auto colon = master.rfind(':');
   if (colon == std::string::npos || colon == 0)
     return fmt::format("invalid --master '{}': expected HOST:PORT", master);
@@ -363,7 +382,9 @@ std::string taskmaster_config::validate() {
   }
   if (retry_backoff_max < retry_backoff)
     return "--retry-backoff-max must not be less than --retry-backoff";
-  if (heartbeat_interval.count() <= 0 || heartbeat_timeout <= heartbeat_interval)
+  if (heartbeat_interval.count() <= 0)
+    return "--heartbeat-interval must be positive";
+  if (heartbeat_timeout <= heartbeat_interval)
     return "--heartbeat-timeout must be longer than --heartbeat-interval";
   if (max_batch_tasks == 0)
     return "--max-batch-tasks must be at least 1";

@@ -9,39 +9,6 @@ namespace taskmaster::http {
 
 namespace {
 
-/// Length of the valid UTF-8 sequence starting at `s[i]`, or 0.
-size_t utf8_sequence(std::string_view s, size_t i) {
-  auto c = static_cast<unsigned char>(s[i]);
-  size_t len;
-  uint32_t min;
-  if (c < 0x80)
-    return 1;
-  if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    min = 0x80;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    min = 0x800;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size())
-    return 0;
-  uint32_t cp = c & (0x7F >> len);
-  for (size_t k = 1; k < len; ++k) {
-    auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return len;
-}
-
 void append_time(std::string& out, core::time_ms t) {
   if (t == 0) {
     out += "null";
@@ -150,7 +117,7 @@ void append_json_string(std::string& out, std::string_view text) {
       ++i;
       continue;
     }
-    auto len = utf8_sequence(text, i);
+    auto len = core::utf8_sequence(text, i);
     if (len == 0) {
       // One replacement per "maximal subpart" (Unicode's rule, and what
       // nlohmann does): a lead byte and the continuation bytes that could

@@ -28,23 +28,29 @@ std::string percent_decode(std::string_view in) {
 
 stream_target parse_stream_target(std::string_view target) {
   std::map<std::string, std::string> params;
+  std::string repeated;
   auto q = target.find('?');
   std::string path{target.substr(0, q)};
   if (q == std::string_view::npos)
-    return {path, params};
+    return {path, params, repeated};
   auto query = target.substr(q + 1);
   while (!query.empty()) {
     auto amp = query.find('&');
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
-    if (!pair.empty())
-      params[percent_decode(pair.substr(0, eq))]
-        = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    if (!pair.empty()) {
+      auto name = percent_decode(pair.substr(0, eq));
+      auto value = eq == std::string_view::npos
+                     ? std::string{}
+                     : percent_decode(pair.substr(eq + 1));
+      if (!params.emplace(name, std::move(value)).second && repeated.empty())
+        repeated = name;
+    }
     if (amp == std::string_view::npos)
       break;
     query = query.substr(amp + 1);
   }
-  return {path, params};
+  return {path, params, repeated};
 }
 
 } // namespace taskmaster::http

@@ -10,6 +10,9 @@ namespace taskmaster::http {
 struct stream_target {
   std::string path;
   std::map<std::string, std::string> params;
+  /// A parameter given more than once (then `params` holds its first
+  /// value), or empty.
+  std::string repeated;
 };
 
 /// Splits `/ws?task=3&topics=tasks` into path and percent-decoded

@@ -167,11 +167,24 @@ private:
     if (!refusal_.empty())
       return reject(bhttp::status::too_many_requests,
                     api_errc::too_many_connections, refusal_);
-    auto [path, params] = parse_stream_target(std::string_view{
+    auto [path, params, repeated] = parse_stream_target(std::string_view{
       req.target().data(), req.target().size()});
     if (req.method() != bhttp::verb::get || path != "/ws")
       return reject(bhttp::status::not_found, api_errc::not_found,
                     "WebSocket upgrades are served on GET /ws");
+    // As on the REST routes: a mistyped or doubled parameter is an error,
+    // not something to guess about.
+    if (!repeated.empty())
+      return reject(bhttp::status::bad_request, api_errc::invalid_request,
+                    fmt::format("query parameter '{}' is given more than "
+                                "once",
+                                repeated));
+    for (const auto& [name, value] : params)
+      if (name != "task" && name != "topics" && name != "token")
+        return reject(bhttp::status::bad_request, api_errc::invalid_request,
+                      fmt::format("unknown query parameter '{}' (/ws takes "
+                                  "task, topics and token)",
+                                  name));
     if (!websocket::is_upgrade(req))
       return reject(bhttp::status::bad_request, api_errc::invalid_request,
                     "expected a WebSocket upgrade request");

@@ -169,3 +169,80 @@ std::string_view first_difference(const task_spec& a, const task_spec& b,
 }
 
 } // namespace taskmaster::core
+
+namespace taskmaster::core {
+
+size_t utf8_sequence(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  size_t len;
+  uint32_t min;
+  if (c < 0x80)
+    return 1;
+  if ((c & 0xE0) == 0xC0) {
+    len = 2;
+    min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3;
+    min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size())
+    return 0;
+  uint32_t cp = c & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) {
+    auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return len;
+}
+
+namespace {
+
+/// "" for printable UTF-8; else what is wrong. C0 and C1 controls and DEL
+/// count as control characters; a space too unless `spaces`.
+std::string printable_problem(std::string_view text, bool spaces) {
+  for (size_t i = 0; i < text.size();) {
+    auto len = utf8_sequence(text, i);
+    if (len == 0)
+      return "is not valid UTF-8";
+    auto c = static_cast<unsigned char>(text[i]);
+    auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1])
+                                    : 0;
+    if (c < 0x20 || c == 0x7f || (c == 0xc2 && next < 0xa0))
+      return "holds a control character";
+    if (c == ' ' && !spaces)
+      return "holds a space";
+    i += len;
+  }
+  return {};
+}
+
+} // namespace
+
+std::string worker_id_problem(std::string_view id) {
+  if (id.empty())
+    return "is empty";
+  if (id.size() > 128)
+    return "is longer than 128 bytes";
+  return printable_problem(id, false);
+}
+
+std::string worker_labels_problem(const string_map& labels) {
+  for (const auto& [key, value] : labels) {
+    if (auto why = printable_problem(key, true); !why.empty())
+      return fmt::format("a label key {}", why);
+    if (auto why = printable_problem(value, true); !why.empty())
+      return fmt::format("the value of label '{}' {}", key, why);
+  }
+  return {};
+}
+
+} // namespace taskmaster::core

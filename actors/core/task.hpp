@@ -220,6 +220,18 @@ std::optional<string_map> parse_labels(std::string_view text);
 /// never share a form. The empty string for no labels.
 std::string format_labels(const string_map& labels);
 
+/// Length of the valid UTF-8 sequence starting at `s[i]`, or 0.
+size_t utf8_sequence(std::string_view s, size_t i);
+
+/// Why `id` cannot name a worker, or "" when it can. Ids appear in logs,
+/// tables and stream lines, and must tell workers apart as printed: 1 to 128
+/// bytes of UTF-8 without spaces or control characters.
+std::string worker_id_problem(std::string_view id);
+
+/// Why a worker's labels cannot be used, or "": keys and values are UTF-8
+/// without control characters (a label is printed where its worker is).
+std::string worker_labels_problem(const string_map& labels);
+
 /// True when `have` carries every key of `want` with the same value.
 bool labels_match(const string_map& want, const string_map& have);
 

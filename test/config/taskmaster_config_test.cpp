@@ -222,3 +222,10 @@ TEST_CASE("the retry backoff cap is not below the backoff", "[config]") {
   CHECK(cfg.validate()
         == "--retry-backoff-max must not be less than --retry-backoff");
 }
+
+TEST_CASE("an option given twice on the command line is refused",
+          "[config]") {
+  taskmaster_config cfg;
+  CHECK(cfg.parse_args({"--role=master", "--role=worker"})
+        == "--role given twice");
+}

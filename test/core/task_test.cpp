@@ -73,3 +73,22 @@ TEST_CASE("timestamps are RFC 3339 UTC with milliseconds", "[core][time]") {
   CHECK_FALSE(parse_rfc3339("2026-11-26T18:35:03"));
   CHECK_FALSE(parse_rfc3339("2026-11-26T18:35:03Zjunk"));
 }
+
+TEST_CASE("worker ids and labels print as what they are",
+          "[core][task][labels]") {
+  CHECK(worker_id_problem("build-3.eu").empty());
+  CHECK(worker_id_problem("ビルド").empty());
+  CHECK(worker_id_problem("") == "is empty");
+  CHECK(worker_id_problem(std::string(129, 'w')) == "is longer than 128 bytes");
+  CHECK(worker_id_problem("bad\xffid") == "is not valid UTF-8");
+  CHECK(worker_id_problem("bad\xfeid") == "is not valid UTF-8");
+  CHECK(worker_id_problem("a b") == "holds a space");
+  CHECK(worker_id_problem("a\tb") == "holds a control character");
+  CHECK(worker_id_problem("red\x1b[31m") == "holds a control character");
+  CHECK(worker_id_problem("c1\xc2\x9b") == "holds a control character");
+  CHECK(worker_labels_problem({{"zone", "eu west"}, {"gpu", "ä100"}}).empty());
+  CHECK(worker_labels_problem({{"k\xff", "v"}}) == "a label key is not valid "
+                                                   "UTF-8");
+  CHECK(worker_labels_problem({{"k", "v\n"}})
+        == "the value of label 'k' holds a control character");
+}

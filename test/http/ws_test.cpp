@@ -301,6 +301,20 @@ TEST_CASE("bad upgrade requests are rejected cleanly", "[http][ws]") {
                  "Sec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
   CHECK(task_without_tasks.rfind("HTTP/1.1 400", 0) == 0);
+  auto upgrade_to = [&](const std::string& target) {
+    return raw_request(m.url(),
+                       "GET " + target + " HTTP/1.1\r\nHost: " + host
+                         + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                           "Sec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  };
+  auto twice = upgrade_to("/ws?topics=tasks&topics=workers");
+  CHECK(twice.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(twice.find("query parameter 'topics' is given more than once")
+        != std::string::npos);
+  auto unknown = upgrade_to("/ws?foo=1");
+  CHECK(unknown.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(unknown.find("unknown query parameter 'foo'") != std::string::npos);
   CHECK(task_without_tasks.find("'task' needs the tasks topic")
         != std::string::npos);
   auto garbage = raw_request(m.url(), "\x01\x03\x01 not http at all\r\n\r\n");

@@ -1,5 +1,6 @@
 #include "test/support/cluster.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <regex>
 #include <stdexcept>
@@ -173,8 +174,13 @@ std::unique_ptr<daemon> daemon::worker(const temp_dir& dir,
   std::vector<std::string> argv{taskmasterd_path(), "--role=worker",
                                 "--master=" + master_addr,
                                 "--worker-id=" + id,
-                                "--slots=" + std::to_string(slots),
-                                "--reconnect-backoff-max=500ms"};
+                                "--slots=" + std::to_string(slots)};
+  // taskmasterd refuses an option given twice: a default goes only where
+  // `extra` has none.
+  if (std::none_of(extra.begin(), extra.end(), [](const std::string& e) {
+        return e.rfind("--reconnect-backoff-max=", 0) == 0;
+      }))
+    argv.push_back("--reconnect-backoff-max=500ms");
   for (auto& e : extra)
     argv.push_back(std::move(e));
   d->proc_ = std::make_unique<process>(argv, d->out_path_, d->err_path_);
