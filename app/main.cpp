@@ -63,6 +63,16 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  // "taskmasterd --server=URL workers": the command must come first.
+  for (size_t i = 1; i < args.size(); ++i)
+    if (taskmaster::client::is_command(args[i])
+        && args[i - 1].rfind("-", 0) == 0 && args[i - 1] != "--config-file") {
+      fmt::print(stderr,
+                 "taskmasterd: the command comes first, its options after "
+                 "it: taskmasterd {} [options]\n",
+                 args[i]);
+      return 2;
+    }
   if (!args.empty() && args[0].rfind("-", 0) != 0) {
     fmt::print(stderr,
                "taskmasterd: unknown command '{}' (see taskmasterd --help)\n",

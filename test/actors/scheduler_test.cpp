@@ -172,6 +172,24 @@ TEST_CASE("a second process with a connected worker's id is refused",
                          "process");
 }
 
+TEST_CASE("a worker whose id or labels would not print as themselves is "
+          "refused",
+          "[actors][protocol]") {
+  in_process_master m{no_worker()};
+  fake_worker spaced{m, "a b", 1};
+  auto reply = spaced.join();
+  CHECK_FALSE(reply.accepted);
+  CHECK(reply.message == "refused: its worker id holds a space");
+  fake_worker escaping{m, "w1", 1};
+  escaping.info.labels = {{"zone", "eu\x1b[31m"}};
+  reply = escaping.join();
+  CHECK_FALSE(reply.accepted);
+  CHECK(reply.message
+        == "refused: the value of label 'zone' holds a control character");
+  fake_worker fine{m, "w1", 1};
+  CHECK(fine.join().accepted);
+}
+
 TEST_CASE("a cancel reaches the worker as a kill", "[actors][protocol]") {
   in_process_master m{no_worker()};
   fake_worker w{m, "fake", 1};

@@ -390,6 +390,10 @@ TEST_CASE("the client submits, waits and reports exit codes",
         == "taskmasterd: watch: --topics: unknown topic 'bogus' (tasks, "
            "workers, stats)\n");
   CHECK(run({"watch", "--task=1x", server}, "watch-bad-id") == 2);
+  CHECK(run({server, "workers"}, "command-late") == 2);
+  CHECK(read_file(dir / "command-late.err")
+        == "taskmasterd: the command comes first, its options after it: "
+           "taskmasterd workers [options]\n");
   CHECK(run({"tasks", "--limit=0", server}, "limit-zero") == 2);
   // A command line that is not UTF-8 cannot travel in JSON: exit 2, naming
   // the option (the client used to abort).
