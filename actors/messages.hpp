@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 5;
+constexpr uint32_t protocol_version = 6;
 
 // -- messages between workers and the master ----------------------------------
 

@@ -207,7 +207,9 @@ public:
       // is not reachable at this address.
       unreachable_ = true;
       never_connected_ = false;
-      foreign_ = true;
+      // A proxy's error page (502, 503, 504) stands for TaskMaster behind it
+      // restarting; any other page is something else at this address.
+      foreign_ = res->status != 502 && res->status != 503 && res->status != 504;
       last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
                                   res->status);
       if (!quiet_)
@@ -220,6 +222,7 @@ public:
     }
     // TaskMaster answered: whatever failed before, it is reachable now.
     unreachable_ = false;
+    foreign_ = false;
     return std::make_pair(res->status, std::move(parsed));
   }
 
@@ -940,7 +943,8 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     for (size_t at = 0; !o.topics.empty() && at <= o.topics.size();) {
       auto comma = std::min(o.topics.find(',', at), o.topics.size());
       auto topic = o.topics.substr(at, comma - at);
-      if (topic != "tasks" && topic != "workers" && topic != "stats")
+      if (!topic.empty() && topic != "tasks" && topic != "workers"
+          && topic != "stats")
         return fail(usage, fmt::format("watch: --topics: unknown topic '{}' "
                                        "(tasks, workers, stats)",
                                        printable(topic)));

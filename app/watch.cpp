@@ -203,6 +203,8 @@ public:
   /// (in about a minute).
   void streaming() {
     stop_watchdog();
+    if (fired_) // it fired just as the handshake ended
+      throw beast::system_error{asio::error::timed_out};
     auto& sock = plain_ ? plain_->next_layer()
                         : beast::get_lowest_layer(secure_->next_layer());
     int on = 1;
@@ -214,6 +216,21 @@ public:
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+
+  /// Closes the connection and calls its watchdog off first, so that it
+  /// never shuts down a socket that reuses the descriptor.
+  void close() {
+    stop_watchdog();
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      fd_ = -1;
+    }
+    beast::error_code ignored;
+    if (plain_)
+      plain_->next_layer().close(ignored);
+    else if (secure_)
+      beast::get_lowest_layer(secure_->next_layer()).close(ignored);
   }
 
   static constexpr auto handshake_limit = std::chrono::seconds(10);
@@ -346,12 +363,18 @@ int watch(const std::string& base_url, const std::string& token,
       ws.handshake(res, at.hostport, target, ec);
       if (ec == websocket::error::upgrade_declined) {
         // Some servers serve one connection at a time: let this one go.
-        beast::error_code ignored;
-        beast::get_lowest_layer(ws).close(ignored);
+        conn.close();
         connection again{at};
-        auto why = again.with_stream([&](auto& other) {
-          return refusal_of(other.next_layer(), at.hostport, target, token);
-        });
+        std::string why;
+        try {
+          why = again.with_stream([&](auto& other) {
+            return refusal_of(other.next_layer(), at.hostport, target, token);
+          });
+        } catch (const beast::system_error&) {
+          if (again.timed_out())
+            throw beast::system_error{asio::error::timed_out};
+          throw;
+        }
         if (why.empty()) {
           fmt::print(stderr,
                      "taskmasterd: {} answered the stream request with "

@@ -49,7 +49,8 @@ struct worker_state {
   /// weighted); negative until one has ended.
   double recent_run_ms = -1;
   /// Attempts the master may hand this worker beyond its slots (see
-  /// scheduler_settings::prefetch_budget); at most `info.slots`.
+  /// scheduler_settings::prefetch_budget); at most
+  /// `info.slots * (max_held_per_slot - 1)`.
   uint32_t prefetch = 0;
 
   uint32_t used_slots() const {

@@ -36,7 +36,7 @@ struct scheduler_settings {
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
   /// Prefetch: a worker whose recent attempts ran r ms on average is handed
-  /// up to min(slots, floor(prefetch_budget / r)) attempts beyond its free
+  /// up to min(2 x slots, floor(prefetch_budget / r)) attempts beyond its free
   /// slots. It starts one the moment a process exits instead of waiting a
   /// round trip to the master, which matters for tasks of a few
   /// milliseconds. The price: a task submitted later may wait behind the

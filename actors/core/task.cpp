@@ -206,19 +206,42 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 
 namespace {
 
+uint32_t code_point(std::string_view s, size_t i, size_t len) {
+  auto c = static_cast<unsigned char>(s[i]);
+  uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+/// Characters that print as nothing or move others: zero-width ones, bidi
+/// controls, line and paragraph separators, the byte order mark.
+bool is_invisible(uint32_t cp) {
+  return (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E)
+         || (cp >= 0x2060 && cp <= 0x206F) || cp == 0xFEFF
+         || (cp >= 0xFFF9 && cp <= 0xFFFB) || cp == 0x00AD;
+}
+
+/// Spaces other than U+0020.
+bool is_other_space(uint32_t cp) {
+  return cp == 0x00A0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A)
+         || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
 /// "" for printable UTF-8; else what is wrong. C0 and C1 controls and DEL
-/// count as control characters; a space too unless `spaces`.
+/// are control characters; invisible ones (zero-width, bidi) are refused
+/// too, and spaces unless `spaces`.
 std::string printable_problem(std::string_view text, bool spaces) {
   for (size_t i = 0; i < text.size();) {
     auto len = utf8_sequence(text, i);
     if (len == 0)
       return "is not valid UTF-8";
-    auto c = static_cast<unsigned char>(text[i]);
-    auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1])
-                                    : 0;
-    if (c < 0x20 || c == 0x7f || (c == 0xc2 && next < 0xa0))
+    auto cp = code_point(text, i, len);
+    if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
       return "holds a control character";
-    if (c == ' ' && !spaces)
+    if (is_invisible(cp))
+      return "holds an invisible character";
+    if ((cp == ' ' || is_other_space(cp)) && !spaces)
       return "holds a space";
     i += len;
   }

@@ -86,6 +86,12 @@ TEST_CASE("worker ids and labels print as what they are",
   CHECK(worker_id_problem("a\tb") == "holds a control character");
   CHECK(worker_id_problem("red\x1b[31m") == "holds a control character");
   CHECK(worker_id_problem("c1\xc2\x9b") == "holds a control character");
+  CHECK(worker_id_problem("over\xc0\xaflong") == "is not valid UTF-8");
+  CHECK(worker_id_problem("w1\u200b") == "holds an invisible character");
+  CHECK(worker_id_problem("w\u2028") == "holds an invisible character");
+  CHECK(worker_id_problem("rtl\u202e") == "holds an invisible character");
+  CHECK(worker_id_problem("nb\u00a0sp") == "holds a space");
+  CHECK(worker_id_problem("ideo\u3000") == "holds a space");
   CHECK(worker_labels_problem({{"zone", "eu west"}, {"gpu", "ä100"}}).empty());
   CHECK(worker_labels_problem({{"k\xff", "v"}}) == "a label key is not valid "
                                                    "UTF-8");

@@ -221,6 +221,14 @@ TEST_CASE("with an API token every request but /healthz needs it",
   CHECK(run(dir, {"watch", server, "--task=1"}, "watch-env",
             {"TASKMASTER_API_TOKEN=" + token})
         == 0);
+  // A stream the server refuses: its reason, not the WebSocket library's.
+  CHECK(run(dir, {"watch", server, "--token=not-the-token"}, "watch-wrong")
+        == 1);
+  CHECK(read_file(dir / "watch-wrong.err")
+          .rfind("taskmasterd: the server refused the stream: the API token "
+                 "is wrong",
+                 0)
+        == 0);
   // The token never shows up in the daemon's output.
   CHECK(master->log().find(token) == std::string::npos);
   CHECK(master->output().find(token) == std::string::npos);
