@@ -168,14 +168,15 @@ std::string_view first_difference(const task_spec& a, const task_spec& b,
   return {};
 }
 
-} // namespace taskmaster::core
+namespace {
 
-namespace taskmaster::core {
-
-size_t utf8_sequence(std::string_view s, size_t i) {
+/// Length of the valid UTF-8 sequence starting at `s[i]` (0 if there is
+/// none), and its code point in `cp`.
+size_t decode_utf8(std::string_view s, size_t i, uint32_t& cp) {
   auto c = static_cast<unsigned char>(s[i]);
   size_t len;
   uint32_t min;
+  cp = c;
   if (c < 0x80)
     return 1;
   if ((c & 0xE0) == 0xC0) {
@@ -192,7 +193,7 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   }
   if (i + len > s.size())
     return 0;
-  uint32_t cp = c & (0x7F >> len);
+  cp = c & (0x7F >> len);
   for (size_t k = 1; k < len; ++k) {
     auto cc = static_cast<unsigned char>(s[i + k]);
     if ((cc & 0xC0) != 0x80)
@@ -202,16 +203,6 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
     return 0;
   return len;
-}
-
-namespace {
-
-uint32_t code_point(std::string_view s, size_t i, size_t len) {
-  auto c = static_cast<unsigned char>(s[i]);
-  uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-  for (size_t k = 1; k < len; ++k)
-    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  return cp;
 }
 
 /// Characters that print as nothing or move others: zero-width ones, bidi
@@ -233,10 +224,10 @@ bool is_other_space(uint32_t cp) {
 /// too, and spaces unless `spaces`.
 std::string printable_problem(std::string_view text, bool spaces) {
   for (size_t i = 0; i < text.size();) {
-    auto len = utf8_sequence(text, i);
+    uint32_t cp = 0;
+    auto len = decode_utf8(text, i, cp);
     if (len == 0)
       return "is not valid UTF-8";
-    auto cp = code_point(text, i, len);
     if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
       return "holds a control character";
     if (is_invisible(cp))
@@ -249,6 +240,11 @@ std::string printable_problem(std::string_view text, bool spaces) {
 }
 
 } // namespace
+
+size_t utf8_sequence(std::string_view s, size_t i) {
+  uint32_t cp = 0;
+  return decode_utf8(s, i, cp);
+}
 
 std::string worker_id_problem(std::string_view id) {
   if (id.empty())
