@@ -9,7 +9,6 @@
 #include <iostream>
 #include <map>
 #include <optional>
-#include <set>
 #include <thread>
 
 #include <caf/actor_system_config.hpp>
@@ -21,6 +20,8 @@
 #include "actors/core/task.hpp"
 #include "app/terminal_text.hpp"
 #include "app/watch.hpp"
+#include "config/taskmaster_config.hpp"
+#include "http/stream_target.hpp"
 
 namespace taskmaster::client {
 
@@ -148,6 +149,12 @@ std::string upper(std::string text) {
   for (auto& c : text)
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return text;
+}
+
+/// Digits only, at least one: the form of a task id on the command line.
+bool is_number(const std::string& text) {
+  return !text.empty()
+         && text.find_first_not_of("0123456789") == std::string::npos;
 }
 
 int fail(int code, const std::string& message) {
@@ -895,16 +902,12 @@ int run(const std::string& command, const std::vector<std::string>& args) {
                                    "--help)",
                                    command, what, command));
   }
-  // CAF's parser keeps the last of a repeated option; a second --cmd is more
-  // likely a mistake (an unquoted command) than a correction.
-  std::set<std::string> seen;
-  for (const auto& a : options) {
-    auto name = a.substr(0, a.find('='));
-    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
-      return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
-                                     "--help)",
-                                     command, name, command));
-  }
+  // A second --cmd is more likely a mistake (an unquoted command) than a
+  // correction.
+  if (auto name = repeated_option(options); !name.empty())
+    return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
+                                   "--help)",
+                                   command, name, command));
   // An id for task and cancel, nothing for the others: a stray word is a
   // mistake (an unquoted command, say), not something to ignore.
   bool takes_id = command == "task" || command == "cancel";
@@ -912,10 +915,7 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     return fail(usage, fmt::format("{}: unexpected argument '{}' (see "
                                    "taskmasterd {} --help)",
                                    command, positional[0], command));
-  if (takes_id && positional.size() == 1
-      && (positional[0].empty()
-          || positional[0].find_first_not_of("0123456789")
-               != std::string::npos))
+  if (takes_id && positional.size() == 1 && !is_number(positional[0]))
     return fail(usage, fmt::format("{}: '{}' is not a task id (a number)",
                                    command, positional[0]));
   o.remainder = std::move(positional);
@@ -935,23 +935,19 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     return workers(o, server);
   if (command == "watch") {
     if (!o.task.empty()
-        && (o.task.find_first_not_of("0123456789") != std::string::npos
+        && (!is_number(o.task)
             || o.task.find_first_not_of('0') == std::string::npos))
       return fail(usage, fmt::format("watch: --task={}: not a task id (a "
                                      "number)",
                                      printable(o.task)));
-    for (size_t at = 0; !o.topics.empty() && at <= o.topics.size();) {
-      auto comma = std::min(o.topics.find(',', at), o.topics.size());
-      auto topic = o.topics.substr(at, comma - at);
-      if (!topic.empty() && topic != "tasks" && topic != "workers"
-          && topic != "stats")
-        return fail(usage, fmt::format("watch: --topics: unknown topic '{}' "
-                                       "(tasks, workers, stats)",
-                                       printable(topic)));
-      at = comma + 1;
-    }
+    std::string unknown;
+    auto topics = http::parse_topics(o.topics, unknown);
+    if (!topics)
+      return fail(usage, fmt::format("watch: --topics: unknown topic '{}' "
+                                     "(tasks, workers, stats)",
+                                     printable(unknown)));
     if (!o.task.empty() && !o.topics.empty()
-        && ("," + o.topics + ",").find(",tasks,") == std::string::npos)
+        && (*topics & http::topic_tasks) == 0)
       return fail(usage, "watch: --task needs the tasks topic (its events "
                          "are task events)");
     return watch(server.base(), server.token(), o.task, o.topics,

@@ -296,15 +296,11 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
       list[i] += "=" + list[i + 1];
       list.erase(list.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     }
-  // CAF keeps the last of a repeated option; two --role or --labels on one
-  // command line are more likely a mistake than an override (the config
-  // file is where defaults go, and the command line overrides it).
-  std::set<std::string> seen;
-  for (const auto& a : list) {
-    auto name = a.substr(0, a.find('='));
-    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
-      return fmt::format("{} given twice", name);
-  }
+  // Two --role or --labels on one command line are more likely a mistake
+  // than an override (the config file is where defaults go, and the command
+  // line overrides it).
+  if (auto name = repeated_option(list); !name.empty())
+    return fmt::format("{} given twice", name);
   std::string file;
   for (const auto& a : list)
     if (a.rfind("--config-file=", 0) == 0)
@@ -524,6 +520,16 @@ uint32_t taskmaster_config::effective_slots() const {
   if (slots > 0)
     return slots;
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string repeated_option(const std::vector<std::string>& args) {
+  std::set<std::string> seen;
+  for (const auto& a : args) {
+    auto name = a.substr(0, a.find('='));
+    if (name.rfind("--", 0) == 0 && !seen.insert(name).second)
+      return name;
+  }
+  return {};
 }
 
 } // namespace taskmaster

@@ -123,4 +123,9 @@ public:
   uint32_t effective_slots() const;
 };
 
+/// The first "--name" given more than once in `args` ("--name=value" or
+/// "--name"), or "" when none is. CAF's parser keeps the last of a repeated
+/// option silently; the daemon and the client both refuse it instead.
+std::string repeated_option(const std::vector<std::string>& args);
+
 } // namespace taskmaster

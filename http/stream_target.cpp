@@ -53,4 +53,26 @@ stream_target parse_stream_target(std::string_view target) {
   return {path, params, repeated};
 }
 
+std::optional<uint8_t> parse_topics(std::string_view list,
+                                    std::string& unknown) {
+  uint8_t topics = 0;
+  for (;;) {
+    auto comma = list.find(',');
+    auto topic = list.substr(0, comma);
+    if (topic == "tasks")
+      topics |= topic_tasks;
+    else if (topic == "workers")
+      topics |= topic_workers;
+    else if (topic == "stats")
+      topics |= topic_stats;
+    else if (!topic.empty()) {
+      unknown = std::string{topic};
+      return std::nullopt;
+    }
+    if (comma == std::string_view::npos)
+      return topics;
+    list = list.substr(comma + 1);
+  }
+}
+
 } // namespace taskmaster::http

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,5 +20,19 @@ struct stream_target {
 /// Splits `/ws?task=3&topics=tasks` into path and percent-decoded
 /// parameters.
 stream_target parse_stream_target(std::string_view target);
+
+/// The topics a stream session can follow, as bits.
+enum stream_topic : uint8_t {
+  topic_tasks = 1,
+  topic_workers = 2,
+  topic_stats = 4,
+};
+
+/// Reads a `topics` list ("tasks,workers,stats", empty items skipped) into
+/// stream_topic bits (0 when it names none). An unknown name gives nullopt,
+/// with the name in `unknown`. The server and the client (which checks
+/// before it connects) read it here alike.
+std::optional<uint8_t> parse_topics(std::string_view list,
+                                    std::string& unknown);
 
 } // namespace taskmaster::http

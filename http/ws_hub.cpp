@@ -207,26 +207,14 @@ private:
                                   text));
     }
     if (auto i = params.find("topics"); i != params.end()) {
-      topics_ = 0;
-      std::string_view list = i->second;
-      while (!list.empty()) {
-        auto comma = list.find(',');
-        auto topic = list.substr(0, comma);
-        if (topic == "tasks")
-          topics_ |= stream_event::tasks;
-        else if (topic == "workers")
-          topics_ |= stream_event::workers;
-        else if (topic == "stats")
-          topics_ |= stream_event::stats;
-        else if (!topic.empty())
-          return reject(bhttp::status::bad_request, api_errc::invalid_request,
-                        fmt::format("unknown topic \"{}\" (tasks, workers, "
-                                    "stats)",
-                                    topic));
-        if (comma == std::string_view::npos)
-          break;
-        list = list.substr(comma + 1);
-      }
+      std::string unknown;
+      auto topics = parse_topics(i->second, unknown);
+      if (!topics)
+        return reject(bhttp::status::bad_request, api_errc::invalid_request,
+                      fmt::format("unknown topic \"{}\" (tasks, workers, "
+                                  "stats)",
+                                  unknown));
+      topics_ = *topics;
       if (topics_ == 0)
         return reject(bhttp::status::bad_request, api_errc::invalid_request,
                       "'topics' names no topic");

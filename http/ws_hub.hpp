@@ -14,6 +14,7 @@
 
 #include "actors/core/task.hpp"
 #include "http/stream_target.hpp"
+#include "http/stream_target.hpp"
 
 /// The live event stream: WebSocket sessions (Boost.Beast) on the gateway's
 /// own Asio thread. The HTTP server hands over upgraded sockets; the gateway
@@ -29,7 +30,11 @@ namespace taskmaster::http {
 
 /// One event, serialized once and shared by every session that wants it.
 struct stream_event {
-  enum topic_t : uint8_t { tasks = 1, workers = 2, stats = 4 };
+  enum topic_t : uint8_t {
+    tasks = topic_tasks,
+    workers = topic_workers,
+    stats = topic_stats,
+  };
   /// Position in the event sequence; sessions skip what their snapshot
   /// already covers. Stats are outside the sequence (the maximum value).
   uint64_t seq = 0;
