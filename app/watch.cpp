@@ -24,6 +24,7 @@
 #include "actors/core/task.hpp"
 #include "app/client.hpp"
 #include "app/terminal_text.hpp"
+#include "http/stream_target.hpp"
 
 namespace taskmaster::client {
 
@@ -147,6 +148,27 @@ std::string refusal_of(Stream& stream, const std::string& hostport,
                      res.result_int());
 }
 
+/// How often the server pings a silent client, from its upgrade answer; the
+/// server's default for one that does not say (a proxy may drop the header).
+std::chrono::milliseconds ping_interval_of(const websocket::response_type& res) {
+  constexpr std::chrono::milliseconds fallback{15'000};
+  auto i = res.find(http::ping_interval_header);
+  if (i == res.end())
+    return fallback;
+  std::string text{i->value()};
+  if (text.empty() || text.size() > 9
+      || text.find_first_not_of("0123456789") != std::string::npos)
+    return fallback;
+  auto ms = std::stoll(text);
+  return ms > 0 ? std::chrono::milliseconds{ms} : fallback;
+}
+
+/// "45" or "1.5": a duration in seconds for a message.
+std::string seconds_text(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? fmt::format("{}", d.count() / 1000)
+                               : fmt::format("{:.1f}", d.count() / 1000.0);
+}
+
 /// Where a stream goes, and how to open another connection there.
 struct endpoint {
   std::string host;
@@ -199,12 +221,22 @@ public:
   }
 
   /// After the handshake a stream may stay quiet for as long as nothing
-  /// happens: no deadline, but TCP keepalive notices a server that vanished
-  /// (in about a minute).
-  void streaming() {
+  /// happens, but a live server pings at least every `ping_interval`: the
+  /// watchdog shuts the connection down once nothing at all (event or ping;
+  /// see heard()) arrived for `silence_limit`, which is how a stopped server
+  /// or proxy that keeps the TCP connection open is noticed. TCP keepalive
+  /// notices a vanished host as well.
+  void streaming(std::chrono::milliseconds silence_limit) {
     stop_watchdog();
     if (fired_) // it fired just as the handshake ended
       throw beast::system_error{asio::error::timed_out};
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      done_ = false;
+      silence_limit_ = silence_limit;
+      last_heard_ = std::chrono::steady_clock::now();
+    }
+    watchdog_ = std::thread([this] { watch_the_silence(); });
     auto& sock = plain_ ? plain_->next_layer()
                         : beast::get_lowest_layer(secure_->next_layer());
     int on = 1;
@@ -216,6 +248,18 @@ public:
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+
+  /// Something arrived from the server (a message or a control frame).
+  void heard() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    last_heard_ = std::chrono::steady_clock::now();
+  }
+
+  /// True when the stream was cut for its silence.
+  bool went_silent() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return silent_;
   }
 
   /// Closes the connection and calls its watchdog off first, so that it
@@ -269,6 +313,21 @@ private:
       ::shutdown(fd_, SHUT_RDWR);
   }
 
+  void watch_the_silence() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    for (;;) {
+      auto deadline = last_heard_ + silence_limit_;
+      if (cv_.wait_until(guard, deadline, [this] { return done_; }))
+        return;
+      if (std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
+        continue; // heard from it meanwhile
+      silent_ = true;
+      if (fd_ >= 0)
+        ::shutdown(fd_, SHUT_RDWR);
+      return;
+    }
+  }
+
   void stop_watchdog() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -310,6 +369,9 @@ private:
   std::condition_variable cv_;
   bool done_ = false;
   bool fired_ = false;
+  bool silent_ = false;
+  std::chrono::milliseconds silence_limit_{0};
+  std::chrono::steady_clock::time_point last_heard_;
   /// The socket the watchdog shuts down (-1: none open).
   int fd_ = -1;
   std::thread watchdog_;
@@ -394,11 +456,27 @@ int watch(const std::string& base_url, const std::string& token,
                    ec.message());
         return api_failure;
       }
-      conn.streaming();
+      auto ping_interval = ping_interval_of(res);
+      auto silence_limit = 3 * ping_interval;
+      conn.streaming(silence_limit);
+      ws.control_callback(
+        [&conn](websocket::frame_type, beast::string_view) { conn.heard(); });
       beast::flat_buffer buffer;
       for (;;) {
         buffer.clear();
-        ws.read(buffer);
+        ws.read(buffer, ec);
+        if (ec && conn.went_silent()) {
+          fmt::print(stderr,
+                     "taskmasterd: the server at {} sent nothing for {} s "
+                     "although it pings every {} s: it is stuck, or the "
+                     "connection to it is (--server or TASKMASTER_SERVER)\n",
+                     base_url, seconds_text(silence_limit),
+                     seconds_text(ping_interval));
+          return unreachable;
+        }
+        if (ec)
+          throw beast::system_error{ec};
+        conn.heard();
         auto text = beast::buffers_to_string(buffer.data());
         auto msg = json::parse(text, nullptr, false);
         if (msg.is_discarded())

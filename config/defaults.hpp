@@ -51,6 +51,7 @@ inline constexpr size_t max_body_bytes = 16 * 1024 * 1024;
 inline constexpr size_t http_threads = 32;
 inline constexpr auto request_timeout = 10s;
 inline constexpr size_t max_batch_tasks = 10'000;
+inline constexpr auto ws_ping_interval = 15s;
 
 // -- security
 inline constexpr const char* api_token = "";

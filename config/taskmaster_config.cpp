@@ -205,7 +205,8 @@ taskmaster_config::taskmaster_config()
     max_env_bytes(defaults::max_env_bytes),
     max_header_bytes(defaults::max_header_bytes),
     ws_max_message_bytes(defaults::ws_max_message_bytes),
-    ws_max_clients_per_address(defaults::ws_max_clients_per_address) {
+    ws_max_clients_per_address(defaults::ws_max_clients_per_address),
+    ws_ping_interval(defaults::ws_ping_interval) {
   config_file_path.clear();
   opt_group{custom_options_, "global"}
     .add(role, "role", "standalone (default), master or worker")
@@ -284,7 +285,10 @@ taskmaster_config::taskmaster_config()
     .add(ws_max_message_bytes, "ws-max-message-bytes",
          "largest message a WebSocket client may send")
     .add(ws_max_clients_per_address, "ws-max-clients-per-address",
-         "WebSocket sessions allowed from one address");
+         "WebSocket sessions allowed from one address")
+    .add(ws_ping_interval, "ws-ping-interval",
+         "WebSocket stream: ping a client silent this long, drop it after "
+         "twice as long (clients give up after three missed pings)");
 }
 
 std::string taskmaster_config::parse_args(const std::vector<std::string>& args) {
@@ -382,6 +386,8 @@ std::string taskmaster_config::validate() {
     return "--heartbeat-interval must be positive";
   if (heartbeat_timeout <= heartbeat_interval)
     return "--heartbeat-timeout must be longer than --heartbeat-interval";
+  if (ws_ping_interval < std::chrono::seconds(1))
+    return "--ws-ping-interval must be at least 1s";
   if (max_batch_tasks == 0)
     return "--max-batch-tasks must be at least 1";
   if (aging_interval.count() <= 0)

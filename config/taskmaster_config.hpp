@@ -80,6 +80,7 @@ public:
   size_t max_header_bytes;
   size_t ws_max_message_bytes;
   size_t ws_max_clients_per_address;
+  caf::timespan ws_ping_interval;
 
   /// Parses the command line (argv[0] excluded) and the config file. Returns
   /// an empty string on success, else one line saying what is wrong.

@@ -21,6 +21,12 @@ struct stream_target {
 /// parameters.
 stream_target parse_stream_target(std::string_view target);
 
+/// Answer header of a /ws upgrade: how often, in milliseconds, the server
+/// pings a silent client. A client that hears nothing (no event, no ping)
+/// for several such intervals knows the server is stuck, not quiet.
+inline constexpr const char* ping_interval_header
+  = "X-TaskMaster-Ping-Interval-Ms";
+
 /// The topics a stream session can follow, as bits.
 enum stream_topic : uint8_t {
   topic_tasks = 1,

@@ -226,8 +226,8 @@ private:
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts;
     timeouts.handshake_timeout = std::chrono::seconds(10);
-    timeouts.idle_timeout
-      = std::chrono::seconds(hub_.options_.idle_timeout_seconds);
+    // Beast pings after half the idle timeout, and closes after all of it.
+    timeouts.idle_timeout = 2 * hub_.options_.ping_interval;
     timeouts.keep_alive_pings = true;
     ws_.set_option(timeouts);
     ws_.read_message_max(hub_.options_.max_message_bytes);
@@ -243,8 +243,10 @@ private:
         chosen = p;
     }
     ws_.set_option(websocket::stream_base::decorator(
-      [chosen](websocket::response_type& res) {
+      [chosen, ping = hub_.options_.ping_interval](
+        websocket::response_type& res) {
         res.set(bhttp::field::server, "taskmasterd");
+        res.set(ping_interval_header, std::to_string(ping.count()));
         if (!chosen.empty())
           res.set(bhttp::field::sec_websocket_protocol, chosen);
       }));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -13,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "actors/core/task.hpp"
-#include "http/stream_target.hpp"
 #include "http/stream_target.hpp"
 
 /// The live event stream: WebSocket sessions (Boost.Beast) on the gateway's
@@ -54,8 +54,11 @@ struct ws_options {
   size_t max_message_bytes = 64 * 1024;
   /// Sessions allowed from one address.
   size_t max_sessions_per_address = 64;
-  /// Seconds without traffic before Beast pings, and then closes.
-  int idle_timeout_seconds = 30;
+  /// How long a client may be silent before Beast pings it; it is dropped
+  /// after twice as long. Sent to clients in the upgrade's answer
+  /// (ping_interval_header), so they can tell a silent server from a quiet
+  /// one.
+  std::chrono::milliseconds ping_interval{15'000};
   /// Request-head size limit for the upgrade request.
   size_t max_header_bytes = 16 * 1024;
   /// Checked before the upgrade is accepted: returns an error text (the

@@ -125,6 +125,10 @@ TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config k;
   REQUIRE(k.parse_args({"--prefetch-budget=0s"}).empty());
   CHECK(k.validate().empty());
+  // Pings more often than every second would be traffic for nothing.
+  taskmaster_config l;
+  REQUIRE(l.parse_args({"--ws-ping-interval=500ms"}).empty());
+  CHECK(l.validate() == "--ws-ping-interval must be at least 1s");
   taskmaster_config g;
   CHECK(g.parse_args({"--config-file=/nonexistent/x.ini"})
         == "cannot read config file /nonexistent/x.ini");

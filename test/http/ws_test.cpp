@@ -30,8 +30,11 @@ class ws_client {
 public:
   ws_client(const std::string& url, const std::string& target)
     : ws_(ioc_) {
-    ws_.handshake(connect_to(ws_.next_layer(), url), target);
+    ws_.handshake(answer, connect_to(ws_.next_layer(), url), target);
   }
+
+  /// The server's answer to the upgrade.
+  websocket::response_type answer;
 
   /// The next message, or null after `limit`.
   json next(std::chrono::milliseconds limit = 5s) {
@@ -97,6 +100,9 @@ TEST_CASE("a stream client gets a snapshot, then a task's events in order "
   api_client api{m.url()};
   REQUIRE(wait_for_workers(api, 1));
   ws_client ws{m.url(), "/ws"};
+  // How often a silent client is pinged (the default), for clients that
+  // want to tell a stuck server from a quiet one.
+  CHECK(ws.answer[http::ping_interval_header] == "15000");
   auto snap = ws.next();
   REQUIRE(snap["type"] == "snapshot");
   CHECK(snap["summary"]["workers_up"] == 1);

@@ -418,6 +418,34 @@ TEST_CASE("watch exits 3 when the master goes away", "[integration][client]") {
         != std::string::npos);
 }
 
+TEST_CASE("watch stays on a quiet stream and gives up on a stopped master "
+          "after three missed pings",
+          "[integration][client]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", {"--ws-ping-interval=1s"});
+  // Workers only: on a master without workers nothing is ever published.
+  process watch{{taskmasterd_path(), "watch", "--topics=workers",
+                 "--server=" + master->http_url()},
+                dir / "watch.out",
+                dir / "watch.err"};
+  REQUIRE(eventually([&] { return !read_file(dir / "watch.out").empty(); }));
+  // Four intervals without an event: the pings keep the stream up.
+  std::this_thread::sleep_for(4s);
+  CHECK(watch.running());
+  // A stopped master keeps its TCP connections open and answers nothing.
+  master->proc().signal(SIGSTOP);
+  auto stopped_at = std::chrono::steady_clock::now();
+  CHECK(watch.wait(10s) == 3);
+  auto waited = std::chrono::steady_clock::now() - stopped_at;
+  master->proc().signal(SIGCONT);
+  CHECK(waited < 5s);
+  CHECK(read_file(dir / "watch.err")
+        == "taskmasterd: the server at " + master->http_url()
+             + " sent nothing for 3 s although it pings every 1 s: it is "
+               "stuck, or the connection to it is (--server or "
+               "TASKMASTER_SERVER)\n");
+}
+
 TEST_CASE("bad command lines exit non-zero with one clear line",
           "[integration][options]") {
   temp_dir dir;
