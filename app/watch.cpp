@@ -256,6 +256,15 @@ public:
     last_heard_ = std::chrono::steady_clock::now();
   }
 
+  /// Silence counts only while the reader waits for the server: not while
+  /// it is stuck writing to a full stdout (`watch | less`, paused).
+  void waiting(bool on) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    waiting_ = on;
+    if (on)
+      last_heard_ = std::chrono::steady_clock::now();
+  }
+
   /// True when the stream was cut for its silence.
   bool went_silent() {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -316,11 +325,13 @@ private:
   void watch_the_silence() {
     std::unique_lock<std::mutex> guard{mtx_};
     for (;;) {
-      auto deadline = last_heard_ + silence_limit_;
+      auto deadline = waiting_ ? last_heard_ + silence_limit_
+                               : std::chrono::steady_clock::now() + silence_limit_;
       if (cv_.wait_until(guard, deadline, [this] { return done_; }))
         return;
-      if (std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
-        continue; // heard from it meanwhile
+      if (!waiting_
+          || std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
+        continue; // heard from it meanwhile, or not listening
       silent_ = true;
       if (fd_ >= 0)
         ::shutdown(fd_, SHUT_RDWR);
@@ -370,6 +381,7 @@ private:
   bool done_ = false;
   bool fired_ = false;
   bool silent_ = false;
+  bool waiting_ = false;
   std::chrono::milliseconds silence_limit_{0};
   std::chrono::steady_clock::time_point last_heard_;
   /// The socket the watchdog shuts down (-1: none open).
@@ -464,7 +476,9 @@ int watch(const std::string& base_url, const std::string& token,
       beast::flat_buffer buffer;
       for (;;) {
         buffer.clear();
+        conn.waiting(true);
         ws.read(buffer, ec);
+        conn.waiting(false);
         if (ec && conn.went_silent()) {
           fmt::print(stderr,
                      "taskmasterd: the server at {} sent nothing for {} s "
@@ -476,7 +490,6 @@ int watch(const std::string& base_url, const std::string& token,
         }
         if (ec)
           throw beast::system_error{ec};
-        conn.heard();
         auto text = beast::buffers_to_string(buffer.data());
         auto msg = json::parse(text, nullptr, false);
         if (msg.is_discarded())
