@@ -148,25 +148,28 @@ std::string refusal_of(Stream& stream, const std::string& hostport,
                      res.result_int());
 }
 
-/// How often the server pings a silent client, from its upgrade answer; the
-/// server's default for one that does not say (a proxy may drop the header).
-std::chrono::milliseconds ping_interval_of(const websocket::response_type& res) {
-  constexpr std::chrono::milliseconds fallback{15'000};
+/// How often the server pings, from its upgrade answer; nullopt when it
+/// does not say (an older server, or a proxy that dropped the header): then
+/// only TCP keepalive watches the connection, since a guess could cut off a
+/// server that pings less often.
+std::optional<std::chrono::milliseconds>
+ping_interval_of(const websocket::response_type& res) {
   auto i = res.find(http::ping_interval_header);
   if (i == res.end())
-    return fallback;
+    return std::nullopt;
   std::string text{i->value()};
   if (text.empty() || text.size() > 9
       || text.find_first_not_of("0123456789") != std::string::npos)
-    return fallback;
+    return std::nullopt;
   auto ms = std::stoll(text);
-  return ms > 0 ? std::chrono::milliseconds{ms} : fallback;
+  if (ms <= 0)
+    return std::nullopt;
+  return std::chrono::milliseconds{ms};
 }
 
-/// "45" or "1.5": a duration in seconds for a message.
+/// "45", "1.5" or "3.003": a duration in seconds for a message.
 std::string seconds_text(std::chrono::milliseconds d) {
-  return d.count() % 1000 == 0 ? fmt::format("{}", d.count() / 1000)
-                               : fmt::format("{:.1f}", d.count() / 1000.0);
+  return fmt::format("{:g}", d.count() / 1000.0);
 }
 
 /// Where a stream goes, and how to open another connection there.
@@ -221,22 +224,24 @@ public:
   }
 
   /// After the handshake a stream may stay quiet for as long as nothing
-  /// happens, but a live server pings at least every `ping_interval`: the
-  /// watchdog shuts the connection down once nothing at all (event or ping;
-  /// see heard()) arrived for `silence_limit`, which is how a stopped server
-  /// or proxy that keeps the TCP connection open is noticed. TCP keepalive
-  /// notices a vanished host as well.
-  void streaming(std::chrono::milliseconds silence_limit) {
+  /// happens, but a live server pings at a known pace: given a
+  /// `silence_limit`, the watchdog shuts the connection down once nothing
+  /// at all (event or ping; see heard()) arrived for that long while the
+  /// reader waited, which is how a stopped server or proxy that keeps the
+  /// TCP connection open is noticed. TCP keepalive notices a vanished host.
+  void streaming(std::optional<std::chrono::milliseconds> silence_limit) {
     stop_watchdog();
     if (fired_) // it fired just as the handshake ended
       throw beast::system_error{asio::error::timed_out};
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      done_ = false;
-      silence_limit_ = silence_limit;
-      last_heard_ = std::chrono::steady_clock::now();
+    if (silence_limit) {
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        done_ = false;
+        silence_limit_ = *silence_limit;
+        last_heard_ = std::chrono::steady_clock::now();
+      }
+      watchdog_ = std::thread([this] { watch_the_silence(); });
     }
-    watchdog_ = std::thread([this] { watch_the_silence(); });
     auto& sock = plain_ ? plain_->next_layer()
                         : beast::get_lowest_layer(secure_->next_layer());
     int on = 1;
@@ -317,9 +322,7 @@ private:
     std::unique_lock<std::mutex> guard{mtx_};
     if (cv_.wait_for(guard, handshake_limit, [this] { return done_; }))
       return;
-    fired_ = true;
-    if (fd_ >= 0)
-      ::shutdown(fd_, SHUT_RDWR);
+    cut(fired_);
   }
 
   void watch_the_silence() {
@@ -332,11 +335,17 @@ private:
       if (!waiting_
           || std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
         continue; // heard from it meanwhile, or not listening
-      silent_ = true;
-      if (fd_ >= 0)
-        ::shutdown(fd_, SHUT_RDWR);
+      cut(silent_);
       return;
     }
+  }
+
+  /// Shuts the socket down under the watchdog's lock, saying why: the
+  /// blocked reader then fails and asks the flag.
+  void cut(bool& why) {
+    why = true;
+    if (fd_ >= 0)
+      ::shutdown(fd_, SHUT_RDWR);
   }
 
   void stop_watchdog() {
@@ -469,7 +478,9 @@ int watch(const std::string& base_url, const std::string& token,
         return api_failure;
       }
       auto ping_interval = ping_interval_of(res);
-      auto silence_limit = 3 * ping_interval;
+      std::optional<std::chrono::milliseconds> silence_limit;
+      if (ping_interval)
+        silence_limit = 3 * *ping_interval;
       conn.streaming(silence_limit);
       ws.control_callback(
         [&conn](websocket::frame_type, beast::string_view) { conn.heard(); });
@@ -484,8 +495,8 @@ int watch(const std::string& base_url, const std::string& token,
                      "taskmasterd: the server at {} sent nothing for {} s "
                      "although it pings every {} s: it is stuck, or the "
                      "connection to it is (--server or TASKMASTER_SERVER)\n",
-                     base_url, seconds_text(silence_limit),
-                     seconds_text(ping_interval));
+                     base_url, seconds_text(*silence_limit),
+                     seconds_text(*ping_interval));
           return unreachable;
         }
         if (ec)
@@ -520,6 +531,9 @@ int watch(const std::string& base_url, const std::string& token,
           }
         } else if (type == "task" && is_final(msg["task"])) {
           beast::error_code ignored;
+          // The close waits for the server's answer: a server stopped just
+          // now must not hold it forever.
+          conn.waiting(true);
           ws.close(websocket::close_code::normal, ignored);
           return exit_code_of(msg["task"]);
         }

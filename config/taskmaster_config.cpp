@@ -287,8 +287,9 @@ taskmaster_config::taskmaster_config()
     .add(ws_max_clients_per_address, "ws-max-clients-per-address",
          "WebSocket sessions allowed from one address")
     .add(ws_ping_interval, "ws-ping-interval",
-         "WebSocket stream: ping a client silent this long, drop it after "
-         "twice as long (clients give up after three missed pings)");
+         "WebSocket stream: ping every client this often, drop one that "
+         "answers nothing within another interval (watch gives up on a "
+         "server silent for three)");
 }
 
 std::string taskmaster_config::parse_args(const std::vector<std::string>& args) {
@@ -386,8 +387,9 @@ std::string taskmaster_config::validate() {
     return "--heartbeat-interval must be positive";
   if (heartbeat_timeout <= heartbeat_interval)
     return "--heartbeat-timeout must be longer than --heartbeat-interval";
-  if (ws_ping_interval < std::chrono::seconds(1))
-    return "--ws-ping-interval must be at least 1s";
+  if (ws_ping_interval < std::chrono::seconds(1)
+      || ws_ping_interval > std::chrono::hours(1))
+    return "--ws-ping-interval must be between 1s and 1h";
   if (max_batch_tasks == 0)
     return "--max-batch-tasks must be at least 1";
   if (aging_interval.count() <= 0)

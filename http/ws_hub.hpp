@@ -54,8 +54,10 @@ struct ws_options {
   size_t max_message_bytes = 64 * 1024;
   /// Sessions allowed from one address.
   size_t max_sessions_per_address = 64;
-  /// How long a client may be silent before Beast pings it; it is dropped
-  /// after twice as long. Sent to clients in the upgrade's answer
+  /// Beast pings every client this often and drops one that answered
+  /// nothing within the next interval. (A ping waits behind a message being
+  /// written, so a client too slow to take a large snapshot in one interval
+  /// is dropped.) Sent to clients in the upgrade's answer
   /// (ping_interval_header), so they can tell a silent server from a quiet
   /// one.
   std::chrono::milliseconds ping_interval{15'000};

@@ -125,10 +125,14 @@ TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config k;
   REQUIRE(k.parse_args({"--prefetch-budget=0s"}).empty());
   CHECK(k.validate().empty());
-  // Pings more often than every second would be traffic for nothing.
+  // Pings more often than every second would be traffic for nothing; less
+  // often than hourly, no proxy keeps the connection.
   taskmaster_config l;
   REQUIRE(l.parse_args({"--ws-ping-interval=500ms"}).empty());
-  CHECK(l.validate() == "--ws-ping-interval must be at least 1s");
+  CHECK(l.validate() == "--ws-ping-interval must be between 1s and 1h");
+  taskmaster_config m;
+  REQUIRE(m.parse_args({"--ws-ping-interval=2h"}).empty());
+  CHECK(m.validate() == "--ws-ping-interval must be between 1s and 1h");
   taskmaster_config g;
   CHECK(g.parse_args({"--config-file=/nonexistent/x.ini"})
         == "cannot read config file /nonexistent/x.ini");
