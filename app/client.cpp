@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <caf/actor_system_config.hpp>
@@ -217,14 +218,11 @@ public:
       // A proxy's error page (502, 503, 504) stands for TaskMaster behind it
       // restarting; any other page is something else at this address.
       foreign_ = res->status != 502 && res->status != 503 && res->status != 504;
+      last_status_ = res->status;
       last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
                                   res->status);
       if (!quiet_)
-        fmt::print(stderr,
-                   "taskmasterd: {} answered HTTP {} with something other "
-                   "than TaskMaster's JSON; is it a TaskMaster API? (--server "
-                   "or TASKMASTER_SERVER)\n",
-                   base_, res->status);
+        report_unreachable();
       return std::nullopt;
     }
     // TaskMaster answered: whatever failed before, it is reachable now.
@@ -239,7 +237,13 @@ public:
 
   /// Says on stderr that the server could not be reached, and why.
   void report_unreachable() const {
-    if (tls_failure_)
+    if (foreign_)
+      fmt::print(stderr,
+                 "taskmasterd: {} answered HTTP {} with something other "
+                 "than TaskMaster's JSON; is it a TaskMaster API? (--server "
+                 "or TASKMASTER_SERVER)\n",
+                 base_, last_status_);
+    else if (tls_failure_)
       fmt::print(stderr,
                  "taskmasterd: cannot reach the TaskMaster server at {}: {} "
                  "(--server or TASKMASTER_SERVER)\n",
@@ -327,6 +331,8 @@ private:
   bool never_connected_ = false;
   /// The last call got an answer that was not TaskMaster's.
   bool foreign_ = false;
+  /// The HTTP status of that answer.
+  int last_status_ = 0;
   /// The last failure was TLS's: something answers, so "is it running?" is
   /// the wrong question.
   bool tls_failure_ = false;
@@ -568,12 +574,17 @@ std::optional<json> wait_for(api& server, const std::string& id,
         }
         return std::nullopt;
       }
+      // Counted from the request that went unanswered: a stopped server
+      // holds a long poll for its whole read timeout first.
       lost = true;
-      lost_since = clock::now();
+      lost_since = asked;
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::seconds(retry_s) - (clock::now() - asked))
+                    .count();
       fmt::print(stderr,
                  "taskmasterd: lost the TaskMaster server at {} ({}) while "
                  "waiting for task {}; trying again for up to {} s\n",
-                 server.base(), why, id, retry_s);
+                 server.base(), why, id, std::max<int64_t>(left, 0));
     } else if (clock::now() - lost_since >= std::chrono::seconds(retry_s)) {
       fmt::print(stderr,
                  "taskmasterd: gave up waiting for task {} after {} s without "
@@ -660,6 +671,78 @@ std::optional<core::string_map> merged_lists(
   return result;
 }
 
+/// The idempotency key of a submission the user gave none for: with it the
+/// client can repeat a POST whose answer was lost without the task running
+/// twice (the master answers a repeat with the task it already has).
+std::string submission_key() {
+  std::random_device random;
+  auto word = [&] { return (uint64_t{random()} << 32) | random(); };
+  return fmt::format("taskmasterd-submit-{:016x}{:016x}", word(), word());
+}
+
+/// POSTs a submission; a lost answer (the request may have arrived) is
+/// retried under the same key for `retry_s` seconds, counted from the first
+/// try. After printing why, nullopt: no TaskMaster answered.
+std::optional<std::pair<int, json>>
+post_submission(api& server, const std::string& payload, const std::string& key,
+                uint32_t retry_s) {
+  using clock = std::chrono::steady_clock;
+  auto first = clock::now();
+  auto pause = std::chrono::milliseconds(250);
+  bool retrying = false;
+  for (;;) {
+    int read_s = 30;
+    if (retrying) {
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::seconds(retry_s) - (clock::now() - first))
+                    .count();
+      read_s = static_cast<int>(std::clamp<int64_t>(left, 1, 30));
+    }
+    server.set_quiet(true);
+    auto res = server.call("POST", "/tasks", payload, read_s,
+                           std::min(5, read_s));
+    server.set_quiet(false);
+    if (res) {
+      if (retrying)
+        fmt::print(stderr, "taskmasterd: the server answered\n");
+      return res;
+    }
+    // A refused connection, a TLS failure or another server: this try never
+    // reached TaskMaster. On a first try that settles it; while retrying, a
+    // refused connection is a master restarting (the retries go on), the
+    // others a setting to fix.
+    bool elsewhere = server.tls_failure() || server.foreign();
+    if (elsewhere || (!retrying && server.never_connected())) {
+      server.report_unreachable();
+      if (retrying)
+        fmt::print(stderr, "taskmasterd: the task may have been accepted "
+                           "before; submitting again with "
+                           "--idempotency-key={} cannot run it twice\n",
+                   key);
+      return std::nullopt;
+    }
+    if (clock::now() - first >= std::chrono::seconds(retry_s)) {
+      fmt::print(stderr,
+                 "taskmasterd: no answer from the TaskMaster server at {} "
+                 "({}): the task may or may not have been accepted; "
+                 "submitting again with --idempotency-key={} cannot run it "
+                 "twice\n",
+                 server.base(), server.last_failure(), key);
+      return std::nullopt;
+    }
+    if (!retrying)
+      fmt::print(stderr,
+                 "taskmasterd: no answer from the TaskMaster server at {} "
+                 "({}); submitting again under the same idempotency key for "
+                 "up to {} s\n",
+                 server.base(), server.last_failure(), retry_s);
+    retrying = true;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2,
+                                                std::chrono::seconds(2));
+  }
+}
+
 int submit(const client_options& o, api& server) {
   if (o.cmd.empty())
     return fail(usage, "submit needs --cmd=COMMAND");
@@ -686,8 +769,9 @@ int submit(const client_options& o, api& server) {
     return fail(usage, fmt::format("--delay={}: must be 0 or more", o.delay));
   if (o.delay > 0)
     task["delay_seconds"] = o.delay;
-  if (!o.idempotency_key.empty())
-    task["idempotency_key"] = o.idempotency_key;
+  bool own_key = o.idempotency_key.empty();
+  auto key = own_key ? submission_key() : o.idempotency_key;
+  task["idempotency_key"] = key;
   std::string error;
   auto labels = merged_lists(o.labels, "--labels", "k=v,k=v", error);
   if (!labels)
@@ -723,12 +807,17 @@ int submit(const client_options& o, api& server) {
                                    "API carries UTF-8 only)",
                                    option));
   }
-  auto res = server.call("POST", "/tasks", payload);
+  // Without --wait a lost answer is not retried: the user learns at once,
+  // with the key that makes a repeat safe.
+  auto res = post_submission(server, payload, key, o.wait ? retry_seconds(o) : 0);
   if (!res)
     return unreachable;
   auto& [status, body] = *res;
   if (status != 201 && status != 200)
     return api_error(server, status, body);
+  // A 200 under the client's own key is its own earlier try, answered late.
+  if (own_key)
+    status = 201;
   auto id = text(body, "id");
   if ((o.wait || o.json_output) && status == 200)
     fmt::print(stderr, "taskmasterd: already submitted as task {} under key "

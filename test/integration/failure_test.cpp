@@ -1,6 +1,15 @@
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include <fstream>
 #include <future>
@@ -76,6 +85,151 @@ std::vector<uint64_t> submit_batch(const api_client& api, const json& tasks) {
   for (const auto& t : a.body)
     ids.push_back(t["id"].get<uint64_t>());
   return ids;
+}
+
+/// A TCP forwarder on a free loopback port in front of `backend` that can
+/// lose answers: for the next `lose_next(n)` connections it passes the
+/// request on, waits for the backend's whole answer, and closes the client's
+/// connection without it, as a network or a proxy failing mid-request does.
+/// Other connections pass both ways untouched.
+class answer_losing_proxy {
+public:
+  explicit answer_losing_proxy(uint16_t backend) : backend_(backend) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr)
+            == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+
+  ~answer_losing_proxy() {
+    stopping_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    acceptor_.join();
+    ::close(listener_);
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& t : sessions_)
+      t.join();
+  }
+
+  uint16_t port() const {
+    return port_;
+  }
+
+  void lose_next(int n) {
+    to_lose_ = n;
+  }
+
+  /// Answers lost so far.
+  int lost() const {
+    return lost_;
+  }
+
+private:
+  void accept_loop() {
+    for (;;) {
+      int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0 || stopping_) {
+        if (client >= 0)
+          ::close(client);
+        return;
+      }
+      bool lose = to_lose_.fetch_sub(1) > 0;
+      std::lock_guard<std::mutex> guard{mtx_};
+      sessions_.emplace_back([this, client, lose] { serve(client, lose); });
+    }
+  }
+
+  void serve(int client, bool lose) {
+    int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(backend_);
+    if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr)
+        == 0)
+      lose ? lose_answer(client, server) : pass(client, server);
+    ::close(server);
+    ::close(client);
+  }
+
+  /// Forwards the request, reads the answer to its end, drops it.
+  void lose_answer(int client, int server) {
+    auto request = read_message(client);
+    if (::write(server, request.data(), request.size())
+        != static_cast<ssize_t>(request.size()))
+      return;
+    read_message(server);
+    ++lost_;
+  }
+
+  /// One HTTP message: its head, then Content-Length bytes (10 s at most).
+  static std::string read_message(int fd) {
+    std::string data;
+    char buf[4096];
+    for (;;) {
+      auto head_end = data.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        size_t length = 0;
+        auto at = data.find("Content-Length: ");
+        if (at != std::string::npos && at < head_end)
+          length = std::stoul(data.substr(at + 16));
+        if (data.size() >= head_end + 4 + length)
+          return data;
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 10'000) <= 0)
+        return data;
+      auto n = ::read(fd, buf, sizeof buf);
+      if (n <= 0)
+        return data;
+      data.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  /// Copies both ways until either side closes.
+  void pass(int client, int server) {
+    char buf[16384];
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    while (!stopping_) {
+      if (::poll(fds, 2, 200) < 0)
+        return;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].revents == 0)
+          continue;
+        auto n = ::read(fds[i].fd, buf, sizeof buf);
+        if (n <= 0
+            || ::write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n)
+          return;
+      }
+    }
+  }
+
+  uint16_t backend_;
+  uint16_t port_ = 0;
+  int listener_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> to_lose_{0};
+  std::atomic<int> lost_{0};
+  std::thread acceptor_;
+  std::mutex mtx_;
+  std::vector<std::thread> sessions_;
+};
+
+/// How many tasks the master has with `command`.
+size_t tasks_running(const api_client& api, const std::string& command) {
+  auto page = api.get("/tasks?limit=1000");
+  size_t n = 0;
+  for (const auto& t : page.body["tasks"])
+    if (t["command"] == command)
+      ++n;
+  return n;
 }
 
 } // namespace
@@ -555,6 +709,49 @@ TEST_CASE("submit --wait outlives a master restart, and gives up after "
   CHECK(orphan.wait(30s).value_or(-1) == 1);
   CHECK(read_file(dir / "orphan.err").find("no task with id '" + id + "'")
         != std::string::npos);
+}
+
+TEST_CASE("a submission whose answer is lost runs once: submit --wait "
+          "repeats it under the client's own key, plain submit names the key "
+          "that makes a repeat safe",
+          "[integration][client][durability]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master");
+  auto worker = steady_worker(dir, *master, 1);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  answer_losing_proxy proxy{master->http_port()};
+  auto server = "--server=http://127.0.0.1:" + std::to_string(proxy.port());
+  auto run = [&](std::vector<std::string> args, const std::string& name) {
+    return run_taskmasterd(dir, std::move(args), name);
+  };
+  // --wait: the answer to the POST is lost; the client submits again
+  // under the same key, gets the task it already made, and waits for it.
+  proxy.lose_next(1);
+  CHECK(run({"submit", "--cmd=echo once", "--wait", server}, "wait") == 0);
+  CHECK(proxy.lost() == 1);
+  CHECK(read_file(dir / "wait.out") == "once\n");
+  CHECK(read_file(dir / "wait.err").find("submitting again under the same "
+                                         "idempotency key")
+        != std::string::npos);
+  CHECK(tasks_running(api, "echo once") == 1);
+  // Without --wait: exit 3, saying the task may have been accepted, with
+  // the key under which a repeat cannot run it twice.
+  proxy.lose_next(1);
+  CHECK(run({"submit", "--cmd=echo maybe", server}, "plain") == 3);
+  auto said = read_file(dir / "plain.err");
+  auto at = said.find("--idempotency-key=");
+  REQUIRE(at != std::string::npos);
+  CHECK(said.find("may or may not have been accepted") != std::string::npos);
+  auto key = said.substr(at + 18, said.find(' ', at) - at - 18);
+  CHECK(key.rfind("taskmasterd-submit-", 0) == 0);
+  REQUIRE(eventually([&] { return tasks_running(api, "echo maybe") == 1; }));
+  CHECK(run({"submit", "--cmd=echo maybe", "--idempotency-key=" + key, server},
+            "again")
+        == 0);
+  CHECK(read_file(dir / "again.out").find("already submitted as task")
+        != std::string::npos);
+  CHECK(tasks_running(api, "echo maybe") == 1);
 }
 
 TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
