@@ -38,6 +38,31 @@ server_address split_server_url(std::string url) {
   return {url.substr(0, slash), url.substr(slash)};
 }
 
+std::string server_url_problem(const std::string& url) {
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+    return fmt::format("--server must be an http:// or https:// URL, not '{}'",
+                       url);
+  auto origin = split_server_url(url).origin;
+  auto hostport = origin.substr(origin.find("://") + 3);
+  auto colon = hostport.rfind(':');
+  auto bracket = hostport.rfind(']');
+  if (colon == std::string::npos
+      || (bracket != std::string::npos && colon < bracket))
+    return {};
+  auto port = hostport.substr(colon + 1);
+  // Beyond 65535 a port would wrap around to another one.
+  if (port.empty() || port.size() > 5
+      || port.find_first_not_of("0123456789") != std::string::npos
+      || std::stoi(port) < 1 || std::stoi(port) > 65535)
+    return fmt::format("--server '{}': the port must be 1 to 65535", url);
+  return {};
+}
+
+std::string token_hint(bool token_given) {
+  return token_given ? "; check --token or TASKMASTER_API_TOKEN"
+                     : "; pass --token or set TASKMASTER_API_TOKEN";
+}
+
 namespace {
 
 using nlohmann::json;
@@ -92,7 +117,9 @@ struct client_options : caf::actor_system_config {
            "TaskMaster API URL (default $TASKMASTER_SERVER or "
            "http://127.0.0.1:8080)")
       .add(token, "token", "API token (default $TASKMASTER_API_TOKEN)")
-      .add(json_output, "json", "print JSON instead of tables");
+      .add(json_output, "json",
+           command == "watch" ? "print each message as JSON instead of lines"
+                              : "print JSON instead of tables");
     if (command == "submit")
       group.add(cmd, "cmd", "the shell command to run (required)")
         .add(priority, "priority", "LOW, MEDIUM (default), HIGH or CRITICAL")
@@ -109,7 +136,8 @@ struct client_options : caf::actor_system_config {
         .add(delay, "delay", "seconds to wait before the task may start")
         .add(idempotency_key, "idempotency-key",
              "submitting the same task again under this key returns the "
-             "first one (another task under it is refused)")
+             "first one (another task under it is refused); without it the "
+             "client makes one up")
         .add(wait, "wait",
              "wait for the task to end, print its output, exit with its "
              "exit code");
@@ -125,8 +153,10 @@ struct client_options : caf::actor_system_config {
         .add(limit, "limit", "how many (1-1000)")
         .add(cursor, "cursor", "continue after this cursor");
     if (command == "watch")
-      group.add(task, "task", "only this task; exit when it ends")
-        .add(topics, "topics", "tasks,workers,stats (default all)");
+      group.add(task, "task", "only this task; exit with its exit code when it ends")
+        .add(topics, "topics",
+             "tasks,workers,stats (default all; stats lines only when "
+             "named)");
   }
 
   std::string help() const {
@@ -173,13 +203,8 @@ public:
   }
 
   bool valid(std::string& why) const {
-    if (base_.rfind("http://", 0) != 0 && base_.rfind("https://", 0) != 0) {
-      why = fmt::format("--server must be an http:// or https:// URL, not "
-                        "'{}'",
-                        base_);
-      return false;
-    }
-    return true;
+    why = server_url_problem(base_);
+    return why.empty();
   }
 
   /// Returns the status and parsed body, or nullopt (after printing why).
@@ -350,9 +375,7 @@ int api_error(const api& server, int status, const json& body) {
                             server.base(), status));
   auto message = body["error"]["message"].get<std::string>();
   if (status == 401)
-    message += server.token().empty()
-                 ? "; pass --token or set TASKMASTER_API_TOKEN"
-                 : "; check --token or TASKMASTER_API_TOKEN";
+    message += token_hint(!server.token().empty());
   return fail(api_failure, fmt::format("{} ({})", message, status));
 }
 

@@ -26,6 +26,13 @@ struct server_address {
 
 server_address split_server_url(std::string url);
 
+/// What is wrong with a --server URL (not http:// or https://, a port
+/// outside 1 to 65535), or an empty string.
+std::string server_url_problem(const std::string& url);
+
+/// What to tell a user the API refused for want of a token (401).
+std::string token_hint(bool token_given);
+
 /// Exit codes of the client.
 enum exit_code : int {
   ok = 0,

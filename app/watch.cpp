@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -114,6 +115,22 @@ void print_snapshot(const json& msg, const std::string& url) {
              str(s, "running"), str(s, "slots_used"), str(s, "slots_total"));
 }
 
+/// A stats message as one line (asked for with --topics naming stats: the
+/// default stream has them too, every second, too many to print).
+void print_stats(const json& msg) {
+  const auto& s = msg["summary"];
+  auto rate = [&](const char* key) {
+    auto i = msg.find(key);
+    return i != msg.end() && i->is_number() ? fmt::format("{:.1f}", i->get<double>())
+                                            : std::string{"-"};
+  };
+  fmt::print("{} stats: {} queued, {} running, slots {}/{}, {} workers up, {} "
+             "finished/s, {} submitted/s\n",
+             clock_of(str(msg, "at")), str(s, "queued"), str(s, "running"),
+             str(s, "slots_used"), str(s, "slots_total"), str(s, "workers_up"),
+             rate("finished_per_second"), rate("submitted_per_second"));
+}
+
 bool is_final(const json& t) {
   auto status = core::parse_task_status(str(t, "status"));
   return status && core::is_final(*status);
@@ -144,8 +161,10 @@ std::string refusal_of(Stream& stream, const std::string& hostport,
   if (body.is_discarded() || !body.is_object() || !body.contains("error")
       || !body["error"].contains("message"))
     return {}; // not TaskMaster's answer
-  return fmt::format("{} ({})", body["error"]["message"].get<std::string>(),
-                     res.result_int());
+  return fmt::format("{} ({}){}",
+                     body["error"]["message"].get<std::string>(),
+                     res.result_int(),
+                     res.result_int() == 401 ? token_hint(!token.empty()) : "");
 }
 
 /// How often the server pings, from its upgrade answer; nullopt when it
@@ -335,6 +354,13 @@ private:
       if (!waiting_
           || std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
         continue; // heard from it meanwhile, or not listening
+      // Bytes waiting unread: the server spoke, this process was what
+      // stalled (stopped, or starved of CPU).
+      int unread = 0;
+      if (fd_ >= 0 && ::ioctl(fd_, FIONREAD, &unread) == 0 && unread > 0) {
+        last_heard_ = std::chrono::steady_clock::now();
+        continue;
+      }
       cut(silent_);
       return;
     }
@@ -403,14 +429,17 @@ private:
 int watch(const std::string& base_url, const std::string& token,
           const std::string& task, const std::string& topics,
           bool json_output) {
+  if (auto problem = server_url_problem(base_url); !problem.empty()) {
+    fmt::print(stderr, "taskmasterd: {}\n", problem);
+    return usage;
+  }
+  std::string unknown;
+  bool stats_asked = !topics.empty()
+                     && (http::parse_topics(topics, unknown).value_or(0)
+                         & http::topic_stats);
   auto address = split_server_url(base_url);
   endpoint at;
   at.tls = base_url.rfind("https://", 0) == 0;
-  if (!at.tls && base_url.rfind("http://", 0) != 0) {
-    fmt::print(stderr, "taskmasterd: watch needs an http:// or https:// "
-                       "server URL\n");
-    return usage;
-  }
   at.hostport = address.origin.substr(address.origin.find("://") + 3);
   auto colon = at.hostport.rfind(':');
   auto bracket = at.hostport.rfind(']');
@@ -473,9 +502,13 @@ int watch(const std::string& base_url, const std::string& token,
       if (ec && conn.timed_out())
         throw beast::system_error{asio::error::timed_out};
       if (ec) {
-        fmt::print(stderr, "taskmasterd: cannot open the stream: {}\n",
-                   ec.message());
-        return api_failure;
+        // Not declined, but no WebSocket either: another kind of server,
+        // or one that hung up.
+        fmt::print(stderr,
+                   "taskmasterd: {} did not open a TaskMaster stream ({}); "
+                   "is it a TaskMaster API? (--server or TASKMASTER_SERVER)\n",
+                   base_url, ec.message());
+        return unreachable;
       }
       auto ping_interval = ping_interval_of(res);
       std::optional<std::chrono::milliseconds> silence_limit;
@@ -499,8 +532,15 @@ int watch(const std::string& base_url, const std::string& token,
                      seconds_text(*ping_interval));
           return unreachable;
         }
-        if (ec)
+        if (ec == websocket::error::closed)
           throw beast::system_error{ec};
+        if (ec) {
+          fmt::print(stderr,
+                     "taskmasterd: lost the stream from the server at {} "
+                     "({}) (--server or TASKMASTER_SERVER)\n",
+                     base_url, ec.message());
+          return unreachable;
+        }
         auto text = beast::buffers_to_string(buffer.data());
         auto msg = json::parse(text, nullptr, false);
         if (msg.is_discarded())
@@ -514,6 +554,8 @@ int watch(const std::string& base_url, const std::string& token,
           print_task_event(msg);
         } else if (type == "worker") {
           print_worker_event(msg);
+        } else if (type == "stats" && stats_asked) {
+          print_stats(msg);
         }
         std::cout << std::flush;
         if (task.empty())

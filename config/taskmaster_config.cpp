@@ -287,9 +287,9 @@ taskmaster_config::taskmaster_config()
     .add(ws_max_clients_per_address, "ws-max-clients-per-address",
          "WebSocket sessions allowed from one address")
     .add(ws_ping_interval, "ws-ping-interval",
-         "WebSocket stream: ping every client this often, drop one that "
-         "answers nothing within another interval (watch gives up on a "
-         "server silent for three)");
+         "WebSocket stream: ping every client this often (1s to 1h), drop "
+         "one that answers nothing within another interval (watch gives up "
+         "on a server silent for three)");
 }
 
 std::string taskmaster_config::parse_args(const std::vector<std::string>& args) {

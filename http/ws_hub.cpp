@@ -414,9 +414,10 @@ void ws_hub::accept(int fd) {
     }
     std::string refusal;
     if (per_address_[address] >= options_.max_sessions_per_address)
-      refusal = fmt::format("{} WebSocket sessions from {} already; the limit "
-                            "is {} (--ws-max-clients-per-address)",
-                            per_address_[address], address,
+      refusal = fmt::format("{} WebSocket session{} from {} already; the "
+                            "limit is {} (--ws-max-clients-per-address)",
+                            per_address_[address],
+                            per_address_[address] == 1 ? "" : "s", address,
                             options_.max_sessions_per_address);
     auto s = std::make_shared<session>(*this, std::move(socket), next_id_++,
                                        address, std::move(refusal));

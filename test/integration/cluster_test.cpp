@@ -378,6 +378,36 @@ TEST_CASE("the client submits, waits and reports exit codes",
   ::close(silent);
   CHECK(read_file(dir / "silent-watch.err").find("no answer within 10 s")
         != std::string::npos);
+  // One that hangs up at once: not TaskMaster either (it was exit 1 with
+  // the WebSocket library's words).
+  int hangs_up = ::socket(AF_INET, SOCK_STREAM, 0);
+  address.sin_port = 0;
+  REQUIRE(::bind(hangs_up, reinterpret_cast<sockaddr*>(&address), sizeof address)
+          == 0);
+  REQUIRE(::listen(hangs_up, 4) == 0);
+  length = sizeof address;
+  ::getsockname(hangs_up, reinterpret_cast<sockaddr*>(&address), &length);
+  std::thread hanger{[hangs_up] {
+    int c = ::accept(hangs_up, nullptr, nullptr);
+    if (c >= 0)
+      ::close(c);
+  }};
+  CHECK(run({"watch", "--server=http://127.0.0.1:"
+                        + std::to_string(ntohs(address.sin_port))},
+            "hangs-up-watch")
+        == 3);
+  hanger.join();
+  ::close(hangs_up);
+  CHECK(read_file(dir / "hangs-up-watch.err").find("did not open a TaskMaster "
+                                                   "stream")
+        != std::string::npos);
+  // A port beyond 65535 would wrap around to another one.
+  CHECK(run({"tasks", "--server=http://127.0.0.1:96483"}, "port-wrap") == 2);
+  CHECK(read_file(dir / "port-wrap.err")
+        == "taskmasterd: --server 'http://127.0.0.1:96483': the port must be "
+           "1 to 65535\n");
+  CHECK(run({"watch", "--server=http://127.0.0.1:96483"}, "port-wrap-watch")
+        == 2);
   other_thread.join();
   CHECK(read_file(dir / "other.err").find("is it a TaskMaster API?")
         != std::string::npos);
@@ -415,6 +445,22 @@ TEST_CASE("watch exits 3 when the master goes away", "[integration][client]") {
   // A script must tell a server that went away from a normal end.
   CHECK(watch.wait(10s) == 3);
   CHECK(read_file(dir / "watch.err").find("the server closed the stream")
+        != std::string::npos);
+  // Killed: no close frame, the connection just ends; stats lines when the
+  // topics name them.
+  auto again = daemon::master(dir, "again");
+  process stats{{taskmasterd_path(), "watch", "--topics=stats",
+                 "--server=" + again->http_url()},
+                dir / "stats.out",
+                dir / "stats.err"};
+  REQUIRE(eventually([&] {
+    return read_file(dir / "stats.out").find(" stats: 0 queued, 0 running")
+           != std::string::npos;
+  }));
+  again->proc().signal(SIGKILL);
+  CHECK(stats.wait(10s) == 3);
+  CHECK(read_file(dir / "stats.err").find("lost the stream from the server at "
+                                          + again->http_url())
         != std::string::npos);
 }
 

@@ -225,10 +225,12 @@ TEST_CASE("with an API token every request but /healthz needs it",
   CHECK(run(dir, {"watch", server, "--token=not-the-token"}, "watch-wrong")
         == 1);
   CHECK(read_file(dir / "watch-wrong.err")
-          .rfind("taskmasterd: the server refused the stream: the API token "
-                 "is wrong",
-                 0)
-        == 0);
+        == "taskmasterd: the server refused the stream: the API token is "
+           "wrong (401); check --token or TASKMASTER_API_TOKEN\n");
+  CHECK(run(dir, {"watch", server}, "watch-none") == 1);
+  CHECK(read_file(dir / "watch-none.err").find("; pass --token or set "
+                                               "TASKMASTER_API_TOKEN\n")
+        != std::string::npos);
   // The token never shows up in the daemon's output.
   CHECK(master->log().find(token) == std::string::npos);
   CHECK(master->output().find(token) == std::string::npos);
