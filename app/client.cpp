@@ -33,23 +33,34 @@ server_address split_server_url(std::string url) {
   auto slash = scheme_end == std::string::npos
                  ? std::string::npos
                  : url.find('/', scheme_end + 3);
-  if (slash == std::string::npos)
-    return {url, {}};
-  return {url.substr(0, slash), url.substr(slash)};
+  server_address a;
+  a.origin = slash == std::string::npos ? url : url.substr(0, slash);
+  a.prefix = slash == std::string::npos ? std::string{} : url.substr(slash);
+  if (scheme_end == std::string::npos)
+    return a;
+  a.hostport = a.origin.substr(scheme_end + 3);
+  auto colon = a.hostport.rfind(':');
+  auto bracket = a.hostport.rfind(']');
+  bool has_port = colon != std::string::npos
+                  && (bracket == std::string::npos || colon > bracket);
+  a.host = has_port ? a.hostport.substr(0, colon) : a.hostport;
+  if (has_port)
+    a.port = a.hostport.substr(colon + 1);
+  else
+    a.port.reset();
+  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
+  return a;
 }
 
 std::string server_url_problem(const std::string& url) {
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
     return fmt::format("--server must be an http:// or https:// URL, not '{}'",
                        url);
-  auto origin = split_server_url(url).origin;
-  auto hostport = origin.substr(origin.find("://") + 3);
-  auto colon = hostport.rfind(':');
-  auto bracket = hostport.rfind(']');
-  if (colon == std::string::npos
-      || (bracket != std::string::npos && colon < bracket))
+  auto address = split_server_url(url);
+  if (!address.port)
     return {};
-  auto port = hostport.substr(colon + 1);
+  const auto& port = *address.port;
   // Beyond 65535 a port would wrap around to another one.
   if (port.empty() || port.size() > 5
       || port.find_first_not_of("0123456789") != std::string::npos

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,11 @@ int run(const std::string& command, const std::vector<std::string>& args);
 struct server_address {
   std::string origin;
   std::string prefix;
+  /// The origin's "h:8080", and in it the host (without an IPv6 address's
+  /// brackets) and the port as written, if the URL names one.
+  std::string hostport;
+  std::string host;
+  std::optional<std::string> port;
 };
 
 server_address split_server_url(std::string url);

@@ -440,19 +440,9 @@ int watch(const std::string& base_url, const std::string& token,
   auto address = split_server_url(base_url);
   endpoint at;
   at.tls = base_url.rfind("https://", 0) == 0;
-  at.hostport = address.origin.substr(address.origin.find("://") + 3);
-  auto colon = at.hostport.rfind(':');
-  auto bracket = at.hostport.rfind(']');
-  if (colon != std::string::npos
-      && (bracket == std::string::npos || colon > bracket)) {
-    at.host = at.hostport.substr(0, colon);
-    at.port = at.hostport.substr(colon + 1);
-  } else {
-    at.host = at.hostport;
-    at.port = at.tls ? "443" : "80";
-  }
-  if (at.host.size() > 2 && at.host.front() == '[' && at.host.back() == ']')
-    at.host = at.host.substr(1, at.host.size() - 2);
+  at.hostport = address.hostport;
+  at.host = address.host;
+  at.port = address.port.value_or(at.tls ? "443" : "80");
   std::string target = address.prefix + "/ws";
   std::string sep = "?";
   if (!task.empty()) {
