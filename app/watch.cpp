@@ -536,9 +536,12 @@ int watch(const std::string& base_url, const std::string& token,
         if (msg.is_discarded())
           continue;
         auto type = str(msg, "type");
+        // A watched task that does not exist: the error, without the header.
+        bool no_such_task = !task.empty() && type == "snapshot"
+                            && msg["tasks"].empty();
         if (json_output) {
           std::cout << text << "\n" << std::flush;
-        } else if (type == "snapshot") {
+        } else if (type == "snapshot" && !no_such_task) {
           print_snapshot(msg, base_url);
         } else if (type == "task") {
           print_task_event(msg);

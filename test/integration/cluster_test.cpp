@@ -256,6 +256,11 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(read_file(dir / "missing.err").find("no task with id '999'")
         != std::string::npos);
+  // Watching a task that does not exist: the error alone, no header.
+  CHECK(run({"watch", "--task=999", server}, "watch-missing") == 1);
+  CHECK(read_file(dir / "watch-missing.out").empty());
+  CHECK(read_file(dir / "watch-missing.err")
+        == "taskmasterd: no task with id '999'\n");
   CHECK(run({"tasks", "--server=http://127.0.0.1:9"}, "unreachable") == 3);
   auto err = read_file(dir / "unreachable.err");
   CHECK(err.find("cannot reach the TaskMaster server at http://127.0.0.1:9")
