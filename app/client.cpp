@@ -54,10 +54,27 @@ server_address split_server_url(std::string url) {
 }
 
 std::string server_url_problem(const std::string& url) {
+  if (url == "http:" || url == "https:") // "http://" without its slashes
+    return fmt::format("--server '{}//' names no host", url);
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
     return fmt::format("--server must be an http:// or https:// URL, not '{}'",
                        url);
   auto address = split_server_url(url);
+  if (address.host.empty())
+    return fmt::format("--server '{}' names no host", url);
+  if (address.hostport.find('@') != std::string::npos)
+    return fmt::format("--server '{}': a user or password in the URL is not "
+                       "supported (the API token goes in --token)",
+                       url);
+  if (url.find_first_of("?#") != std::string::npos)
+    return fmt::format("--server '{}': a query or fragment has no place in "
+                       "the server's URL",
+                       url);
+  if (address.host.find(':') != std::string::npos
+      && address.hostport.front() != '[')
+    return fmt::format("--server '{}': an IPv6 address goes in brackets, as "
+                       "in http://[::1]:8080",
+                       url);
   if (!address.port)
     return {};
   const auto& port = *address.port;
@@ -255,6 +272,7 @@ public:
       // restarting; any other page is something else at this address.
       foreign_ = res->status != 502 && res->status != 503 && res->status != 504;
       last_status_ = res->status;
+      tls_failure_ = false;
       last_failure_ = fmt::format("HTTP {} without TaskMaster's JSON",
                                   res->status);
       if (!quiet_)
@@ -264,6 +282,7 @@ public:
     // TaskMaster answered: whatever failed before, it is reachable now.
     unreachable_ = false;
     foreign_ = false;
+    tls_failure_ = false;
     return std::make_pair(res->status, std::move(parsed));
   }
 
@@ -525,6 +544,58 @@ bool is_final_status(const std::string& s) {
   return status && core::is_final(*status);
 }
 
+/// The time a client command keeps trying while the server is away or not
+/// serving: `length` seconds from `since`, with pauses from 0.25 s doubling
+/// to 2 s between tries.
+class retry_window {
+public:
+  using clock = std::chrono::steady_clock;
+
+  retry_window(clock::time_point since, uint32_t length_s)
+    : since_(since), length_(std::chrono::seconds(length_s)) {
+  }
+
+  /// Whole seconds left (0 when over).
+  int64_t left() const {
+    auto rest = length_ - (clock::now() - since_);
+    return std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::seconds>(rest).count());
+  }
+
+  bool over() const {
+    return clock::now() - since_ >= length_;
+  }
+
+  /// A read timeout for the next try that does not outlast the window.
+  int read_timeout(int longest) const {
+    return static_cast<int>(std::clamp<int64_t>(left(), 1, longest));
+  }
+
+  void pause() {
+    std::this_thread::sleep_for(pause_);
+    pause_ = std::min<std::chrono::milliseconds>(pause_ * 2,
+                                                 std::chrono::seconds(2));
+  }
+
+  /// The server answered: the next loss starts with a short pause again.
+  void answered() {
+    pause_ = std::chrono::milliseconds(250);
+  }
+
+private:
+  clock::time_point since_;
+  clock::duration length_;
+  std::chrono::milliseconds pause_{250};
+};
+
+/// The error message of an API answer, or its status alone.
+std::string answer_text(int status, const json& body) {
+  auto e = body.find("error");
+  return e != body.end() && e->is_object() && e->contains("message")
+           ? fmt::format("HTTP {}: {}", status, text(*e, "message"))
+           : fmt::format("HTTP {}", status);
+}
+
 /// Long-polls GET /tasks/{id}?wait= until the task is final.
 ///
 /// The task is in the master's journal, so a master that restarts (an
@@ -533,24 +604,16 @@ bool is_final_status(const std::string& s) {
 /// instead of failing the script that waits.
 std::optional<json> wait_for(api& server, const std::string& id,
                              uint32_t retry_s, bool reached) {
-  using clock = std::chrono::steady_clock;
+  using clock = retry_window::clock;
   bool lost = false;
-  clock::time_point lost_since{};
-  auto pause = std::chrono::milliseconds(250);
+  retry_window window{clock::now(), retry_s};
   for (;;) {
     auto asked = clock::now();
     // Retrying: the one line below says what happened, not every call, and
     // no try outlasts the time left (a hung server would hold it 45 s).
     server.set_quiet(retry_s > 0);
-    int read_s = 45;
-    int connect_s = 5;
-    if (lost) {
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::seconds(retry_s) - (clock::now() - lost_since))
-                    .count();
-      read_s = static_cast<int>(std::clamp<int64_t>(left, 1, 45));
-      connect_s = std::min(connect_s, read_s);
-    }
+    int read_s = lost ? window.read_timeout(45) : 45;
+    int connect_s = std::min(5, read_s);
     auto res = server.call("GET", "/tasks/" + id + "?wait=30", {}, read_s,
                            connect_s);
     server.set_quiet(false);
@@ -582,7 +645,7 @@ std::optional<json> wait_for(api& server, const std::string& id,
                            "for task {}\n",
                    id);
       lost = false;
-      pause = std::chrono::milliseconds(250);
+      window.answered();
       if (is_final_status(text(res->second, "status")))
         return res->second;
       // An early answer for a task still running means the master is
@@ -592,13 +655,8 @@ std::optional<json> wait_for(api& server, const std::string& id,
         std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    std::string why = server.last_failure();
-    if (stopping) {
-      auto e = res->second.find("error");
-      why = "HTTP 503: "
-            + (e != res->second.end() && e->is_object() ? text(*e, "message")
-                                                        : "unavailable");
-    }
+    auto why = stopping ? answer_text(res->first, res->second)
+                        : server.last_failure();
     if (!lost) {
       if (retry_s == 0) {
         if (stopping) {
@@ -608,18 +666,17 @@ std::optional<json> wait_for(api& server, const std::string& id,
         }
         return std::nullopt;
       }
-      // Counted from the request that went unanswered: a stopped server
-      // holds a long poll for its whole read timeout first.
+      // Counted from when the answer was due: the master may hold a long
+      // poll for 30 s, so a stopped one is found only after its read
+      // timeout, and one killed mid-poll still gets the whole window.
       lost = true;
-      lost_since = asked;
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::seconds(retry_s) - (clock::now() - asked))
-                    .count();
+      window = retry_window{std::min(clock::now(), asked + std::chrono::seconds(30)),
+                            retry_s};
       fmt::print(stderr,
                  "taskmasterd: lost the TaskMaster server at {} ({}) while "
                  "waiting for task {}; trying again for up to {} s\n",
-                 server.base(), why, id, std::max<int64_t>(left, 0));
-    } else if (clock::now() - lost_since >= std::chrono::seconds(retry_s)) {
+                 server.base(), why, id, window.left());
+    } else if (window.over()) {
       fmt::print(stderr,
                  "taskmasterd: gave up waiting for task {} after {} s without "
                  "the server at {} ({}); the task is kept: 'taskmasterd task "
@@ -628,9 +685,7 @@ std::optional<json> wait_for(api& server, const std::string& id,
       server.set_unreachable();
       return std::nullopt;
     }
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::milliseconds>(pause * 2,
-                                                std::chrono::seconds(2));
+    window.pause();
   }
 }
 
@@ -714,66 +769,69 @@ std::string submission_key() {
   return fmt::format("taskmasterd-submit-{:016x}{:016x}", word(), word());
 }
 
-/// POSTs a submission; a lost answer (the request may have arrived) is
+/// POSTs a submission. An answer that leaves the task's fate open is
 /// retried under the same key for `retry_s` seconds, counted from the first
-/// try. After printing why, nullopt: no TaskMaster answered.
+/// try: no answer after the request went out, a 503 (a scheduler that timed
+/// out may still admit the task; a master stopping or restarting) and, on a
+/// retry, a 429. When the time is up, or a plain submit has none, it says
+/// the task may have been accepted and names the key that makes a repeat
+/// safe. Returns TaskMaster's settling answer, or nullopt after printing
+/// why (exit 3).
 std::optional<std::pair<int, json>>
 post_submission(api& server, const std::string& payload, const std::string& key,
                 uint32_t retry_s) {
-  using clock = std::chrono::steady_clock;
-  auto first = clock::now();
-  auto pause = std::chrono::milliseconds(250);
+  retry_window window{retry_window::clock::now(), retry_s};
   bool retrying = false;
   for (;;) {
-    int read_s = 30;
-    if (retrying) {
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::seconds(retry_s) - (clock::now() - first))
-                    .count();
-      read_s = static_cast<int>(std::clamp<int64_t>(left, 1, 30));
-    }
+    int read_s = retrying ? window.read_timeout(30) : 30;
     server.set_quiet(true);
     auto res = server.call("POST", "/tasks", payload, read_s,
                            std::min(5, read_s));
     server.set_quiet(false);
+    std::string why;
     if (res) {
-      if (retrying)
-        fmt::print(stderr, "taskmasterd: the server answered\n");
-      return res;
+      auto status = res->first;
+      if (status != 503 && (status != 429 || !retrying)) {
+        if (retrying)
+          fmt::print(stderr, "taskmasterd: the server answered\n");
+        return res;
+      }
+      why = answer_text(status, res->second);
+    } else {
+      // A refused connection, a TLS failure or another server: this try
+      // never reached TaskMaster. On a first try that settles it; while
+      // retrying, a refused connection is a master restarting (the retries
+      // go on), the others a setting to fix.
+      bool elsewhere = server.tls_failure() || server.foreign();
+      if (elsewhere || (!retrying && server.never_connected())) {
+        server.report_unreachable();
+        if (retrying)
+          fmt::print(stderr, "taskmasterd: the task may have been accepted "
+                             "before; submitting again with "
+                             "--idempotency-key={} cannot run it twice\n",
+                     key);
+        return std::nullopt;
+      }
+      why = server.last_failure();
     }
-    // A refused connection, a TLS failure or another server: this try never
-    // reached TaskMaster. On a first try that settles it; while retrying, a
-    // refused connection is a master restarting (the retries go on), the
-    // others a setting to fix.
-    bool elsewhere = server.tls_failure() || server.foreign();
-    if (elsewhere || (!retrying && server.never_connected())) {
-      server.report_unreachable();
-      if (retrying)
-        fmt::print(stderr, "taskmasterd: the task may have been accepted "
-                           "before; submitting again with "
-                           "--idempotency-key={} cannot run it twice\n",
-                   key);
-      return std::nullopt;
-    }
-    if (clock::now() - first >= std::chrono::seconds(retry_s)) {
+    if (window.over()) {
       fmt::print(stderr,
-                 "taskmasterd: no answer from the TaskMaster server at {} "
-                 "({}): the task may or may not have been accepted; "
+                 "taskmasterd: no clear answer from the TaskMaster server at "
+                 "{} ({}): the task may or may not have been accepted; "
                  "submitting again with --idempotency-key={} cannot run it "
                  "twice\n",
-                 server.base(), server.last_failure(), key);
+                 server.base(), why, key);
+      server.set_unreachable();
       return std::nullopt;
     }
     if (!retrying)
       fmt::print(stderr,
-                 "taskmasterd: no answer from the TaskMaster server at {} "
-                 "({}); submitting again under the same idempotency key for "
-                 "up to {} s\n",
-                 server.base(), server.last_failure(), retry_s);
+                 "taskmasterd: no clear answer from the TaskMaster server at "
+                 "{} ({}); submitting again under the same idempotency key "
+                 "for up to {} s\n",
+                 server.base(), why, window.left());
     retrying = true;
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::milliseconds>(pause * 2,
-                                                std::chrono::seconds(2));
+    window.pause();
   }
 }
 

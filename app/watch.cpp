@@ -252,15 +252,14 @@ public:
     stop_watchdog();
     if (fired_) // it fired just as the handshake ended
       throw beast::system_error{asio::error::timed_out};
-    if (silence_limit) {
-      {
-        std::lock_guard<std::mutex> guard{mtx_};
-        done_ = false;
-        silence_limit_ = *silence_limit;
-        last_heard_ = std::chrono::steady_clock::now();
-      }
-      watchdog_ = std::thread([this] { watch_the_silence(); });
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      done_ = false;
+      // Without a known ping pace, no limit until closing() sets one.
+      silence_limit_ = silence_limit.value_or(std::chrono::hours(24 * 365));
+      last_heard_ = std::chrono::steady_clock::now();
     }
+    watchdog_ = std::thread([this] { watch_the_silence(); });
     auto& sock = plain_ ? plain_->next_layer()
                         : beast::get_lowest_layer(secure_->next_layer());
     int on = 1;
@@ -287,6 +286,18 @@ public:
     waiting_ = on;
     if (on)
       last_heard_ = std::chrono::steady_clock::now();
+  }
+
+  /// The close handshake waits for the server's answer: at most `limit`,
+  /// whether or not the server named its ping pace.
+  void closing(std::chrono::milliseconds limit) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      silence_limit_ = std::min(silence_limit_, limit);
+      waiting_ = true;
+      last_heard_ = std::chrono::steady_clock::now();
+    }
+    cv_.notify_all();
   }
 
   /// True when the stream was cut for its silence.
@@ -346,23 +357,23 @@ private:
 
   void watch_the_silence() {
     std::unique_lock<std::mutex> guard{mtx_};
-    for (;;) {
-      auto deadline = waiting_ ? last_heard_ + silence_limit_
-                               : std::chrono::steady_clock::now() + silence_limit_;
-      if (cv_.wait_until(guard, deadline, [this] { return done_; }))
+    while (!done_) {
+      auto now = std::chrono::steady_clock::now();
+      if (waiting_ && now >= last_heard_ + silence_limit_) {
+        // Bytes waiting unread: the server spoke, this process was what
+        // stalled (stopped, or starved of CPU).
+        int unread = 0;
+        if (fd_ >= 0 && ::ioctl(fd_, FIONREAD, &unread) == 0 && unread > 0) {
+          last_heard_ = now;
+          continue;
+        }
+        cut(silent_);
         return;
-      if (!waiting_
-          || std::chrono::steady_clock::now() < last_heard_ + silence_limit_)
-        continue; // heard from it meanwhile, or not listening
-      // Bytes waiting unread: the server spoke, this process was what
-      // stalled (stopped, or starved of CPU).
-      int unread = 0;
-      if (fd_ >= 0 && ::ioctl(fd_, FIONREAD, &unread) == 0 && unread > 0) {
-        last_heard_ = std::chrono::steady_clock::now();
-        continue;
       }
-      cut(silent_);
-      return;
+      // Woken early by closing() or stop_watchdog(), or at the deadline;
+      // the loop looks again either way.
+      cv_.wait_until(guard, waiting_ ? last_heard_ + silence_limit_
+                                     : now + silence_limit_);
     }
   }
 
@@ -429,10 +440,6 @@ private:
 int watch(const std::string& base_url, const std::string& token,
           const std::string& task, const std::string& topics,
           bool json_output) {
-  if (auto problem = server_url_problem(base_url); !problem.empty()) {
-    fmt::print(stderr, "taskmasterd: {}\n", problem);
-    return usage;
-  }
   std::string unknown;
   bool stats_asked = !topics.empty()
                      && (http::parse_topics(topics, unknown).value_or(0)
@@ -527,7 +534,7 @@ int watch(const std::string& base_url, const std::string& token,
         if (ec) {
           fmt::print(stderr,
                      "taskmasterd: lost the stream from the server at {} "
-                     "({}) (--server or TASKMASTER_SERVER)\n",
+                     "({})\n",
                      base_url, ec.message());
           return unreachable;
         }
@@ -568,7 +575,7 @@ int watch(const std::string& base_url, const std::string& token,
           beast::error_code ignored;
           // The close waits for the server's answer: a server stopped just
           // now must not hold it forever.
-          conn.waiting(true);
+          conn.closing(std::chrono::seconds(5));
           ws.close(websocket::close_code::normal, ignored);
           return exit_code_of(msg["task"]);
         }

@@ -88,10 +88,11 @@ std::vector<uint64_t> submit_batch(const api_client& api, const json& tasks) {
 }
 
 /// A TCP forwarder on a free loopback port in front of `backend` that can
-/// lose answers: for the next `lose_next(n)` connections it passes the
+/// spoil answers: for the next `lose_next(n)` connections it passes the
 /// request on, waits for the backend's whole answer, and closes the client's
-/// connection without it, as a network or a proxy failing mid-request does.
-/// Other connections pass both ways untouched.
+/// connection without it, as a network or a proxy failing mid-request does;
+/// `replace_next(n)` sends a 503 in its place instead, as a gateway whose
+/// scheduler answered too late. Other connections pass both ways untouched.
 class answer_losing_proxy {
 public:
   explicit answer_losing_proxy(uint16_t backend) : backend_(backend) {
@@ -123,12 +124,18 @@ public:
   }
 
   void lose_next(int n) {
-    to_lose_ = n;
+    replace_ = false;
+    to_spoil_ = n;
   }
 
-  /// Answers lost so far.
-  int lost() const {
-    return lost_;
+  void replace_next(int n) {
+    replace_ = true;
+    to_spoil_ = n;
+  }
+
+  /// Answers lost or replaced so far.
+  int spoiled() const {
+    return spoiled_;
   }
 
 private:
@@ -140,13 +147,16 @@ private:
           ::close(client);
         return;
       }
-      bool lose = to_lose_.fetch_sub(1) > 0;
+      int left = to_spoil_.load();
+      while (left > 0 && !to_spoil_.compare_exchange_weak(left, left - 1)) {
+      }
+      bool spoil = left > 0;
       std::lock_guard<std::mutex> guard{mtx_};
-      sessions_.emplace_back([this, client, lose] { serve(client, lose); });
+      sessions_.emplace_back([this, client, spoil] { serve(client, spoil); });
     }
   }
 
-  void serve(int client, bool lose) {
+  void serve(int client, bool spoil) {
     int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -154,19 +164,33 @@ private:
     addr.sin_port = htons(backend_);
     if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr)
         == 0)
-      lose ? lose_answer(client, server) : pass(client, server);
+      spoil ? spoil_answer(client, server) : pass(client, server);
     ::close(server);
     ::close(client);
   }
 
-  /// Forwards the request, reads the answer to its end, drops it.
-  void lose_answer(int client, int server) {
+  /// Forwards the request, reads the answer to its end, and drops it or
+  /// sends a 503 instead.
+  void spoil_answer(int client, int server) {
     auto request = read_message(client);
-    if (::write(server, request.data(), request.size())
-        != static_cast<ssize_t>(request.size()))
+    if (!send_all(server, request))
       return;
     read_message(server);
-    ++lost_;
+    ++spoiled_;
+    if (replace_) {
+      std::string body = R"({"error":{"code":"unavailable","message":)"
+                         R"("the scheduler did not answer"}})";
+      send_all(client, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                       "application/json\r\nContent-Length: "
+                         + std::to_string(body.size())
+                         + "\r\nConnection: close\r\n\r\n" + body);
+    }
+  }
+
+  /// MSG_NOSIGNAL: a peer gone must not raise SIGPIPE in the test.
+  static bool send_all(int fd, const std::string& data) {
+    return ::send(fd, data.data(), data.size(), MSG_NOSIGNAL)
+           == static_cast<ssize_t>(data.size());
   }
 
   /// One HTTP message: its head, then Content-Length bytes (10 s at most).
@@ -205,7 +229,8 @@ private:
           continue;
         auto n = ::read(fds[i].fd, buf, sizeof buf);
         if (n <= 0
-            || ::write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n)
+            || ::send(fds[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL)
+                 != n)
           return;
       }
     }
@@ -215,15 +240,16 @@ private:
   uint16_t port_ = 0;
   int listener_ = -1;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> to_lose_{0};
-  std::atomic<int> lost_{0};
+  std::atomic<int> to_spoil_{0};
+  std::atomic<bool> replace_{false};
+  std::atomic<int> spoiled_{0};
   std::thread acceptor_;
   std::mutex mtx_;
   std::vector<std::thread> sessions_;
 };
 
 /// How many tasks the master has with `command`.
-size_t tasks_running(const api_client& api, const std::string& command) {
+size_t tasks_with_command(const api_client& api, const std::string& command) {
   auto page = api.get("/tasks?limit=1000");
   size_t n = 0;
   for (const auto& t : page.body["tasks"])
@@ -729,12 +755,12 @@ TEST_CASE("a submission whose answer is lost runs once: submit --wait "
   // under the same key, gets the task it already made, and waits for it.
   proxy.lose_next(1);
   CHECK(run({"submit", "--cmd=echo once", "--wait", server}, "wait") == 0);
-  CHECK(proxy.lost() == 1);
+  CHECK(proxy.spoiled() == 1);
   CHECK(read_file(dir / "wait.out") == "once\n");
   CHECK(read_file(dir / "wait.err").find("submitting again under the same "
                                          "idempotency key")
         != std::string::npos);
-  CHECK(tasks_running(api, "echo once") == 1);
+  CHECK(tasks_with_command(api, "echo once") == 1);
   // Without --wait: exit 3, saying the task may have been accepted, with
   // the key under which a repeat cannot run it twice.
   proxy.lose_next(1);
@@ -745,13 +771,27 @@ TEST_CASE("a submission whose answer is lost runs once: submit --wait "
   CHECK(said.find("may or may not have been accepted") != std::string::npos);
   auto key = said.substr(at + 18, said.find(' ', at) - at - 18);
   CHECK(key.rfind("taskmasterd-submit-", 0) == 0);
-  REQUIRE(eventually([&] { return tasks_running(api, "echo maybe") == 1; }));
+  REQUIRE(eventually([&] { return tasks_with_command(api, "echo maybe") == 1; }));
   CHECK(run({"submit", "--cmd=echo maybe", "--idempotency-key=" + key, server},
             "again")
         == 0);
   CHECK(read_file(dir / "again.out").find("already submitted as task")
         != std::string::npos);
-  CHECK(tasks_running(api, "echo maybe") == 1);
+  CHECK(tasks_with_command(api, "echo maybe") == 1);
+  // A 503 from a gateway whose scheduler answered too late (the master
+  // admitted the task all the same): the same, not "the API refused".
+  proxy.replace_next(1);
+  CHECK(run({"submit", "--cmd=echo late", "--wait", server}, "late-wait") == 0);
+  CHECK(read_file(dir / "late-wait.out") == "late\n");
+  CHECK(tasks_with_command(api, "echo late") == 1);
+  proxy.replace_next(1);
+  CHECK(run({"submit", "--cmd=echo late too", server}, "late-plain") == 3);
+  CHECK(read_file(dir / "late-plain.err")
+          .find("(HTTP 503: the scheduler did not answer): the task may or "
+                "may not have been accepted; submitting again with "
+                "--idempotency-key=taskmasterd-submit-")
+        != std::string::npos);
+  REQUIRE(eventually([&] { return tasks_with_command(api, "echo late too") == 1; }));
 }
 
 TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
