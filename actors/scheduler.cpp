@@ -543,10 +543,17 @@ scheduler(self_ptr self, scheduler_options options,
       auto& st = self->state;
       auto now = log::wall_clock_ms();
       core::plan plan;
-      st.core->tick(now, plan);
+      auto stalled = st.core->tick(now, plan);
+      if (stalled >= st.options.settings.heartbeat_timeout)
+        log::warn("the master did not run for {} ms (stopped, starved or "
+                  "suspended); workers are not blamed for that silence",
+                  stalled);
       carry_out(self, plan);
       expire_waiters(self, now);
-      self->delayed_send(self, st.options.tick_interval, tick_atom::value);
+      self->delayed_send(self,
+                         std::chrono::milliseconds(
+                           st.options.settings.tick_interval),
+                         tick_atom::value);
     },
   };
 }

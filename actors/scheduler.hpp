@@ -32,8 +32,8 @@
 namespace taskmaster {
 
 struct scheduler_options {
+  /// Its tick_interval paces the scheduler's timer.
   core::scheduler_settings settings;
-  caf::timespan tick_interval = std::chrono::milliseconds(100);
   /// How long an acknowledgement may wait for an assignment to the same
   /// worker to ride on. Under load most do (one message per task instead of
   /// two); idle, this is how much longer a worker holds a result.

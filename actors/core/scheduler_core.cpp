@@ -392,11 +392,23 @@ void scheduler_core::worker_lost(const std::string& worker_id,
   worker->running.clear();
   auto change = out.worker_changes.size();
   set_worker_status(*worker, worker_status::lost, now, out);
+  // A stall long enough for a peer to give up on the connection: still
+  // going (no tick since), or just over.
+  bool stalling = last_tick_ != 0
+                  && now - last_tick_ > settings_.heartbeat_timeout / 2;
+  bool after_stall = stall_ended_ != 0
+                     && now - stall_ended_ <= settings_.heartbeat_timeout;
   uint32_t requeued = 0;
+  uint32_t waiting = 0;
   for (const auto& ref : held) {
     auto* task = find_mutable(ref.task);
     if (task != nullptr && task->status == task_status::running
         && task->current_ref() == ref) {
+      if (stalling || after_stall) {
+        orphans_[ref] = now + settings_.reconcile_grace;
+        ++waiting;
+        continue;
+      }
       requeue_attempt(*task, attempt_outcome::lost,
                       fmt::format("worker {} lost: {}", worker_id, reason),
                       now, out);
@@ -405,14 +417,34 @@ void scheduler_core::worker_lost(const std::string& worker_id,
         ++requeued;
     }
   }
-  out.worker_changes[change].reason = reason;
+  out.worker_changes[change].reason
+    = waiting == 0 ? reason
+                   : fmt::format("{} while the master was stalled; {} running "
+                                 "task(s) wait {} ms for it to come back",
+                                 reason, waiting, settings_.reconcile_grace);
   out.worker_changes[change].requeued = requeued;
   dispatch(now, out);
 }
 
 // -- time ---------------------------------------------------------------------
 
-void scheduler_core::tick(time_ms now, plan& out) {
+time_ms scheduler_core::tick(time_ms now, plan& out) {
+  // Time this master did not run is nobody's silence: without this, a
+  // master stopped for longer than the heartbeat timeout would call every
+  // worker LOST the moment it resumed, requeue what they run and drop the
+  // results they hold for it, although they never stopped.
+  time_ms stalled = 0;
+  if (last_tick_ != 0 && now - last_tick_ > 2 * settings_.tick_interval)
+    stalled = now - last_tick_ - settings_.tick_interval;
+  last_tick_ = now;
+  if (stalled >= settings_.heartbeat_timeout / 2)
+    stall_ended_ = now;
+  if (stalled > 0) {
+    for (auto& [id, worker] : cluster_.workers())
+      worker.last_heartbeat = std::min(now, worker.last_heartbeat + stalled);
+    for (auto& [ref, deadline] : orphans_)
+      deadline += stalled;
+  }
   std::vector<std::string> silent;
   for (const auto& [id, worker] : cluster_.workers())
     if ((worker.status == worker_status::up
@@ -446,12 +478,13 @@ void scheduler_core::tick(time_ms now, plan& out) {
       requeue_attempt(
         *task, attempt_outcome::lost,
         fmt::format("worker {} did not reclaim the attempt within {} ms of "
-                    "the master restarting",
+                    "the master restarting or stalling",
                     task->worker_id, settings_.reconcile_grace),
         now, out);
   }
   prune(now, out);
   dispatch(now, out);
+  return stalled;
 }
 
 void scheduler_core::dispatch(time_ms now, plan& out) {

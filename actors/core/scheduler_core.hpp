@@ -29,6 +29,11 @@ struct scheduler_settings {
   retry_policy retry;
   /// A worker without a heartbeat for this long is LOST.
   time_ms heartbeat_timeout = 5'000;
+  /// How often tick() runs. A longer gap between two ticks is time the
+  /// master itself did not run (stopped, starved of CPU, a suspended
+  /// machine, a clock step): nobody could be heard then, so it counts
+  /// neither against workers' heartbeats nor against reconcile_grace.
+  time_ms tick_interval = 100;
   /// After a master restart, how long a RUNNING task waits for its worker to
   /// reconnect and claim it before it is requeued.
   time_ms reconcile_grace = 30'000;
@@ -243,15 +248,22 @@ public:
   /// held go back to the queue.
   void leave(const std::string& worker_id, time_ms now, plan& out);
 
-  /// The worker's connection dropped or it stopped answering.
+  /// The worker's connection dropped or it stopped answering. Its
+  /// attempts are requeued, except during or just after a stall of this
+  /// master (see scheduler_settings::tick_interval): then the worker or the
+  /// master may have dropped the connection only because the master was
+  /// silent, so the attempts wait reconcile_grace for the worker to
+  /// register again and claim them, as after a restart.
   void worker_lost(const std::string& worker_id, const std::string& reason,
                    time_ms now, plan& out);
 
   // -- time -----------------------------------------------------------------
 
   /// Liveness deadlines, delayed tasks coming due, reconciliation grace,
-  /// retention, then dispatch.
-  void tick(time_ms now, plan& out);
+  /// retention, then dispatch. Returns how long the master had not run
+  /// before this tick beyond one tick interval (see
+  /// scheduler_settings::tick_interval), for the log; 0 normally.
+  time_ms tick(time_ms now, plan& out);
 
   /// Places ready tasks into free slots.
   void dispatch(time_ms now, plan& out);
@@ -357,6 +369,12 @@ private:
   /// RUNNING tasks restored after a restart, unclaimed by their worker yet,
   /// with their deadline.
   std::map<attempt_ref, time_ms> orphans_;
+  /// When tick() last ran (0: never).
+  time_ms last_tick_ = 0;
+  /// When the last stall of at least half the heartbeat timeout ended (see
+  /// scheduler_settings::tick_interval; 0: none). Connections lost around
+  /// it are the stall's doing as likely as the worker's.
+  time_ms stall_ended_ = 0;
   /// Final tasks by finish time, for retention.
   std::set<std::pair<time_ms, task_id>> finished_;
   cluster_view cluster_;

@@ -14,6 +14,9 @@ scheduler_settings test_settings() {
   s.aging_interval = 60'000;
   s.retry = retry_policy{1000, 30'000};
   s.heartbeat_timeout = 5'000;
+  // Tests jump the clock between ticks; only the stall tests tick at a
+  // realistic pace (see stall_settings).
+  s.tick_interval = 3'600'000;
   s.reconcile_grace = 10'000;
   s.max_queued = 1000;
   s.retention = 0;
@@ -22,8 +25,12 @@ scheduler_settings test_settings() {
 }
 
 struct fixture {
+  explicit fixture(scheduler_settings settings = test_settings())
+    : core{settings, [this] { return random_value; }} {
+  }
+
   double random_value = 1.0;
-  scheduler_core core{test_settings(), [this] { return random_value; }};
+  scheduler_core core;
   time_ms now = 1'000'000;
   plan last;
 
@@ -342,6 +349,96 @@ TEST_CASE_METHOD(fixture, "a worker without heartbeats is declared LOST",
   CHECK(task(id).started_at == 0);
   CHECK(task(id).attempts[0].worker_id == "a");
   CHECK(core.heartbeat("a", 7, 0.5, now) == heartbeat_outcome::must_register);
+}
+
+/// The scheduler's real pace: a tick every 100 ms.
+scheduler_settings paced_settings() {
+  auto s = test_settings();
+  s.tick_interval = 100;
+  return s;
+}
+
+struct paced_fixture : fixture {
+  paced_fixture() : fixture(paced_settings()) {
+  }
+
+  /// Ticks every 100 ms for `ms`, as a running master does.
+  void run_for(time_ms ms) {
+    for (time_ms t = 0; t < ms; t += 100) {
+      now += 100;
+      plan p;
+      core.tick(now, p);
+    }
+  }
+};
+
+TEST_CASE_METHOD(paced_fixture, "time the master did not run counts against "
+                                "no worker's heartbeats",
+                 "[core][scheduler][liveness]") {
+  join("a", 1);
+  auto id = submit("work");
+  run_for(1000);
+  CHECK(core.heartbeat("a", 7, 0.5, now) == heartbeat_outcome::ok);
+  // Stopped for 8 s (longer than the 5 s timeout): on resuming it blames
+  // nobody, and says how long it was away.
+  now += 8000;
+  plan p;
+  CHECK(core.tick(now, p) == 7900);
+  CHECK(core.cluster().find("a")->status == worker_status::up);
+  CHECK(task(id).status == task_status::running);
+  // The credit is the stall's length, not a pardon: silent afterwards, the
+  // worker is LOST a timeout later.
+  run_for(4800);
+  CHECK(core.cluster().find("a")->status == worker_status::up);
+  run_for(400);
+  CHECK(core.cluster().find("a")->status == worker_status::lost);
+}
+
+TEST_CASE_METHOD(paced_fixture, "a connection lost during a master stall "
+                                "leaves the worker's tasks for it to reclaim",
+                 "[core][scheduler][liveness][recovery]") {
+  join("a", 1);
+  join("b", 1);
+  auto id = submit("work");
+  auto on = task(id).worker_id;
+  auto other = on == "a" ? "b" : "a";
+  run_for(1000);
+  // The master resumes after 8 s; the worker had given up on the
+  // connection meanwhile, and that news comes before the first tick.
+  now += 8000;
+  plan lost;
+  core.worker_lost(on, "connection lost", now, lost);
+  CHECK(core.cluster().find(on)->status == worker_status::lost);
+  CHECK(task(id).status == task_status::running);
+  CHECK(lost.assignments.empty()); // not given to the other worker
+  REQUIRE(lost.worker_changes.size() == 1);
+  CHECK(lost.worker_changes[0].requeued == 0);
+  CHECK(lost.worker_changes[0].reason.find("while the master was stalled")
+        != std::string::npos);
+  plan p;
+  core.tick(now, p);
+  // It registers again with the result it held: the task ends with its one
+  // attempt, and never ran on the other worker.
+  plan back;
+  CHECK(core.register_worker(info(on, 1), {},
+                             {result(task(id).current_ref(),
+                                     attempt_outcome::succeeded)},
+                             now + 5, back)
+        == register_outcome::accepted);
+  CHECK(task(id).status == task_status::succeeded);
+  CHECK(task(id).attempts.size() == 1);
+  CHECK(core.cluster().find(other)->running.empty());
+}
+
+TEST_CASE_METHOD(paced_fixture, "outside a stall a lost connection requeues "
+                                "at once",
+                 "[core][scheduler][liveness]") {
+  join("a", 1);
+  auto id = submit("work");
+  run_for(1000);
+  plan p;
+  core.worker_lost("a", "connection lost", now, p);
+  CHECK(task(id).status == task_status::queued);
 }
 
 TEST_CASE_METHOD(fixture, "a second process with a connected worker's id is "

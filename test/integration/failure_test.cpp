@@ -455,6 +455,36 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   CHECK(api.metrics_when("taskmaster_tasks_completed_total", 1)["taskmaster_tasks_completed_total"] == 1);
 }
 
+TEST_CASE("a master stopped (SIGSTOP) for longer than the heartbeat timeout "
+          "runs nothing twice: a task that ended meanwhile keeps its result, "
+          "one still running is reclaimed",
+          "[integration][failure]") {
+  temp_dir dir;
+  auto master = daemon::master(dir, "master", fast_liveness);
+  auto worker = steady_worker(dir, *master, 2);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto runs = dir / "runs";
+  auto ids = submit_batch(
+    api, json::array({json{{"command", "echo short >> " + runs + "; sleep 0.5"}},
+                      json{{"command", "echo long >> " + runs + "; sleep 4"}}}));
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 2; }));
+  // 3 s stopped, twice the 1.5 s timeout: the worker's side gives up on the
+  // connection, and the master finds its own silence on resuming.
+  master->proc().signal(SIGSTOP);
+  std::this_thread::sleep_for(3s);
+  master->proc().signal(SIGCONT);
+  for (auto id : ids) {
+    auto t = api.wait_final(id);
+    CHECK(t["status"] == "SUCCEEDED");
+    // Before: both were LOST on resuming and ran again.
+    CHECK(t["attempts"].size() == 1);
+  }
+  auto ran = read_file(runs);
+  CHECK((ran == "short\nlong\n" || ran == "long\nshort\n"));
+  CHECK(master->log().find("the master did not run for") != std::string::npos);
+}
+
 TEST_CASE("a timeout ends the task TIMED_OUT and leaves no process behind",
           "[integration][timeout]") {
   temp_dir dir;
