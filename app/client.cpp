@@ -364,7 +364,7 @@ private:
       case httplib::Error::Connection:
         return "connection failed";
       case httplib::Error::Read:
-        return "no answer";
+        return "the connection ended or timed out without an answer";
       // taskmasterd answers a TLS handshake on its plain port at once, and
       // OpenSSL reports that as a failed connection.
       case httplib::Error::SSLConnection:
@@ -672,15 +672,17 @@ std::optional<json> wait_for(api& server, const std::string& id,
       lost = true;
       window = retry_window{std::min(clock::now(), asked + std::chrono::seconds(30)),
                             retry_s};
-      fmt::print(stderr,
-                 "taskmasterd: lost the TaskMaster server at {} ({}) while "
-                 "waiting for task {}; trying again for up to {} s\n",
-                 server.base(), why, id, window.left());
-    } else if (window.over()) {
+      if (!window.over())
+        fmt::print(stderr,
+                   "taskmasterd: lost the TaskMaster server at {} ({}) while "
+                   "waiting for task {}; trying again for up to {} s\n",
+                   server.base(), why, id, window.left());
+    }
+    if (window.over()) {
       fmt::print(stderr,
                  "taskmasterd: gave up waiting for task {} after {} s without "
                  "the server at {} ({}); the task is kept: 'taskmasterd task "
-                 "{} --wait' waits again\n",
+                 "{} --wait' waits again once the server answers\n",
                  id, retry_s, server.base(), why, id);
       server.set_unreachable();
       return std::nullopt;
