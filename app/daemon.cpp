@@ -217,7 +217,8 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gw.routes.max_header_bytes = cfg.max_header_bytes;
   gw.websocket.max_message_bytes = cfg.ws_max_message_bytes;
   gw.websocket.max_sessions_per_address = cfg.ws_max_clients_per_address;
-  gw.websocket.ping_interval = std::chrono::milliseconds(millis(cfg.ws_ping_interval));
+  gw.websocket.ping_interval
+    = std::chrono::milliseconds(millis(cfg.ws_ping_interval));
   http::gateway gateway{sys, scheduler_handle, monitor_handle, metrics, gw};
   auto bound = gateway.start();
   if (auto* why = std::get_if<std::string>(&bound)) {

@@ -366,8 +366,9 @@ private:
   task_queue queue_;
   /// QUEUED tasks waiting for a time (run_at, retry backoff).
   std::set<std::pair<time_ms, task_id>> delayed_;
-  /// RUNNING tasks restored after a restart, unclaimed by their worker yet,
-  /// with their deadline.
+  /// RUNNING attempts waiting for their worker to claim them (restored after
+  /// a restart, or held by a worker lost around a stall), with their
+  /// deadline.
   std::map<attempt_ref, time_ms> orphans_;
   /// When tick() last ran (0: never).
   time_ms last_tick_ = 0;
