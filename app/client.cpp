@@ -181,7 +181,8 @@ struct client_options : caf::actor_system_config {
         .add(limit, "limit", "how many (1-1000)")
         .add(cursor, "cursor", "continue after this cursor");
     if (command == "watch")
-      group.add(task, "task", "only this task; exit with its exit code when it ends")
+      group.add(task, "task",
+                "only this task; exit with its exit code when it ends")
         .add(topics, "topics",
              "tasks,workers,stats (default all; stats lines only when "
              "named)");
