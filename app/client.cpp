@@ -53,6 +53,11 @@ server_address split_server_url(std::string url) {
   return a;
 }
 
+bool is_number(const std::string& text) {
+  return !text.empty()
+         && text.find_first_not_of("0123456789") == std::string::npos;
+}
+
 std::string server_url_problem(const std::string& url) {
   if (url == "http:" || url == "https:") // "http://" without its slashes
     return fmt::format("--server '{}//' names no host", url);
@@ -79,9 +84,8 @@ std::string server_url_problem(const std::string& url) {
     return {};
   const auto& port = *address.port;
   // Beyond 65535 a port would wrap around to another one.
-  if (port.empty() || port.size() > 5
-      || port.find_first_not_of("0123456789") != std::string::npos
-      || std::stoi(port) < 1 || std::stoi(port) > 65535)
+  if (!is_number(port) || port.size() > 5 || std::stoi(port) < 1
+      || std::stoi(port) > 65535)
     return fmt::format("--server '{}': the port must be 1 to 65535", url);
   return {};
 }
@@ -212,11 +216,6 @@ std::string upper(std::string text) {
 }
 
 /// Digits only, at least one: the form of a task id on the command line.
-bool is_number(const std::string& text) {
-  return !text.empty()
-         && text.find_first_not_of("0123456789") == std::string::npos;
-}
-
 int fail(int code, const std::string& message) {
   fmt::print(stderr, "taskmasterd: {}\n", message);
   return code;

@@ -32,6 +32,9 @@ struct server_address {
 
 server_address split_server_url(std::string url);
 
+/// True for a non-empty run of ASCII digits.
+bool is_number(const std::string& text);
+
 /// What is wrong with a --server URL (not http:// or https://, a port
 /// outside 1 to 65535), or an empty string.
 std::string server_url_problem(const std::string& url);

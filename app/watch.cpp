@@ -177,8 +177,7 @@ ping_interval_of(const websocket::response_type& res) {
   if (i == res.end())
     return std::nullopt;
   std::string text{i->value()};
-  if (text.empty() || text.size() > 9
-      || text.find_first_not_of("0123456789") != std::string::npos)
+  if (!is_number(text) || text.size() > 9)
     return std::nullopt;
   auto ms = std::stoll(text);
   if (ms <= 0)

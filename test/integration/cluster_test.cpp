@@ -13,6 +13,7 @@
 #include <httplib.h>
 
 #include "test/support/cluster.hpp"
+#include "test/support/connect.hpp"
 #include "test/support/wait.hpp"
 
 using namespace taskmaster::test;
@@ -367,17 +368,10 @@ TEST_CASE("the client submits, waits and reports exit codes",
   other.stop();
   // A server that accepts connections and never answers: watch gives up
   // after its handshake limit (10 s) instead of hanging.
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&address), sizeof address)
-          == 0);
-  REQUIRE(::listen(silent, 4) == 0);
-  socklen_t length = sizeof address;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length);
-  CHECK(run({"watch", "--server=http://127.0.0.1:"
-                        + std::to_string(ntohs(address.sin_port))},
+  uint16_t silent_port = 0;
+  int silent = listen_on_loopback(silent_port);
+  REQUIRE(silent >= 0);
+  CHECK(run({"watch", "--server=http://127.0.0.1:" + std::to_string(silent_port)},
             "silent-watch")
         == 3);
   ::close(silent);
@@ -385,20 +379,15 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   // One that hangs up at once: not TaskMaster either (it was exit 1 with
   // the WebSocket library's words).
-  int hangs_up = ::socket(AF_INET, SOCK_STREAM, 0);
-  address.sin_port = 0;
-  REQUIRE(::bind(hangs_up, reinterpret_cast<sockaddr*>(&address), sizeof address)
-          == 0);
-  REQUIRE(::listen(hangs_up, 4) == 0);
-  length = sizeof address;
-  ::getsockname(hangs_up, reinterpret_cast<sockaddr*>(&address), &length);
+  uint16_t hangs_up_port = 0;
+  int hangs_up = listen_on_loopback(hangs_up_port);
+  REQUIRE(hangs_up >= 0);
   std::thread hanger{[hangs_up] {
     int c = ::accept(hangs_up, nullptr, nullptr);
     if (c >= 0)
       ::close(c);
   }};
-  CHECK(run({"watch", "--server=http://127.0.0.1:"
-                        + std::to_string(ntohs(address.sin_port))},
+  CHECK(run({"watch", "--server=http://127.0.0.1:" + std::to_string(hangs_up_port)},
             "hangs-up-watch")
         == 3);
   hanger.join();

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "test/support/cluster.hpp"
+#include "test/support/connect.hpp"
 #include "test/support/wait.hpp"
 
 using namespace taskmaster::test;
@@ -96,16 +97,8 @@ std::vector<uint64_t> submit_batch(const api_client& api, const json& tasks) {
 class answer_losing_proxy {
 public:
   explicit answer_losing_proxy(uint16_t backend) : backend_(backend) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr)
-            == 0);
-    REQUIRE(::listen(listener_, 16) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listener_ = listen_on_loopback(port_);
+    REQUIRE(listener_ >= 0);
     acceptor_ = std::thread([this] { accept_loop(); });
   }
 

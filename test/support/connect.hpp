@@ -1,5 +1,11 @@
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <string>
 
 #include <boost/asio/connect.hpp>
@@ -39,6 +45,28 @@ inline std::string raw_request(const std::string& url,
     response.append(buf, n);
   }
   return response;
+}
+
+/// A listening TCP socket on a free loopback port (written to `port`), for
+/// tests that play a server by hand: one that never answers, one that hangs
+/// up, a proxy. Returns -1 when it cannot; the caller closes it.
+inline int listen_on_loopback(uint16_t& port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (fd < 0
+      || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0
+      || ::listen(fd, 16) != 0
+      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length)
+           != 0) {
+    if (fd >= 0)
+      ::close(fd);
+    return -1;
+  }
+  port = ntohs(address.sin_port);
+  return fd;
 }
 
 } // namespace taskmaster::test
