@@ -18,7 +18,7 @@ namespace taskmaster {
 /// Bumped whenever a message type or an interface below changes. It is part
 /// of the middleman's app identifier, so nodes of different versions refuse
 /// each other at the handshake.
-constexpr uint32_t protocol_version = 6;
+constexpr uint32_t protocol_version = 7;
 
 // -- messages between workers and the master ----------------------------------
 
@@ -304,6 +304,7 @@ typename Inspector::result_type inspect(Inspector& f, worker_change& x) {
   CAF_ADD_ATOM(taskmaster, taskmaster, leave_atom, "leave")
   CAF_ADD_ATOM(taskmaster, taskmaster, assign_atom, "assign")
   CAF_ADD_ATOM(taskmaster, taskmaster, kill_atom, "kill")
+  CAF_ADD_ATOM(taskmaster, taskmaster, reclaim_atom, "reclaim")
   CAF_ADD_ATOM(taskmaster, taskmaster, ack_atom, "ack")
   CAF_ADD_ATOM(taskmaster, taskmaster, submit_atom, "submit")
   CAF_ADD_ATOM(taskmaster, taskmaster, lookup_atom, "lookup")
@@ -329,11 +330,13 @@ namespace taskmaster {
 /// A worker, as the master sees it. An assignment also carries the
 /// acknowledgements of results the master journaled since the last message
 /// to that worker (one message instead of two per task under load); `ack`
-/// alone carries the rest.
+/// alone carries the rest. `reclaim` asks for prefetched attempts back if
+/// they have not started (for a slot idling elsewhere).
 using worker_actor = caf::typed_actor<
   caf::reacts_to<assign_atom, std::vector<core::assignment>,
                  std::vector<core::attempt_ref>>,
   caf::reacts_to<kill_atom, std::vector<core::attempt_ref>>,
+  caf::reacts_to<reclaim_atom, std::vector<core::attempt_ref>>,
   caf::reacts_to<ack_atom, std::vector<core::attempt_ref>>>;
 
 /// What workers may say to the master. This is all the cluster port exposes
@@ -391,6 +394,8 @@ using executor_actor = caf::typed_actor<
   caf::reacts_to<run_atom, std::vector<core::assignment>>,
   caf::reacts_to<kill_atom, core::attempt_ref, core::attempt_outcome,
                  std::string>,
+  // Hands back one attempt if it is still waiting for a slot.
+  caf::reacts_to<reclaim_atom, core::attempt_ref>,
   // Hands back, unstarted, every attempt still waiting for a slot.
   caf::reacts_to<drain_atom, std::string>>;
 

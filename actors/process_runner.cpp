@@ -249,6 +249,17 @@ void process_runner::kill(const core::attempt_ref& ref,
   wake();
 }
 
+void process_runner::take_back(const core::attempt_ref& ref,
+                               std::string reason) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    command cmd{command::take_back, {}, ref, core::attempt_outcome::returned,
+                std::move(reason)};
+    inbox_.push_back(std::move(cmd));
+  }
+  wake();
+}
+
 void process_runner::hand_back_waiting(std::string reason) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -297,6 +308,9 @@ void process_runner::handle(command& cmd) {
     end_unstarted(work, cmd.outcome, std::move(cmd.reason));
     return;
   }
+  // Too late to take back: it runs and reports as usual.
+  if (cmd.kind == command::take_back)
+    return;
   auto i = children_.find(cmd.ref);
   if (i == children_.end())
     return;

@@ -84,6 +84,10 @@ public:
   void kill(const core::attempt_ref& ref, core::attempt_outcome outcome,
             std::string reason);
 
+  /// Reports `ref` as `returned` with `reason` if it is still waiting for a
+  /// slot; a started or unknown attempt goes on as if nothing was asked.
+  void take_back(const core::attempt_ref& ref, std::string reason);
+
   /// Reports every attempt still waiting for a slot as `returned` with
   /// `reason`, without running it (thread-safe).
   void hand_back_waiting(std::string reason);
@@ -96,7 +100,7 @@ public:
 
 private:
   struct command {
-    enum kind_t { start, kill, hand_back } kind;
+    enum kind_t { start, kill, take_back, hand_back } kind;
     core::assignment work;
     core::attempt_ref ref;
     core::attempt_outcome outcome = core::attempt_outcome::cancelled;

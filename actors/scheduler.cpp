@@ -113,7 +113,7 @@ void carry_out(self_ptr self, core::plan& plan) {
     st.journal->write(std::move(upserts), std::move(plan.removed),
                       std::move(done));
   }
-  // 2. Assignments and kills, one message per worker.
+  // 2. Assignments, kills and reclaims, one message per worker.
   std::map<std::string, std::vector<core::assignment>> work;
   for (auto& [worker, a] : plan.assignments)
     work[worker].push_back(std::move(a));
@@ -129,14 +129,18 @@ void carry_out(self_ptr self, core::plan& plan) {
     self->send(i->second, assign_atom::value, std::move(batch),
                std::move(acks));
   }
-  std::map<std::string, std::vector<core::attempt_ref>> kills;
-  for (auto& [worker, ref] : plan.kills)
-    kills[worker].push_back(ref);
-  for (auto& [worker, refs] : kills) {
-    auto i = st.workers.find(worker);
-    if (i != st.workers.end())
-      self->send(i->second, kill_atom::value, std::move(refs));
-  }
+  auto send_per_worker = [&](const auto& atom, const auto& pairs) {
+    std::map<std::string, std::vector<core::attempt_ref>> by_worker;
+    for (const auto& [worker, ref] : pairs)
+      by_worker[worker].push_back(ref);
+    for (auto& [worker, refs] : by_worker) {
+      auto i = st.workers.find(worker);
+      if (i != st.workers.end())
+        self->send(i->second, atom, std::move(refs));
+    }
+  };
+  send_per_worker(kill_atom::value, plan.kills);
+  send_per_worker(reclaim_atom::value, plan.reclaims);
   // 3. Events for the monitor (batched, see schedule_event_flush), and
   // answers for long-polling clients (at once).
   if (plan.task_changes.empty() && plan.worker_changes.empty())

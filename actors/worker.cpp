@@ -255,6 +255,10 @@ executor_actor::behavior_type executor(executor_actor::pointer self,
              core::attempt_outcome outcome, std::string& reason) {
       runner->kill(ref, outcome, std::move(reason));
     },
+    [runner](reclaim_atom, const core::attempt_ref& ref) {
+      runner->take_back(ref, "handed back unstarted for a slot idling on "
+                             "another worker");
+    },
     [runner](drain_atom, std::string& reason) {
       runner->hand_back_waiting(std::move(reason));
     },
@@ -323,6 +327,12 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
           self->send(st.executor, kill_atom::value, ref,
                      core::attempt_outcome::cancelled,
                      std::string{"cancelled by the master"});
+    },
+    [self](reclaim_atom, const std::vector<core::attempt_ref>& refs) {
+      auto& st = self->state;
+      for (const auto& ref : refs)
+        if (st.running.count(ref) != 0)
+          self->send(st.executor, reclaim_atom::value, ref);
     },
     [self](ack_atom, const std::vector<core::attempt_ref>& refs) {
       auto& st = self->state;

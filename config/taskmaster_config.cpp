@@ -246,8 +246,8 @@ taskmaster_config::taskmaster_config()
          "after a master restart, how long running tasks wait for their "
          "worker")
     .add(prefetch_budget, "prefetch-budget",
-         "feed workers of fast tasks ahead of their free slots by about this "
-         "much work (0s: only into free slots)")
+         "feed workers of short tasks ahead of their free slots by about "
+         "this much work per slot (0s: only into free slots)")
     .add(max_lost_attempts, "max-lost-attempts",
          "a task whose worker is lost this often fails")
     .add(retention, "retention", "how long finished tasks are kept")

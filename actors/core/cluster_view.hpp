@@ -52,6 +52,28 @@ struct worker_state {
   /// scheduler_settings::prefetch_budget); at most
   /// `info.slots * (max_held_per_slot - 1)`.
   uint32_t prefetch = 0;
+  /// Held attempts the master asked back for a slot idling elsewhere (see
+  /// scheduler_core::reclaim_for_idle_slots); each leaves `running` when its
+  /// result comes, handed back unstarted or run after all.
+  std::set<attempt_ref> reclaiming;
+
+  /// Forgets everything the worker holds (it was lost, left or registered
+  /// afresh) and returns what it held.
+  std::set<attempt_ref> release_all() {
+    reclaiming.clear();
+    auto held = std::move(running);
+    running.clear();
+    return held;
+  }
+
+  /// Attempts beyond its slots that the master has not asked back: at least
+  /// this many of them are waiting there, unstarted.
+  uint32_t held_unasked() const {
+    auto limit = static_cast<size_t>(info.slots) + reclaiming.size();
+    return running.size() > limit
+             ? static_cast<uint32_t>(running.size() - limit)
+             : 0;
+  }
 
   uint32_t used_slots() const {
     return std::min(static_cast<uint32_t>(running.size()), info.slots);

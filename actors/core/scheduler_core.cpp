@@ -226,8 +226,7 @@ scheduler_core::register_worker(const worker_info& info,
     change.task_changes_before = out.task_changes.size();
     out.worker_changes.push_back(std::move(change));
   } else {
-    previously = std::move(worker->running);
-    worker->running.clear();
+    previously = worker->release_all();
     set_worker_status(*worker, worker_status::up, now, out);
   }
   worker->info = info;
@@ -296,10 +295,11 @@ void scheduler_core::report(const std::string& worker_id,
   for (const auto& result : results) {
     out.acks.emplace_back(worker_id, result.ref);
     if (worker != nullptr && worker->running.erase(result.ref) > 0) {
+      bool asked_back = worker->reclaiming.erase(result.ref) > 0;
       if (result.started_at != 0) {
         ++worker->tasks_finished;
         learn_run_time(*worker, result.finished_at - result.started_at);
-      } else if (result.outcome == attempt_outcome::returned) {
+      } else if (result.outcome == attempt_outcome::returned && !asked_back) {
         stop_prefetch(*worker);
       }
     }
@@ -334,12 +334,14 @@ void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {
   worker.prefetch = 0;
   if (settings_.prefetch_budget <= 0)
     return;
-  // Millisecond clocks call the fastest attempts 0 ms long.
-  auto ahead = static_cast<double>(settings_.prefetch_budget)
+  // The worker's slots work through what it holds side by side: k attempts
+  // of r ms ahead of a later task delay it by about k * r / slots. Millisecond
+  // clocks call the fastest attempts 0 ms long.
+  auto slots = static_cast<double>(worker.info.slots);
+  auto ahead = slots * static_cast<double>(settings_.prefetch_budget)
                / std::max(worker.recent_run_ms, 0.5);
   worker.prefetch = static_cast<uint32_t>(
-    std::min(ahead, static_cast<double>(worker.info.slots
-                                        * (max_held_per_slot - 1))));
+    std::min(ahead, slots * (max_held_per_slot - 1)));
 }
 
 void scheduler_core::stop_prefetch(worker_state& worker) {
@@ -361,8 +363,7 @@ void scheduler_core::leave(const std::string& worker_id, time_ms now,
   auto* worker = cluster_.find(worker_id);
   if (worker == nullptr)
     return;
-  auto held = std::move(worker->running);
-  worker->running.clear();
+  auto held = worker->release_all();
   uint32_t requeued = 0;
   for (const auto& ref : held) {
     auto* task = find_mutable(ref.task);
@@ -388,8 +389,7 @@ void scheduler_core::worker_lost(const std::string& worker_id,
   if (worker == nullptr || worker->status == worker_status::lost
       || worker->status == worker_status::left)
     return;
-  auto held = std::move(worker->running);
-  worker->running.clear();
+  auto held = worker->release_all();
   auto change = out.worker_changes.size();
   set_worker_status(*worker, worker_status::lost, now, out);
   // A stall long enough for a peer to give up on the connection: still
@@ -488,7 +488,14 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
 }
 
 void scheduler_core::dispatch(time_ms now, plan& out) {
-  if (queue_.size() == 0 || !dispatching_)
+  if (!dispatching_)
+    return;
+  place_queued(now, out);
+  reclaim_for_idle_slots(out);
+}
+
+void scheduler_core::place_queued(time_ms now, plan& out) {
+  if (queue_.size() == 0)
     return;
   auto free = cluster_.room();
   while (free > 0 && queue_.size() > 0) {
@@ -514,6 +521,57 @@ void scheduler_core::dispatch(time_ms now, plan& out) {
     start_attempt(*find_mutable(id), *cluster_.find(best_worker),
                   best_entry.first, now, out);
     --free;
+  }
+}
+
+void scheduler_core::reclaim_for_idle_slots(plan& out) {
+  // Cheap for the usual cases: no free slot, or nobody holds attempts
+  // beyond its slots, or enough were asked back already.
+  uint32_t idle = 0;
+  size_t asked = 0;
+  bool any_held = false;
+  for (const auto& [id, w] : cluster_.workers()) {
+    if (w.status == worker_status::up)
+      idle += w.free_slots();
+    asked += w.reclaiming.size();
+    any_held = any_held || w.held_unasked() > 0;
+  }
+  if (!any_held || idle <= asked)
+    return;
+  auto wanted = idle - asked;
+  for (auto& [idle_id, taker] : cluster_.workers()) {
+    if (taker.status != worker_status::up)
+      continue;
+    for (auto n = taker.free_slots(); n > 0 && wanted > 0; --n) {
+      // The attempt most likely still waiting: a worker starts what it holds
+      // lowest rank first, so ask for the highest.
+      worker_state* holder = nullptr;
+      const task_record* pick = nullptr;
+      std::pair<time_ms, task_id> pick_rank;
+      for (auto& [id, w] : cluster_.workers()) {
+        if (&w == &taker || w.held_unasked() == 0)
+          continue;
+        for (const auto& ref : w.running) {
+          const auto* t = find(ref.task);
+          if (t == nullptr || t->status != task_status::running
+              || t->current_ref() != ref || w.reclaiming.count(ref) != 0
+              || !labels_match(t->spec.labels, taker.info.labels))
+            continue;
+          std::pair<time_ms, task_id> rank{
+            queue_.rank(t->spec.prio, t->queued_at), t->id};
+          if (pick == nullptr || pick_rank < rank) {
+            holder = &w;
+            pick = t;
+            pick_rank = rank;
+          }
+        }
+      }
+      if (pick == nullptr)
+        break;
+      holder->reclaiming.insert(pick->current_ref());
+      out.reclaims.emplace_back(holder->info.id, pick->current_ref());
+      --wanted;
+    }
   }
 }
 

@@ -40,16 +40,18 @@ struct scheduler_settings {
   /// A task whose worker vanished this many times fails instead of being
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
-  /// Prefetch: a worker whose recent attempts ran r ms on average is handed
-  /// up to min(2 x slots, floor(prefetch_budget / r)) attempts beyond its free
-  /// slots. It starts one the moment a process exits instead of waiting a
-  /// round trip to the master, which matters for tasks of a few
-  /// milliseconds. The price: a task submitted later may wait behind the
-  /// prefetched ones, by about this budget while the average holds. Workers
-  /// whose attempts average more than the budget get none; a prefetched
-  /// attempt that has not started within prefetch_wait_limit() goes back to
-  /// the master unstarted. 0 turns prefetching off.
-  time_ms prefetch_budget = 5;
+  /// Prefetch: a worker with s slots whose recent attempts ran r ms on
+  /// average is handed up to min(2 x s, floor(s x prefetch_budget / r))
+  /// attempts beyond its free slots. It starts one the moment a process exits
+  /// instead of waiting a round trip to the master (about 0.7 ms on
+  /// loopback), which matters for tasks up to about a hundred milliseconds.
+  /// The price: a task submitted later may wait behind the prefetched ones,
+  /// by about this budget while the average holds (its s slots work through
+  /// them side by side). Workers whose attempts average more than the budget
+  /// get none; a prefetched attempt that has not started within
+  /// prefetch_wait_limit() goes back to the master unstarted. 0 turns
+  /// prefetching off.
+  time_ms prefetch_budget = 100;
   /// Bound on queued tasks (0: unbounded); submissions beyond it are refused.
   size_t max_queued = 1'000'000;
   /// Finished tasks are forgotten after this long (0: never) ...
@@ -109,6 +111,8 @@ struct worker_change {
 struct plan {
   std::vector<std::pair<std::string, assignment>> assignments;
   std::vector<std::pair<std::string, attempt_ref>> kills;
+  /// Attempts to hand back if they have not started (to feed an idle slot).
+  std::vector<std::pair<std::string, attempt_ref>> reclaims;
   /// Results to acknowledge to their worker once the journal has them.
   std::vector<std::pair<std::string, attempt_ref>> acks;
   std::vector<task_change> task_changes;
@@ -117,7 +121,8 @@ struct plan {
   std::vector<task_id> removed;
 
   bool empty() const {
-    return assignments.empty() && kills.empty() && acks.empty()
+    return assignments.empty() && kills.empty() && reclaims.empty()
+           && acks.empty()
            && task_changes.empty() && worker_changes.empty() && removed.empty();
   }
 };
@@ -265,7 +270,8 @@ public:
   /// scheduler_settings::tick_interval), for the log; 0 normally.
   time_ms tick(time_ms now, plan& out);
 
-  /// Places ready tasks into free slots.
+  /// Places ready tasks into free slots (and prefetch room), then asks
+  /// back prefetched attempts for slots left idle.
   void dispatch(time_ms now, plan& out);
 
   /// The master is stopping: from now on nothing is dispatched. Queued tasks
@@ -315,6 +321,17 @@ private:
   /// `keep_place`: the task goes back where it was (its old `queued_at`),
   /// for attempts that were handed back without running.
   void enqueue(task_record& task, time_ms now, bool keep_place = false);
+
+  /// Free slots first, then prefetch room, in queue order.
+  void place_queued(time_ms now, plan& out);
+
+  /// Work stealing at the end of a queue: a slot that idles (nothing queued
+  /// fits it) while another worker holds prefetched attempts it has not
+  /// started gets one of them. The holder is asked to hand it back unstarted;
+  /// it returns to its place in the queue and goes to a free slot. One
+  /// request per idle slot at a time; a request that comes too late (the
+  /// attempt started) is ignored by the worker and ends with its result.
+  void reclaim_for_idle_slots(plan& out);
 
   /// `rank` is the task's place in the queue it was taken from.
   void start_attempt(task_record& task, worker_state& worker, time_ms rank,

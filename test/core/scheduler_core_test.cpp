@@ -19,6 +19,8 @@ scheduler_settings test_settings() {
   s.tick_interval = 3'600'000;
   s.reconcile_grace = 10'000;
   s.max_queued = 1000;
+  // The prefetch cases count in tasks of a few ms.
+  s.prefetch_budget = 5;
   s.retention = 0;
   s.retention_max_finished = 0;
   return s;
@@ -148,7 +150,10 @@ TEST_CASE_METHOD(fixture, "tasks are dispatched only into free slots",
   CHECK(core.stats().queued == 3);
   CHECK(core.cluster().free_slots() == 0);
   CHECK(core.reason_of(task(3)) == "waiting for a free slot");
-  auto p = report("w1", result({1, 1}, attempt_outcome::succeeded));
+  // A task that ran a minute: far too long to prefetch behind.
+  auto done = result({1, 1}, attempt_outcome::succeeded);
+  done.started_at = now - 60'000;
+  auto p = report("w1", done);
   CHECK(assigned_ids(p) == std::vector<task_id>{3});
 }
 
@@ -850,13 +855,14 @@ TEST_CASE_METHOD(fixture, "workers of fast tasks are fed ahead of their slots",
   CHECK(core.stats().slots_total == 2);
   CHECK(core.cluster().free_slots() == 0);
   CHECK(core.cluster().room() == 0);
-  // Slower tasks shrink the lookahead: about 3 ms each, one ahead.
+  // Slower tasks shrink the lookahead: at about 4 ms each, two slots work
+  // through two of them within the 5 ms budget.
   for (task_id id : {2, 3, 4}) {
-    p = report("w1", quick(*this, {id, 1}, 4));
-    if (core.cluster().find("w1")->prefetch < 2)
+    p = report("w1", quick(*this, {id, 1}, 6));
+    if (core.cluster().find("w1")->prefetch < 3)
       break;
   }
-  CHECK(core.cluster().find("w1")->prefetch == 1);
+  CHECK(core.cluster().find("w1")->prefetch == 2);
 }
 
 TEST_CASE_METHOD(fixture, "slow tasks are never prefetched",
@@ -864,7 +870,9 @@ TEST_CASE_METHOD(fixture, "slow tasks are never prefetched",
   join("w1", 2);
   for (int i = 0; i < 6; ++i)
     submit("true");
-  auto p = report("w1", quick(*this, {1, 1}, 6));
+  // 11 ms: even two slots side by side would keep a later task waiting
+  // longer than the 5 ms budget.
+  auto p = report("w1", quick(*this, {1, 1}, 11));
   CHECK(assigned_ids(p) == std::vector<task_id>{3});
   CHECK(core.cluster().find("w1")->prefetch == 0);
   CHECK(core.cluster().find("w1")->running.size() == 2);
@@ -951,7 +959,7 @@ TEST_CASE_METHOD(fixture, "a worker that registers again learns its pace "
   join("w1", 4);
   submit("true");
   report("w1", quick(*this, {1, 1}, 1));
-  REQUIRE(core.cluster().find("w1")->prefetch == 5);
+  REQUIRE(core.cluster().find("w1")->prefetch == 8);
   core.worker_lost("w1", "test", now, last);
   join("w1", 1);
   CHECK(core.cluster().find("w1")->prefetch == 0);
@@ -1039,6 +1047,117 @@ TEST_CASE_METHOD(fixture, "a task handed back unstarted waits for a free "
   auto p = report(other, quick(*this, {on_other, 1}, 1));
   CHECK(assigned_ids(p) == std::vector<task_id>{t});
   CHECK(task(t).worker_id == other);
+}
+
+namespace {
+
+/// Two 1-slot workers that have each run a 1 ms task, so both take two
+/// prefetched attempts beyond their slot (5 ms budget).
+struct two_fast_workers : fixture {
+  two_fast_workers() {
+    join("w1", 1, {{"gpu", "yes"}});
+    join("w2", 1);
+    auto a = submit("true");
+    auto b = submit("true");
+    report(task(a).worker_id, quick(*this, {a, 1}, 1));
+    report(task(b).worker_id, quick(*this, {b, 1}, 1));
+    REQUIRE(core.cluster().find("w1")->prefetch == 2);
+    REQUIRE(core.cluster().find("w2")->prefetch == 2);
+  }
+
+  std::vector<task_id> on(const std::string& worker,
+                          const std::vector<task_id>& ids) {
+    std::vector<task_id> mine;
+    for (auto id : ids)
+      if (task(id).worker_id == worker)
+        mine.push_back(id);
+    return mine;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(two_fast_workers,
+                 "a slot left idle at the end of the queue takes back an "
+                 "attempt another worker holds unstarted",
+                 "[core][scheduler][prefetch][reclaim]") {
+  std::vector<task_id> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(submit("true"));
+  // Each runs one and holds two; nothing is left in the queue.
+  auto w1 = on("w1", ids);
+  auto w2 = on("w2", ids);
+  REQUIRE(w1.size() == 3);
+  REQUIRE(w2.size() == 3);
+  CHECK(core.stats().queued == 0);
+  // While w2 still has work, nothing is asked back.
+  for (size_t i = 0; i < 2; ++i)
+    CHECK(report("w2", quick(*this, {w2[i], 1}, 1)).reclaims.empty());
+  // Its last one done, w2's slot idles while w1 holds two unstarted: w1 is
+  // asked for the one it would start last.
+  auto p = report("w2", quick(*this, {w2[2], 1}, 1));
+  REQUIRE(p.reclaims.size() == 1);
+  CHECK(p.reclaims[0] == std::pair<std::string, attempt_ref>{
+                           "w1", attempt_ref{w1[2], 1}});
+  // One request per idle slot: asking again waits for its answer.
+  plan again;
+  core.tick(now, again);
+  CHECK(again.reclaims.empty());
+  // w1 hands it back unstarted: it runs on w2 at once, and w1 keeps its
+  // prefetch (being asked is no sign its tasks run long).
+  attempt_result back;
+  back.ref = {w1[2], 1};
+  back.outcome = attempt_outcome::returned;
+  back.finished_at = now;
+  back.reason = "handed back for an idle slot elsewhere";
+  p = report("w1", back);
+  CHECK(assigned_ids(p) == std::vector<task_id>{w1[2]});
+  CHECK(task(w1[2]).worker_id == "w2");
+  CHECK(task(w1[2]).attempts.size() == 2);
+  CHECK(task(w1[2]).attempts[0].started_at == 0);
+  CHECK(core.cluster().find("w1")->prefetch == 2);
+  CHECK(core.cluster().find("w1")->reclaiming.empty());
+  // w2 is busy again; w1 still holds one unstarted, and nothing idles.
+  CHECK(p.reclaims.empty());
+}
+
+TEST_CASE_METHOD(two_fast_workers,
+                 "an attempt asked back after it started ends as usual and "
+                 "the request with it",
+                 "[core][scheduler][prefetch][reclaim]") {
+  std::vector<task_id> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(submit("true"));
+  auto w1 = on("w1", ids);
+  auto w2 = on("w2", ids);
+  for (auto id : w2)
+    report("w2", quick(*this, {id, 1}, 1));
+  REQUIRE(core.cluster().find("w1")->reclaiming.size() == 1);
+  // Too late: w1 had started all three, and reports them done.
+  report("w1", quick(*this, {w1[0], 1}, 1));
+  report("w1", quick(*this, {w1[1], 1}, 1));
+  auto p = report("w1", quick(*this, {w1[2], 1}, 1));
+  CHECK(task(w1[2]).status == task_status::succeeded);
+  CHECK(task(w1[2]).attempts.size() == 1);
+  CHECK(core.cluster().find("w1")->reclaiming.empty());
+  CHECK(core.cluster().find("w1")->running.empty());
+  CHECK(p.reclaims.empty());
+}
+
+TEST_CASE_METHOD(two_fast_workers,
+                 "an idle slot takes back only what its labels allow",
+                 "[core][scheduler][prefetch][reclaim]") {
+  std::vector<task_id> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto s = spec("true");
+    s.labels = {{"gpu", "yes"}};
+    ids.push_back(submit(s));
+  }
+  // All three on w1 (one running, two held); w2 idles but cannot run them.
+  CHECK(on("w1", ids).size() == 3);
+  CHECK(core.cluster().find("w2")->free_slots() == 1);
+  CHECK(last.reclaims.empty());
+  CHECK(core.cluster().find("w1")->reclaiming.empty());
 }
 
 TEST_CASE_METHOD(fixture,
