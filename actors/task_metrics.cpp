@@ -106,7 +106,8 @@ void task_metrics::record(const event_batch& events) {
       by_priority_[prio]->Increment();
       continue;
     }
-    if (c.from == task_status::queued && c.to == task_status::running)
+    if (c.from == task_status::queued && c.to == task_status::running
+        && c.new_wait)
       queue_wait_seconds_.Observe(seconds(c.queue_wait));
     if (c.from == task_status::running && c.ran)
       execution_seconds_.Observe(seconds(c.run_time));

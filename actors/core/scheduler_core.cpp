@@ -737,6 +737,11 @@ void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {
 void scheduler_core::start_attempt(task_record& task, worker_state& worker,
                                    time_ms rank, time_ms now, plan& out) {
   bool prefetched = worker.running.size() >= worker.info.slots;
+  auto runs_before = static_cast<uint32_t>(
+    std::count_if(task.attempts.begin(), task.attempts.end(),
+                  [](const attempt_record& a) { return a.ran(); }));
+  bool handed_back_unstarted = !task.attempts.empty()
+                               && !task.attempts.back().ran();
   attempt_record attempt;
   attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
   attempt.epoch = settings_.epoch;
@@ -756,11 +761,13 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   work.env = task.spec.env;
   work.timeout_seconds = task.spec.timeout_seconds;
   work.rank = rank;
+  work.run_number = runs_before + 1;
   if (prefetched)
     work.start_within_ms = static_cast<uint32_t>(prefetch_wait_limit());
   out.assignments.emplace_back(worker.info.id, std::move(work));
   task_change change;
   change.queue_wait = now - task.queued_at;
+  change.new_wait = !handed_back_unstarted;
   set_status(task, task_status::running, now, out, change);
 }
 
@@ -843,7 +850,7 @@ void scheduler_core::requeue_attempt(task_record& task,
     attempt.finished_at = now;
   attempt.reason = reason;
   task_change change;
-  change.ran = attempt.started_at != 0;
+  change.ran = attempt.ran();
   change.run_time = change.ran ? std::max<time_ms>(0, attempt.finished_at
                                                         - attempt.started_at)
                                : 0;

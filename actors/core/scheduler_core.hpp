@@ -69,8 +69,13 @@ struct task_change {
   task_status to = task_status::queued;
   priority prio = priority::medium;
   time_ms at = 0;
-  /// For QUEUED -> RUNNING: how long the task waited since it became ready.
+  /// For QUEUED -> RUNNING: how long the task waited since it became ready
+  /// ...
   time_ms queue_wait = 0;
+  /// ... counted once per wait: false when the task is dispatched again
+  /// after a handed-back attempt that never started (its wait, which goes
+  /// on from the same moment, was counted when it was first dispatched).
+  bool new_wait = true;
   /// For RUNNING -> anything: how long the attempt ran ...
   time_ms run_time = 0;
   /// ... if it ran at all: false for an attempt that ended before it started

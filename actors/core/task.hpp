@@ -124,6 +124,12 @@ struct attempt_record {
   bool has_exit_code = false;
   attempt_outcome outcome = attempt_outcome::running;
   std::string reason;
+
+  /// False for an attempt that ended before its command started (prefetched,
+  /// then handed back): it stays in the history but was not a run.
+  bool ran() const {
+    return started_at != 0;
+  }
 };
 
 /// The master's full record of a task.
@@ -201,6 +207,10 @@ struct assignment {
   /// the worker hands it back unstarted (0: no limit). A prefetch guessed
   /// wrong (a long task ahead of it) then costs a bounded wait.
   uint32_t start_within_ms = 0;
+  /// TASKMASTER_ATTEMPT: this run's number. Attempts handed back before
+  /// they started do not count, so a task moved between workers still runs
+  /// as its first attempt.
+  uint32_t run_number = 1;
 };
 
 /// Variables every attempt finds in its environment, set by the worker; a

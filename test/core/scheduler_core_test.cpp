@@ -1111,8 +1111,14 @@ TEST_CASE_METHOD(two_fast_workers,
   back.finished_at = now;
   back.reason = "handed back for an idle slot elsewhere";
   p = report("w1", back);
-  CHECK(assigned_ids(p) == std::vector<task_id>{w1[2]});
+  REQUIRE(assigned_ids(p) == std::vector<task_id>{w1[2]});
   CHECK(task(w1[2]).worker_id == "w2");
+  // Its second attempt is its first run, and its wait was counted once.
+  CHECK(p.assignments[0].second.ref.attempt == 2);
+  CHECK(p.assignments[0].second.run_number == 1);
+  REQUIRE(!p.task_changes.empty());
+  CHECK(p.task_changes.back().to == task_status::running);
+  CHECK_FALSE(p.task_changes.back().new_wait);
   CHECK(task(w1[2]).attempts.size() == 2);
   CHECK(task(w1[2]).attempts[0].started_at == 0);
   CHECK(core.cluster().find("w1")->prefetch == 2);
