@@ -104,6 +104,10 @@ constexpr const char* commands[] = {"submit", "task",    "tasks",
 
 /// Client options, parsed by CAF's option machinery like the daemon's.
 struct client_options : caf::actor_system_config {
+  const caf::config_option_set& options() const {
+    return custom_options_;
+  }
+
   std::string server;
   std::string token;
   bool json_output = false;
@@ -1075,15 +1079,11 @@ int run(const std::string& command, const std::vector<std::string>& args) {
       (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
   }
   if (auto err = o.parse(options)) {
-    auto what = caf::to_string(err);
-    auto quote = what.find("\"argument\" = \"");
-    if (quote != std::string::npos) {
-      auto start = quote + 14;
-      what = what.substr(start, what.find('"', start) - start);
-    }
-    return fail(usage, fmt::format("{}: bad option {} (see taskmasterd {} "
-                                   "--help)",
-                                   command, what, command));
+    auto what = describe_option_error(err, o.options());
+    return fail(usage, fmt::format("{}: {} (see taskmasterd {} --help)",
+                                   command,
+                                   what.empty() ? caf::to_string(err) : what,
+                                   command));
   }
   // A second --cmd is more likely a mistake (an unquoted command) than a
   // correction.

@@ -66,24 +66,9 @@ std::string expected_form(caf::string_view type) {
 /// users get one line instead.
 std::string describe(const caf::error& err, const std::string& config_file,
                      const caf::config_option_set& options) {
+  if (auto line = describe_option_error(err, options); !line.empty())
+    return line + " (see --help)";
   auto text = caf::to_string(err);
-  auto quote = text.find("\"argument\" = \"");
-  std::string argument;
-  if (quote != std::string::npos) {
-    auto start = quote + 14;
-    argument = text.substr(start, text.find('"', start) - start);
-  }
-  if (text.find("not_an_option") != std::string::npos)
-    return fmt::format("unknown option {} (see --help)", argument);
-  if (!argument.empty()) {
-    auto name = argument.substr(0, argument.find('='));
-    while (!name.empty() && name.front() == '-')
-      name.erase(0, 1);
-    if (auto opt = options.cli_long_name_lookup(name))
-      return fmt::format("invalid value in {} (expected {})", argument,
-                         expected_form(opt->type_name()));
-    return fmt::format("invalid value in {} (see --help)", argument);
-  }
   if (text.find("line") != std::string::npos && !config_file.empty()) {
     // parser_error(unexpected_character, ({"column" = 9, "line" = 2}))
     auto number_after = [&](const char* field) -> std::string {
@@ -155,6 +140,27 @@ std::string check_config_file(const std::string& file,
 }
 
 } // namespace
+
+std::string describe_option_error(const caf::error& err,
+                                  const caf::config_option_set& options) {
+  auto text = caf::to_string(err);
+  auto quote = text.find("\"argument\" = \"");
+  if (quote == std::string::npos)
+    return {};
+  auto start = quote + 14;
+  auto argument = text.substr(start, text.find('"', start) - start);
+  auto name = argument.substr(0, argument.find('='));
+  if (text.find("not_an_option") != std::string::npos)
+    return fmt::format("unknown option {}", name);
+  if (argument.size() == name.size() + 1)
+    return fmt::format("{} needs a value", name);
+  while (!name.empty() && name.front() == '-')
+    name.erase(0, 1);
+  if (auto opt = options.cli_long_name_lookup(name))
+    return fmt::format("invalid value in {} (expected {})", argument,
+                       expected_form(opt->type_name()));
+  return fmt::format("invalid value in {}", argument);
+}
 
 taskmaster_config::taskmaster_config()
   : role(defaults::role),

@@ -129,4 +129,10 @@ public:
 /// option silently; the daemon and the client both refuse it instead.
 std::string repeated_option(const std::vector<std::string>& args);
 
+/// One line for CAF's error from parsing command-line options
+/// (`parser_error(code, {"argument" = "--x=y"})`): the unknown option, or the
+/// option and the form of value it takes. Empty when `err` names no argument.
+std::string describe_option_error(const caf::error& err,
+                                  const caf::config_option_set& options);
+
 } // namespace taskmaster

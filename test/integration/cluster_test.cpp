@@ -277,6 +277,18 @@ TEST_CASE("the client submits, waits and reports exit codes",
         != std::string::npos);
   CHECK(std::count(err.begin(), err.end(), '\n') == 1);
   CHECK(run({"submit", "--bogus=1", server}, "bogus") == 2);
+  CHECK(read_file(dir / "bogus.err")
+        == "taskmasterd: submit: unknown option --bogus (see taskmasterd "
+           "submit --help)\n");
+  // A bad value names the form the option takes.
+  CHECK(run({"submit", "--cmd=true", "--timeout=abc", server}, "nan") == 2);
+  CHECK(read_file(dir / "nan.err")
+        == "taskmasterd: submit: invalid value in --timeout=abc (expected a "
+           "whole number, 0 or more) (see taskmasterd submit --help)\n");
+  CHECK(run({"submit", "--cmd=", server}, "no-cmd") == 2);
+  CHECK(read_file(dir / "no-cmd.err")
+        == "taskmasterd: submit: --cmd needs a value (see taskmasterd submit "
+           "--help)\n");
   // Output beyond the kept 64 KiB: the count comes with it, and the client
   // says the file it wrote is not everything.
   CHECK(run({"submit", "--cmd=seq 1 100000", "--wait", server}, "long") == 0);
