@@ -324,6 +324,9 @@ void process_runner::handle(command& cmd) {
 }
 
 void process_runner::start_waiting() {
+  // First what waited too long: after a stall of this process (SIGSTOP, a
+  // suspended machine) the master has given those attempts to others.
+  give_up_waiting(steady::now());
   while (!waiting_.empty() && (options_.slots == 0 || live_ < options_.slots)) {
     auto work = std::move(waiting_.front().work);
     waiting_.pop_front();
@@ -628,7 +631,6 @@ void process_runner::run() {
       break;
     start_waiting();
     now = steady::now();
-    give_up_waiting(now);
     flush_due_reports();
     // Deadlines: timeouts, grace periods, pipe drains, waiting attempts,
     // held results.

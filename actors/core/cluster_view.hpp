@@ -52,27 +52,31 @@ struct worker_state {
   /// scheduler_settings::prefetch_budget); at most
   /// `info.slots * (max_held_per_slot - 1)`.
   uint32_t prefetch = 0;
-  /// Held attempts the master asked back for a slot idling elsewhere (see
-  /// scheduler_core::reclaim_for_idle_slots); each leaves `running` when its
-  /// result comes, handed back unstarted or run after all.
-  std::set<attempt_ref> reclaiming;
+  /// The attempts of `running` handed to it beyond its free slots, with
+  /// their queue rank: the only ones that may still wait there unstarted
+  /// (one handed to a free slot starts at once), until their result comes.
+  std::map<attempt_ref, time_ms> prefetched;
+  /// The attempts of `prefetched` asked back for a slot idling elsewhere,
+  /// with the worker whose slot idled (see
+  /// scheduler_core::reclaim_for_idle_slots), until their result comes:
+  /// handed back unstarted, or run after all.
+  std::map<attempt_ref, std::string> reclaiming;
 
   /// Forgets everything the worker holds (it was lost, left or registered
   /// afresh) and returns what it held.
   std::set<attempt_ref> release_all() {
+    prefetched.clear();
     reclaiming.clear();
     auto held = std::move(running);
     running.clear();
     return held;
   }
 
-  /// Attempts beyond its slots that the master has not asked back: at least
-  /// this many of them are waiting there, unstarted.
-  uint32_t held_unasked() const {
-    auto limit = static_cast<size_t>(info.slots) + reclaiming.size();
-    return running.size() > limit
-             ? static_cast<uint32_t>(running.size() - limit)
-             : 0;
+  /// True while it holds more than its slots can run, so some attempts wait
+  /// there, and not all it was handed beyond its slots have been asked back.
+  bool may_hand_back() const {
+    return running.size() > info.slots + reclaiming.size()
+           && prefetched.size() > reclaiming.size();
   }
 
   uint32_t used_slots() const {

@@ -295,6 +295,7 @@ void scheduler_core::report(const std::string& worker_id,
   for (const auto& result : results) {
     out.acks.emplace_back(worker_id, result.ref);
     if (worker != nullptr && worker->running.erase(result.ref) > 0) {
+      worker->prefetched.erase(result.ref);
       bool asked_back = worker->reclaiming.erase(result.ref) > 0;
       if (result.started_at != 0) {
         ++worker->tasks_finished;
@@ -334,14 +335,16 @@ void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {
   worker.prefetch = 0;
   if (settings_.prefetch_budget <= 0)
     return;
-  // The worker's slots work through what it holds side by side: k attempts
-  // of r ms ahead of a later task delay it by about k * r / slots. Millisecond
-  // clocks call the fastest attempts 0 ms long.
-  auto slots = static_cast<double>(worker.info.slots);
-  auto ahead = slots * static_cast<double>(settings_.prefetch_budget)
-               / std::max(worker.recent_run_ms, 0.5);
-  worker.prefetch = static_cast<uint32_t>(
-    std::min(ahead, slots * (max_held_per_slot - 1)));
+  // Each slot gets floor(budget / r) attempts (at most two): a task given
+  // later waits behind about the budget's worth of work on any slot, and a
+  // worker of tasks longer than the budget gets none. Millisecond clocks call
+  // the fastest attempts 0 ms long.
+  auto budget = static_cast<double>(settings_.prefetch_budget);
+  if (worker.recent_run_ms > budget)
+    return;
+  auto per_slot = std::min(budget / std::max(worker.recent_run_ms, 0.5),
+                           static_cast<double>(max_held_per_slot - 1));
+  worker.prefetch = worker.info.slots * static_cast<uint32_t>(per_slot);
 }
 
 void scheduler_core::stop_prefetch(worker_state& worker) {
@@ -525,52 +528,60 @@ void scheduler_core::place_queued(time_ms now, plan& out) {
 }
 
 void scheduler_core::reclaim_for_idle_slots(plan& out) {
-  // Cheap for the usual cases: no free slot, or nobody holds attempts
-  // beyond its slots, or enough were asked back already.
-  uint32_t idle = 0;
-  size_t asked = 0;
-  bool any_held = false;
-  for (const auto& [id, w] : cluster_.workers()) {
-    if (w.status == worker_status::up)
-      idle += w.free_slots();
-    asked += w.reclaiming.size();
-    any_held = any_held || w.held_unasked() > 0;
-  }
-  if (!any_held || idle <= asked)
+  // Cheap for the usual case: nobody holds attempts that may be waiting.
+  auto& workers = cluster_.workers();
+  if (std::none_of(workers.begin(), workers.end(), [](const auto& w) {
+        return w.second.may_hand_back();
+      }))
     return;
-  auto wanted = idle - asked;
-  for (auto& [idle_id, taker] : cluster_.workers()) {
+  // Requests still out, per worker whose slot idled.
+  std::map<std::string, uint32_t> asked_for;
+  for (const auto& [id, w] : workers)
+    for (const auto& [ref, taker] : w.reclaiming)
+      ++asked_for[taker];
+  struct candidate {
+    time_ms rank;
+    attempt_ref ref;
+    worker_state* holder;
+    const string_map* labels;
+  };
+  std::vector<candidate> candidates;
+  for (auto& [id, w] : workers) {
+    // Tasks this short start on their holder about as soon as a hand-back
+    // and a new assignment could start them elsewhere.
+    if (!w.may_hand_back() || w.recent_run_ms < reclaim_min_run_ms)
+      continue;
+    for (const auto& [ref, rank] : w.prefetched) {
+      const auto* t = find(ref.task);
+      if (t != nullptr && t->status == task_status::running
+          && t->current_ref() == ref && w.reclaiming.count(ref) == 0)
+        candidates.push_back({rank, ref, &w, &t->spec.labels});
+    }
+  }
+  // A worker starts what it holds lowest rank first: the highest ranks are
+  // the likeliest to be waiting still, and the longest.
+  std::sort(candidates.begin(), candidates.end(),
+            [](const candidate& a, const candidate& b) {
+              return std::tie(b.rank, b.ref) < std::tie(a.rank, a.ref);
+            });
+  for (auto& [id, taker] : workers) {
     if (taker.status != worker_status::up)
       continue;
-    for (auto n = taker.free_slots(); n > 0 && wanted > 0; --n) {
-      // The attempt most likely still waiting: a worker starts what it holds
-      // lowest rank first, so ask for the highest.
-      worker_state* holder = nullptr;
-      const task_record* pick = nullptr;
-      std::pair<time_ms, task_id> pick_rank;
-      for (auto& [id, w] : cluster_.workers()) {
-        if (&w == &taker || w.held_unasked() == 0)
-          continue;
-        for (const auto& ref : w.running) {
-          const auto* t = find(ref.task);
-          if (t == nullptr || t->status != task_status::running
-              || t->current_ref() != ref || w.reclaiming.count(ref) != 0
-              || !labels_match(t->spec.labels, taker.info.labels))
-            continue;
-          std::pair<time_ms, task_id> rank{
-            queue_.rank(t->spec.prio, t->queued_at), t->id};
-          if (pick == nullptr || pick_rank < rank) {
-            holder = &w;
-            pick = t;
-            pick_rank = rank;
-          }
-        }
-      }
-      if (pick == nullptr)
+    auto free = taker.free_slots();
+    auto asked = asked_for.find(id);
+    if (asked != asked_for.end())
+      free = free > asked->second ? free - asked->second : 0;
+    for (auto& c : candidates) {
+      if (free == 0)
         break;
-      holder->reclaiming.insert(pick->current_ref());
-      out.reclaims.emplace_back(holder->info.id, pick->current_ref());
-      --wanted;
+      if (c.holder == nullptr || c.holder == &taker
+          || !c.holder->may_hand_back()
+          || !labels_match(*c.labels, taker.info.labels))
+        continue;
+      c.holder->reclaiming.emplace(c.ref, id);
+      out.reclaims.emplace_back(c.holder->info.id, c.ref);
+      c.holder = nullptr;
+      --free;
     }
   }
 }
@@ -755,6 +766,8 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   task.reason.clear();
   auto ref = task.current_ref();
   cluster_.assign(worker, ref);
+  if (prefetched)
+    worker.prefetched.emplace(ref, rank);
   assignment work;
   work.ref = ref;
   work.command = task.spec.command;

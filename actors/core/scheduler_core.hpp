@@ -338,6 +338,12 @@ private:
   /// attempt started) is ignored by the worker and ends with its result.
   void reclaim_for_idle_slots(plan& out);
 
+  /// Attempts of a worker whose tasks average less than this are not asked
+  /// back: it starts them about as soon as a hand-back and a new assignment
+  /// (three network trips and a journal commit, about 1 ms on loopback) could
+  /// start them elsewhere, and each hand-back stays in the task's history.
+  static constexpr double reclaim_min_run_ms = 5;
+
   /// `rank` is the task's place in the queue it was taken from.
   void start_attempt(task_record& task, worker_state& worker, time_ms rank,
                      time_ms now, plan& out);

@@ -1051,16 +1051,24 @@ TEST_CASE_METHOD(fixture, "a task handed back unstarted waits for a free "
 
 namespace {
 
-/// Two 1-slot workers that have each run a 1 ms task, so both take two
-/// prefetched attempts beyond their slot (5 ms budget).
+/// The default 100 ms budget.
+scheduler_settings default_budget() {
+  auto s = test_settings();
+  s.prefetch_budget = scheduler_settings{}.prefetch_budget;
+  return s;
+}
+
+/// Two 1-slot workers that have each run a 10 ms task, so both take two
+/// prefetched attempts beyond their slot; tasks of 10 ms are worth asking
+/// back for an idle slot.
 struct two_fast_workers : fixture {
-  two_fast_workers() {
+  two_fast_workers() : fixture{default_budget()} {
     join("w1", 1, {{"gpu", "yes"}});
     join("w2", 1);
     auto a = submit("true");
     auto b = submit("true");
-    report(task(a).worker_id, quick(*this, {a, 1}, 1));
-    report(task(b).worker_id, quick(*this, {b, 1}, 1));
+    report(task(a).worker_id, quick(*this, {a, 1}, 10));
+    report(task(b).worker_id, quick(*this, {b, 1}, 10));
     REQUIRE(core.cluster().find("w1")->prefetch == 2);
     REQUIRE(core.cluster().find("w2")->prefetch == 2);
   }
@@ -1092,10 +1100,10 @@ TEST_CASE_METHOD(two_fast_workers,
   CHECK(core.stats().queued == 0);
   // While w2 still has work, nothing is asked back.
   for (size_t i = 0; i < 2; ++i)
-    CHECK(report("w2", quick(*this, {w2[i], 1}, 1)).reclaims.empty());
+    CHECK(report("w2", quick(*this, {w2[i], 1}, 10)).reclaims.empty());
   // Its last one done, w2's slot idles while w1 holds two unstarted: w1 is
   // asked for the one it would start last.
-  auto p = report("w2", quick(*this, {w2[2], 1}, 1));
+  auto p = report("w2", quick(*this, {w2[2], 1}, 10));
   REQUIRE(p.reclaims.size() == 1);
   CHECK(p.reclaims[0] == std::pair<std::string, attempt_ref>{
                            "w1", attempt_ref{w1[2], 1}});
@@ -1128,6 +1136,28 @@ TEST_CASE_METHOD(two_fast_workers,
 }
 
 TEST_CASE_METHOD(two_fast_workers,
+                 "only attempts handed over beyond the slots are asked back, "
+                 "not one running in a slot",
+                 "[core][scheduler][prefetch][reclaim]") {
+  // A LOW task in a slot has the highest rank of all, but it runs.
+  auto low = submit("sleep 600", priority::low);
+  auto holder = task(low).worker_id;
+  auto other = holder == "w1" ? std::string{"w2"} : std::string{"w1"};
+  std::vector<task_id> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(submit("true"));
+  auto held = on(holder, ids);
+  REQUIRE(held.size() == 2);
+  plan p;
+  for (auto id : on(other, ids))
+    p = report(other, quick(*this, {id, 1}, 10));
+  REQUIRE(p.reclaims.size() == 1);
+  CHECK(p.reclaims[0].first == holder);
+  CHECK(p.reclaims[0].second.task != low);
+  CHECK(p.reclaims[0].second == attempt_ref{held[1], 1});
+}
+
+TEST_CASE_METHOD(two_fast_workers,
                  "an attempt asked back after it started ends as usual and "
                  "the request with it",
                  "[core][scheduler][prefetch][reclaim]") {
@@ -1137,12 +1167,12 @@ TEST_CASE_METHOD(two_fast_workers,
   auto w1 = on("w1", ids);
   auto w2 = on("w2", ids);
   for (auto id : w2)
-    report("w2", quick(*this, {id, 1}, 1));
+    report("w2", quick(*this, {id, 1}, 10));
   REQUIRE(core.cluster().find("w1")->reclaiming.size() == 1);
   // Too late: w1 had started all three, and reports them done.
-  report("w1", quick(*this, {w1[0], 1}, 1));
-  report("w1", quick(*this, {w1[1], 1}, 1));
-  auto p = report("w1", quick(*this, {w1[2], 1}, 1));
+  report("w1", quick(*this, {w1[0], 1}, 10));
+  report("w1", quick(*this, {w1[1], 1}, 10));
+  auto p = report("w1", quick(*this, {w1[2], 1}, 10));
   CHECK(task(w1[2]).status == task_status::succeeded);
   CHECK(task(w1[2]).attempts.size() == 1);
   CHECK(core.cluster().find("w1")->reclaiming.empty());
@@ -1164,6 +1194,65 @@ TEST_CASE_METHOD(two_fast_workers,
   CHECK(core.cluster().find("w2")->free_slots() == 1);
   CHECK(last.reclaims.empty());
   CHECK(core.cluster().find("w1")->reclaiming.empty());
+}
+
+TEST_CASE("each idle slot has one request out at a time, and only for "
+          "tasks its labels allow",
+          "[core][scheduler][prefetch][reclaim]") {
+  fixture f{default_budget()};
+  auto gpu = [&] {
+    auto s = f.spec("true");
+    s.labels = {{"gpu", "yes"}};
+    return f.submit(s);
+  };
+  f.join("w1", 1, {{"gpu", "yes"}});
+  auto warm = gpu();
+  f.report("w1", quick(f, {warm, 1}, 10));
+  REQUIRE(f.core.cluster().find("w1")->prefetch == 2);
+  std::vector<task_id> ids{gpu(), gpu(), gpu()};
+  REQUIRE(f.core.cluster().find("w1")->running.size() == 3);
+  // w2 can run them and idles: it asks for the last one.
+  auto p = f.join("w2", 1, {{"gpu", "yes"}});
+  REQUIRE(p.reclaims.size() == 1);
+  CHECK(p.reclaims[0].second == attempt_ref{ids[2], 1});
+  // w3 idles too, but cannot run them; w2's request is still out. Nothing
+  // more is asked, now or at the next tick.
+  p = f.join("w3", 1);
+  CHECK(p.reclaims.empty());
+  plan tick;
+  f.core.tick(f.now, tick);
+  CHECK(tick.reclaims.empty());
+  CHECK(f.core.cluster().find("w1")->reclaiming.size() == 1);
+  // The holder is lost with the request out: nothing stale is left, and its
+  // tasks run elsewhere.
+  plan lost;
+  f.core.worker_lost("w1", "connection lost", f.now, lost);
+  CHECK(f.core.cluster().find("w1")->reclaiming.empty());
+  CHECK(f.core.cluster().find("w1")->prefetched.empty());
+  CHECK(f.core.cluster().find("w2")->running.size() == 1);
+}
+
+TEST_CASE("attempts of tasks of a few milliseconds are not asked back",
+          "[core][scheduler][prefetch][reclaim]") {
+  fixture f{default_budget()};
+  f.join("w1", 1);
+  f.join("w2", 1);
+  auto a = f.submit("true");
+  auto b = f.submit("true");
+  f.report(f.task(a).worker_id, quick(f, {a, 1}, 1));
+  f.report(f.task(b).worker_id, quick(f, {b, 1}, 1));
+  std::vector<task_id> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(f.submit("true"));
+  plan p;
+  for (auto id : ids)
+    if (f.task(id).worker_id == "w2")
+      p = f.report("w2", quick(f, {id, 1}, 1));
+  // w2 idles while w1 holds two, but w1 starts them within a millisecond or
+  // two: cheaper than a hand-back.
+  CHECK(f.core.cluster().find("w2")->running.empty());
+  CHECK(f.core.cluster().find("w1")->running.size() == 3);
+  CHECK(p.reclaims.empty());
 }
 
 TEST_CASE_METHOD(fixture,

@@ -411,11 +411,20 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
                                fast_liveness);
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
+  // Fast tasks first, so the worker also takes one ahead of its slot.
+  for (auto warm : submit_batch(api, json::array({json{{"command", "true"}},
+                                                  json{{"command", "true"}},
+                                                  json{{"command", "true"}}})))
+    REQUIRE(api.wait_final(warm)["status"] == "SUCCEEDED");
   auto marker = dir / "ran-on";
-  auto id = submit_batch(
+  auto held_runs = dir / "held-runs";
+  auto ids = submit_batch(
     api, json::array({json{{"command", "echo $TASKMASTER_ATTEMPT >> " + marker
-                                         + "; sleep 2; echo attempt-$TASKMASTER_ATTEMPT"}}}))[0];
-  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 1; }));
+                                         + "; sleep 2; echo attempt-$TASKMASTER_ATTEMPT"}},
+                      json{{"command", "echo run >> " + held_runs}}}));
+  auto id = ids[0];
+  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 2; }));
+  REQUIRE(api.get("/workers").body["workers"][0]["prefetched"] == 1);
   auto healthy = daemon::worker(dir, master->cluster_addr(), "healthy", 1,
                                 fast_liveness);
   REQUIRE(wait_for_workers(api, 2));
@@ -445,7 +454,12 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   CHECK(after["stdout"] == "attempt-2\n");
   CHECK(after["attempts"].size() == 2);
   CHECK(after["attempts"][1]["worker_id"] == "healthy");
-  CHECK(api.metrics_when("taskmaster_tasks_completed_total", 1)["taskmaster_tasks_completed_total"] == 1);
+  CHECK(api.metrics_when("taskmaster_tasks_completed_total", 5)["taskmaster_tasks_completed_total"] == 5);
+  // The task it held unstarted ran once, on the healthy worker: when its
+  // slot freed after the SIGCONT, the frozen worker handed it back instead
+  // of starting it (its wait limit had passed long before).
+  CHECK(api.wait_final(ids[1])["worker_id"] == "healthy");
+  CHECK(read_file(held_runs) == "run\n");
 }
 
 TEST_CASE("a master stopped (SIGSTOP) for longer than the heartbeat timeout "
