@@ -272,7 +272,7 @@ typename Inspector::result_type inspect(Inspector& f, attempt_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, assignment& x) {
   return f(caf::meta::type_name("assignment"), x.ref, x.command, x.env,
-           x.timeout_seconds, x.rank, x.start_within_ms, x.run_number);
+           x.timeout_seconds, x.rank, x.start_within_ms);
 }
 
 template <class Inspector>

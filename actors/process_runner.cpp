@@ -392,7 +392,7 @@ void process_runner::spawn(core::assignment work) {
   own.reserve(c->work.env.size() + 2);
   own.push_back(fmt::format("{}={}", core::task_id_variable, c->work.ref.task));
   own.push_back(fmt::format("{}={}", core::attempt_variable,
-                            c->work.run_number));
+                            c->work.ref.attempt));
   for (const auto& [key, value] : c->work.env)
     if (key != core::task_id_variable && key != core::attempt_variable)
       own.push_back(key + "=" + value);

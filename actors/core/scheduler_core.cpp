@@ -740,19 +740,16 @@ void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {
     return;
   }
   task.not_before = 0;
-  if (!keep_place || task.queued_at == 0)
+  if (!keep_place || task.queued_at == 0) {
     task.queued_at = now;
+    task.wait_counted = false;
+  }
   queue_.push(task.id, task.spec.prio, task.spec.labels, task.queued_at);
 }
 
 void scheduler_core::start_attempt(task_record& task, worker_state& worker,
                                    time_ms rank, time_ms now, plan& out) {
   bool prefetched = worker.running.size() >= worker.info.slots;
-  auto runs_before = static_cast<uint32_t>(
-    std::count_if(task.attempts.begin(), task.attempts.end(),
-                  [](const attempt_record& a) { return a.ran(); }));
-  bool handed_back_unstarted = !task.attempts.empty()
-                               && !task.attempts.back().ran();
   attempt_record attempt;
   attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
   attempt.epoch = settings_.epoch;
@@ -774,13 +771,13 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   work.env = task.spec.env;
   work.timeout_seconds = task.spec.timeout_seconds;
   work.rank = rank;
-  work.run_number = runs_before + 1;
   if (prefetched)
     work.start_within_ms = static_cast<uint32_t>(prefetch_wait_limit());
   out.assignments.emplace_back(worker.info.id, std::move(work));
   task_change change;
   change.queue_wait = now - task.queued_at;
-  change.new_wait = !handed_back_unstarted;
+  change.new_wait = !task.wait_counted;
+  task.wait_counted = true;
   set_status(task, task_status::running, now, out, change);
 }
 
@@ -820,8 +817,7 @@ void scheduler_core::apply_result(task_record& task,
       // and is not prefetched again.
       if (never_started)
         task.no_prefetch = true;
-      requeue_attempt(task, result.outcome, describe_exit(result), now, out,
-                      never_started);
+      requeue_attempt(task, result.outcome, describe_exit(result), now, out);
       return;
     case attempt_outcome::cancelled:
       task.reason = describe_exit(result);
@@ -856,7 +852,7 @@ void scheduler_core::apply_result(task_record& task,
 void scheduler_core::requeue_attempt(task_record& task,
                                      attempt_outcome outcome,
                                      const std::string& reason, time_ms now,
-                                     plan& out, bool keep_place) {
+                                     plan& out) {
   auto& attempt = task.attempts.back();
   attempt.outcome = outcome;
   if (attempt.finished_at == 0)
@@ -882,7 +878,7 @@ void scheduler_core::requeue_attempt(task_record& task,
   }
   task.reason = reason;
   task.not_before = 0;
-  back_to_queue(task, now, out, change, keep_place);
+  back_to_queue(task, now, out, change, true);
 }
 
 void scheduler_core::back_to_queue(task_record& task, time_ms now, plan& out,

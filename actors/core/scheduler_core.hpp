@@ -72,9 +72,9 @@ struct task_change {
   /// For QUEUED -> RUNNING: how long the task waited since it became ready
   /// ...
   time_ms queue_wait = 0;
-  /// ... counted once per wait: false when the task is dispatched again
-  /// after a handed-back attempt that never started (its wait, which goes
-  /// on from the same moment, was counted when it was first dispatched).
+  /// ... counted once per wait: false when the task went back to its place
+  /// in the queue (a hand-back, a lost worker) and waits on from the same
+  /// moment, which was counted at its first dispatch.
   bool new_wait = true;
   /// For RUNNING -> anything: how long the attempt ran ...
   time_ms run_time = 0;
@@ -361,10 +361,10 @@ private:
   void stop_prefetch(worker_state& worker);
 
   /// The current attempt ended without a result of the command (worker lost,
-  /// returned, reconciliation): back to the queue or, past the limit, FAILED.
+  /// returned, reconciliation): back to its place in the queue (it was not
+  /// the task's fault) or, past the limit, FAILED.
   void requeue_attempt(task_record& task, attempt_outcome outcome,
-                       const std::string& reason, time_ms now, plan& out,
-                       bool keep_place = false);
+                       const std::string& reason, time_ms now, plan& out);
 
   /// QUEUED again (retry, requeue), without the last attempt's run fields.
   void back_to_queue(task_record& task, time_ms now, plan& out,

@@ -165,6 +165,10 @@ struct task_record {
   /// then on the task waits for a free slot, so it cannot hop from one busy
   /// worker to the next. Not journaled.
   bool no_prefetch = false;
+  /// The queue-wait metric has counted the wait since `queued_at`: a task
+  /// that goes back to its place waits on from the same moment. Not
+  /// journaled.
+  bool wait_counted = false;
 
   /// The attempt currently running or last run, if any.
   const attempt_record* current_attempt() const {
@@ -207,10 +211,6 @@ struct assignment {
   /// the worker hands it back unstarted (0: no limit). A prefetch guessed
   /// wrong (a long task ahead of it) then costs a bounded wait.
   uint32_t start_within_ms = 0;
-  /// TASKMASTER_ATTEMPT: this run's number. Attempts handed back before
-  /// they started do not count, so a task moved between workers still runs
-  /// as its first attempt.
-  uint32_t run_number = 1;
 };
 
 /// Variables every attempt finds in its environment, set by the worker; a

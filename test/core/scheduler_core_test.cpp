@@ -1121,9 +1121,8 @@ TEST_CASE_METHOD(two_fast_workers,
   p = report("w1", back);
   REQUIRE(assigned_ids(p) == std::vector<task_id>{w1[2]});
   CHECK(task(w1[2]).worker_id == "w2");
-  // Its second attempt is its first run, and its wait was counted once.
+  // Its second attempt, and its wait is counted once.
   CHECK(p.assignments[0].second.ref.attempt == 2);
-  CHECK(p.assignments[0].second.run_number == 1);
   REQUIRE(!p.task_changes.empty());
   CHECK(p.task_changes.back().to == task_status::running);
   CHECK_FALSE(p.task_changes.back().new_wait);
@@ -1253,6 +1252,26 @@ TEST_CASE("attempts of tasks of a few milliseconds are not asked back",
   CHECK(f.core.cluster().find("w2")->running.empty());
   CHECK(f.core.cluster().find("w1")->running.size() == 3);
   CHECK(p.reclaims.empty());
+}
+
+TEST_CASE_METHOD(fixture, "a task whose worker is lost keeps its place in "
+                          "the queue",
+                 "[core][scheduler]") {
+  join("w1", 1);
+  auto first = submit("sleep 60");
+  now += 1000;
+  auto later = submit("true");
+  REQUIRE(task(later).status == task_status::queued);
+  plan lost;
+  core.worker_lost("w1", "connection lost", now, lost);
+  REQUIRE(task(first).status == task_status::queued);
+  // Ahead of the task submitted after it; its wait goes on from when it was
+  // first queued, and was counted then.
+  auto p = join("w2", 1);
+  REQUIRE(assigned_ids(p) == std::vector<task_id>{first});
+  CHECK(p.task_changes.back().queue_wait == 1000);
+  CHECK_FALSE(p.task_changes.back().new_wait);
+  CHECK(task(later).status == task_status::queued);
 }
 
 TEST_CASE_METHOD(fixture,
