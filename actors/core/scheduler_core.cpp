@@ -235,6 +235,14 @@ scheduler_core::register_worker(const worker_info& info,
   worker->prefetch = 0;
   worker->connected_at = now;
   worker->last_heartbeat = now;
+  awaited_after_restart_.erase(info.id);
+  // Attempts the previous master sent but died before journaling: the task
+  // is QUEUED here, and runs (or ran) there. Adopt them rather than run the
+  // task a second time.
+  for (const auto& ref : running)
+    adopt_unjournaled(info.id, ref, now, out);
+  for (const auto& result : results)
+    adopt_unjournaled(info.id, result.ref, now, out);
   std::set<attempt_ref> claimed;
   for (const auto& ref : running) {
     claimed.insert(ref);
@@ -493,6 +501,11 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
 void scheduler_core::dispatch(time_ms now, plan& out) {
   if (!dispatching_)
     return;
+  if (!awaited_after_restart_.empty()) {
+    if (now < hold_dispatch_until_)
+      return;
+    awaited_after_restart_.clear();
+  }
   place_queued(now, out);
   reclaim_for_idle_slots(out);
 }
@@ -623,12 +636,14 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
         break;
       case task_status::running:
         orphans_[task.current_ref()] = now + settings_.reconcile_grace;
+        awaited_after_restart_.insert(task.worker_id);
         break;
       default:
         finished_.emplace(task.finished_at, id);
     }
   }
   next_id_ = max_id + 1;
+  hold_dispatch_until_ = now + settings_.heartbeat_timeout;
 }
 
 // -- queries ------------------------------------------------------------------
@@ -643,6 +658,8 @@ std::string scheduler_core::reason_of(const task_record& task) const {
     return task.reason;
   if (pending_.count(task.id) != 0)
     return "being written to the journal";
+  if (!awaited_after_restart_.empty())
+    return "waiting for the workers to come back after a master restart";
   if (task.not_before > 0)
     return task.reason;
   const auto* cls = queue_.class_of(task.spec.labels);
@@ -747,20 +764,44 @@ void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {
   queue_.push(task.id, task.spec.prio, task.spec.labels, task.queued_at);
 }
 
-void scheduler_core::start_attempt(task_record& task, worker_state& worker,
-                                   time_ms rank, time_ms now, plan& out) {
-  bool prefetched = worker.running.size() >= worker.info.slots;
+void scheduler_core::mark_running(task_record& task, const std::string& worker_id,
+                                  uint32_t epoch, time_ms now, plan& out) {
   attempt_record attempt;
-  attempt.number = task.attempts.empty() ? 1 : task.attempts.back().number + 1;
-  attempt.epoch = settings_.epoch;
-  attempt.worker_id = worker.info.id;
+  attempt.number = next_attempt_number(task);
+  attempt.epoch = epoch;
+  attempt.worker_id = worker_id;
   attempt.started_at = now;
   task.attempts.push_back(std::move(attempt));
-  task.worker_id = worker.info.id;
+  task.worker_id = worker_id;
   task.started_at = now;
   task.finished_at = 0;
   task.has_exit_code = false;
   task.reason.clear();
+  task_change change;
+  change.queue_wait = now - task.queued_at;
+  change.new_wait = !task.wait_counted;
+  task.wait_counted = true;
+  set_status(task, task_status::running, now, out, change);
+}
+
+bool scheduler_core::adopt_unjournaled(const std::string& worker_id,
+                                       const attempt_ref& ref, time_ms now,
+                                       plan& out) {
+  auto* task = find_mutable(ref.task);
+  if (task == nullptr || task->status != task_status::queued
+      || ref.epoch >= settings_.epoch || ref.attempt != next_attempt_number(*task))
+    return false;
+  queue_.erase(task->id, task->spec.prio, task->spec.labels, task->queued_at);
+  delayed_.erase({task->not_before, task->id});
+  task->not_before = 0;
+  mark_running(*task, worker_id, ref.epoch, now, out);
+  return true;
+}
+
+void scheduler_core::start_attempt(task_record& task, worker_state& worker,
+                                   time_ms rank, time_ms now, plan& out) {
+  bool prefetched = worker.running.size() >= worker.info.slots;
+  mark_running(task, worker.info.id, settings_.epoch, now, out);
   auto ref = task.current_ref();
   cluster_.assign(worker, ref);
   if (prefetched)
@@ -774,11 +815,6 @@ void scheduler_core::start_attempt(task_record& task, worker_state& worker,
   if (prefetched)
     work.start_within_ms = static_cast<uint32_t>(prefetch_wait_limit());
   out.assignments.emplace_back(worker.info.id, std::move(work));
-  task_change change;
-  change.queue_wait = now - task.queued_at;
-  change.new_wait = !task.wait_counted;
-  task.wait_counted = true;
-  set_status(task, task_status::running, now, out, change);
 }
 
 void scheduler_core::apply_result(task_record& task,

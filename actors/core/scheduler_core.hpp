@@ -344,6 +344,24 @@ private:
   /// start them elsewhere, and each hand-back stays in the task's history.
   static constexpr double reclaim_min_run_ms = 5;
 
+  /// The task's next attempt number.
+  static uint32_t next_attempt_number(const task_record& task) {
+    return task.attempts.empty() ? 1 : task.attempts.back().number + 1;
+  }
+
+  /// Starts the task's next attempt on `worker_id` in the books: the
+  /// attempt, the task's run fields, RUNNING.
+  void mark_running(task_record& task, const std::string& worker_id,
+                    uint32_t epoch, time_ms now, plan& out);
+
+  /// A worker registering after a master restart names an attempt (running,
+  /// or its held result) of a task that is QUEUED here: when it is the
+  /// task's next attempt from an earlier epoch, the previous master sent it
+  /// and died before journaling it. The task becomes RUNNING with that
+  /// attempt on that worker. True if adopted.
+  bool adopt_unjournaled(const std::string& worker_id, const attempt_ref& ref,
+                         time_ms now, plan& out);
+
   /// `rank` is the task's place in the queue it was taken from.
   void start_attempt(task_record& task, worker_state& worker, time_ms rank,
                      time_ms now, plan& out);
@@ -398,6 +416,12 @@ private:
   /// a restart, or held by a worker lost around a stall), with their
   /// deadline.
   std::map<attempt_ref, time_ms> orphans_;
+  /// After a restart, the workers the journal has tasks RUNNING on: nothing
+  /// is dispatched until they have registered again (or until
+  /// hold_dispatch_until_), so a task the previous master sent one of them
+  /// but died before journaling is adopted there, not run a second time.
+  std::set<std::string> awaited_after_restart_;
+  time_ms hold_dispatch_until_ = 0;
   /// When tick() last ran (0: never).
   time_ms last_tick_ = 0;
   /// When the last stall of at least half the heartbeat timeout ended (see

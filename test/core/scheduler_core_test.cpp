@@ -774,8 +774,8 @@ TEST_CASE("retention forgets the oldest finished tasks",
   CHECK(core.task_count() == 2);
 }
 
-TEST_CASE("an attempt the journal never saw does not end the task after a "
-          "restart",
+TEST_CASE("after a restart, an attempt the journal never saw is adopted "
+          "from the worker that runs it, not run again",
           "[core][scheduler][recovery]") {
   // Epoch 1 dispatched attempt 1 and crashed before journaling it: the
   // journal holds the task QUEUED without attempts.
@@ -791,25 +791,98 @@ TEST_CASE("an attempt the journal never saw does not end the task after a "
   // The worker still runs epoch 1's attempt 1.
   attempt_ref old{id, 1, 1};
   after.register_worker(w, {old}, {}, 1000, p);
-  REQUIRE(p.kills.size() == 1);
-  CHECK(p.kills[0].second == old);
-  REQUIRE(p.assignments.size() == 1);
-  auto fresh = p.assignments[0].second.ref;
-  CHECK(fresh.attempt == 1);
-  CHECK(fresh.epoch == 2);
-  CHECK(fresh != old);
-  // The killed old process reports; it must not touch the new attempt.
-  attempt_result killed;
-  killed.ref = old;
-  killed.outcome = attempt_outcome::cancelled;
-  plan r;
-  after.report("a", {killed}, 1001, r);
-  CHECK(after.find(id)->status == task_status::running);
+  CHECK(p.kills.empty());
+  CHECK(p.assignments.empty());
+  const auto* task = after.find(id);
+  REQUIRE(task->status == task_status::running);
+  CHECK(task->current_ref() == old);
+  CHECK(task->worker_id == "a");
+  CHECK(after.cluster().find("a")->running.count(old) == 1);
+  // Its result ends the task, once.
   attempt_result done;
-  done.ref = fresh;
+  done.ref = old;
   done.outcome = attempt_outcome::succeeded;
-  after.report("a", {done}, 1002, r);
+  done.started_at = 900;
+  done.finished_at = 1001;
+  plan r;
+  after.report("a", {done}, 1001, r);
   CHECK(after.find(id)->status == task_status::succeeded);
+  CHECK(after.find(id)->attempts.size() == 1);
+  // A claim that is not the task's next attempt (the journal moved on, or
+  // it names this master's epoch) is killed as before.
+  auto again = before.submit("sleep 8");
+  after.restore({before.task(again)}, again, 1002);
+  plan q;
+  after.register_worker(worker_info{"b", "h", 1, {}, 8}, {{again, 2, 1}}, {},
+                        1002, q);
+  REQUIRE(q.kills.size() == 1);
+  CHECK(q.kills[0].second == attempt_ref{again, 2, 1});
+}
+
+TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
+          "tasks are back, so a held result of an unjournaled attempt is "
+          "adopted",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 2);
+  auto journaled = before.submit("sleep 60");
+  auto unjournaled = before.submit("true");
+  // Epoch 1 sent `unjournaled` to "a" too, and crashed before its RUNNING
+  // state was committed.
+  auto as_queued = before.task(unjournaled);
+  as_queued.status = task_status::queued;
+  as_queued.attempts.clear();
+  as_queued.worker_id.clear();
+  as_queued.started_at = 0;
+  auto settings = test_settings();
+  settings.epoch = 2;
+  fixture after{settings};
+  after.core.restore({before.task(journaled), as_queued}, unjournaled,
+                     after.now);
+  // A fresh worker comes back first: it gets nothing yet.
+  auto p = after.join("fresh", 1);
+  CHECK(p.assignments.empty());
+  CHECK(after.core.reason_of(after.task(unjournaled))
+        == "waiting for the workers to come back after a master restart");
+  // "a" comes back with the journaled attempt still running and the other
+  // one's result: both are its own, and nothing runs twice.
+  attempt_result done;
+  done.ref = {unjournaled, 1, 0};
+  done.outcome = attempt_outcome::succeeded;
+  done.started_at = after.now - 5;
+  done.finished_at = after.now - 1;
+  plan back;
+  REQUIRE(after.core.register_worker(after.info("a", 2),
+                                     {before.task(journaled).current_ref()},
+                                     {done}, after.now, back)
+          == register_outcome::accepted);
+  CHECK(back.kills.empty());
+  CHECK(back.assignments.empty());
+  CHECK(after.task(unjournaled).status == task_status::succeeded);
+  CHECK(after.task(unjournaled).attempts.size() == 1);
+  CHECK(after.task(journaled).status == task_status::running);
+  // With its workers back the master dispatches again.
+  auto next = after.submit("true");
+  CHECK(after.task(next).status == task_status::running);
+}
+
+TEST_CASE("after a restart, the master waits for its workers a heartbeat "
+          "timeout at most",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto running = before.submit("sleep 60");
+  auto queued = before.submit("true");
+  fixture after;
+  after.core.restore({before.task(running), before.task(queued)}, queued,
+                     after.now);
+  auto p = after.join("other", 1);
+  CHECK(p.assignments.empty());
+  plan tick;
+  after.core.tick(after.now + 4'999, tick);
+  CHECK(tick.assignments.empty());
+  after.core.tick(after.now + 5'000, tick);
+  CHECK(assigned_ids(tick) == std::vector<task_id>{queued});
 }
 
 TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "
