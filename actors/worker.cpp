@@ -166,10 +166,11 @@ void do_register(self_ptr self) {
           st.ack_wait_from = log::wall_clock_ms();
         st.holding_announced = false;
         if (st.failures > 0 || !st.local_master)
-          log::info("registered with the master at {} as {} ({} slots)",
+          log::info("registered with the master at {} as {} ({} slot{})",
                     st.local_master ? std::string{"this process"}
                                     : master_address(st.options),
-                    st.options.info.id, st.options.info.slots);
+                    st.options.info.id, st.options.info.slots,
+                    st.options.info.slots == 1 ? "" : "s");
         st.failures = 0;
         st.heartbeat_interval_ms = reply.heartbeat_interval_ms;
         // Attempts that ended while the registration was on its way were

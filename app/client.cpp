@@ -496,7 +496,9 @@ void print_task(const json& t) {
   if (t.value("timeout_seconds", 0) > 0)
     line("timeout", fmt::format("{} s", t.value("timeout_seconds", 0)));
   if (t.contains("max_retries"))
-    line("retries", fmt::format("up to {}", t.value("max_retries", 0)));
+    line("retries", t.value("max_retries", 0) == 0
+                      ? std::string{"none"}
+                      : fmt::format("up to {}", t.value("max_retries", 0)));
   line("status", text(t, "status"));
   if (text(t, "reason") != "-")
     line("reason", text(t, "reason"));

@@ -279,8 +279,9 @@ int run_worker(taskmaster_config& cfg) {
   caf::actor_system sys{cfg};
   auto options = make_worker_options(cfg);
   auto worker = sys.spawn(worker_node, options, cluster_actor{});
-  fmt::print("taskmasterd: worker {} ({} slots{}{}) for the master at {}:{}\n",
+  fmt::print("taskmasterd: worker {} ({} slot{}{}{}) for the master at {}:{}\n",
              options.info.id, options.info.slots,
+             options.info.slots == 1 ? "" : "s",
              options.info.labels.empty() ? "" : ", labels ",
              core::format_labels(options.info.labels), options.master_host,
              options.master_port);

@@ -89,17 +89,18 @@ void print_worker_event(const json& msg) {
   // A lost or departed worker runs nothing any more: say what it held.
   std::string detail;
   // A worker that shuts down hands its tasks back before it leaves: its
+  auto slots = fmt::format("{} slot{}", str(w, "slots"),
+                           str(w, "slots") == "1" ? "" : "s");
   // "left" rarely puts any back itself.
   if ((event == "lost" || (event == "left" && msg.value("requeued", 0) > 0))
       && msg.contains("requeued")) {
     auto requeued = msg.value("requeued", 0);
-    detail = fmt::format("{} slots, {} task{} back in the queue", str(w, "slots"),
+    detail = fmt::format("{}, {} task{} back in the queue", slots,
                          requeued, requeued == 1 ? "" : "s");
   } else if (event == "lost" || event == "left") {
-    detail = fmt::format("{} slots", str(w, "slots")); // an older master
+    detail = slots; // an older master
   } else {
-    detail = fmt::format("{} slots, {} running", str(w, "slots"),
-                         str(w, "slots_used"));
+    detail = fmt::format("{}, {} running", slots, str(w, "slots_used"));
   }
   auto reason = str(msg, "reason");
   fmt::print("{} worker {} {} ({}){}\n", clock_of(str(w, "state_since")),
