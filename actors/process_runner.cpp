@@ -578,9 +578,9 @@ void process_runner::report(core::attempt_result r) {
 
 void process_runner::flush_due_reports() {
   // Results wait for company only while attempts wait for a slot, and at
-  // most report_hold; two slots' worth of them always go out (as many as a
-  // worker holds prefetched).
-  auto hold_limit = std::max<size_t>(options_.slots * 2, 1);
+  // most report_hold; three slots' worth of them always go out (as many as
+  // a worker holds prefetched).
+  auto hold_limit = std::max<size_t>(options_.slots * 3, 1);
   if (!held_.empty()
       && (waiting_.empty() || held_.size() >= hold_limit
           || steady::now() >= held_since_ + options_.report_hold))

@@ -324,9 +324,10 @@ scheduler(self_ptr self, scheduler_options options,
         self->demonitor(i->second.address());
       st.workers[id] = handle;
       self->monitor(handle);
-      log::info("worker {} registered from {} ({} slots{}{}, {} running, {} "
+      log::info("worker {} registered from {} ({} slot{}{}{}, {} running, {} "
                 "results held)",
                 id, req.info.host, req.info.slots,
+                req.info.slots == 1 ? "" : "s",
                 req.info.labels.empty() ? "" : ", labels ",
                 core::format_labels(req.info.labels), req.running.size(),
                 req.results.size());

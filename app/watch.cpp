@@ -88,9 +88,9 @@ void print_worker_event(const json& msg) {
   auto event = str(msg, "event");
   // A lost or departed worker runs nothing any more: say what it held.
   std::string detail;
-  // A worker that shuts down hands its tasks back before it leaves: its
   auto slots = fmt::format("{} slot{}", str(w, "slots"),
                            str(w, "slots") == "1" ? "" : "s");
+  // A worker that shuts down hands its tasks back before it leaves: its
   // "left" rarely puts any back itself.
   if ((event == "lost" || (event == "left" && msg.value("requeued", 0) > 0))
       && msg.contains("requeued")) {

@@ -69,6 +69,8 @@ std::string describe(const caf::error& err, const std::string& config_file,
   if (auto line = describe_option_error(err, options); !line.empty())
     return line + " (see --help)";
   auto text = caf::to_string(err);
+  if (text.find("not_an_option") != std::string::npos)
+    return "unknown option (see --help)";
   if (text.find("line") != std::string::npos && !config_file.empty()) {
     // parser_error(unexpected_character, ({"column" = 9, "line" = 2}))
     auto number_after = [&](const char* field) -> std::string {

@@ -181,10 +181,8 @@ cancel_outcome scheduler_core::cancel(task_id id, time_ms now, plan& out) {
     return cancel_outcome::conflict;
   task_change change;
   if (task->status == task_status::queued) {
-    queue_.erase(id, task->spec.prio, task->spec.labels, task->queued_at);
-    delayed_.erase({task->not_before, id});
+    dequeue(*task);
     pending_.erase(id);
-    task->not_before = 0;
   } else {
     auto& attempt = task->attempts.back();
     attempt.outcome = attempt_outcome::cancelled;
@@ -235,7 +233,9 @@ scheduler_core::register_worker(const worker_info& info,
   worker->prefetch = 0;
   worker->connected_at = now;
   worker->last_heartbeat = now;
-  awaited_after_restart_.erase(info.id);
+  if (awaited_after_restart_.erase(info.id) > 0
+      && awaited_after_restart_.empty())
+    holding_after_restart_ = false;
   // Attempts the previous master sent but died before journaling: the task
   // is QUEUED here, and runs (or ran) there. Adopt them rather than run the
   // task a second time.
@@ -343,7 +343,7 @@ void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {
   worker.prefetch = 0;
   if (settings_.prefetch_budget <= 0)
     return;
-  // Each slot gets floor(budget / r) attempts (at most two): a task given
+  // Each slot gets floor(budget / r) attempts (at most three): a task given
   // later waits behind about the budget's worth of work on any slot, and a
   // worker of tasks longer than the budget gets none. Millisecond clocks call
   // the fastest attempts 0 ms long.
@@ -501,9 +501,10 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
 void scheduler_core::dispatch(time_ms now, plan& out) {
   if (!dispatching_)
     return;
-  if (!awaited_after_restart_.empty()) {
+  if (holding_after_restart_) {
     if (now < hold_dispatch_until_)
       return;
+    holding_after_restart_ = false;
     awaited_after_restart_.clear();
   }
   place_queued(now, out);
@@ -541,7 +542,10 @@ void scheduler_core::place_queued(time_ms now, plan& out) {
 }
 
 void scheduler_core::reclaim_for_idle_slots(plan& out) {
-  // Cheap for the usual case: nobody holds attempts that may be waiting.
+  // Cheap for the usual cases: no free slot, or nobody holds attempts that
+  // may be waiting.
+  if (cluster_.free_slots() == 0)
+    return;
   auto& workers = cluster_.workers();
   if (std::none_of(workers.begin(), workers.end(), [](const auto& w) {
         return w.second.may_hand_back();
@@ -643,6 +647,7 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     }
   }
   next_id_ = max_id + 1;
+  holding_after_restart_ = !awaited_after_restart_.empty();
   hold_dispatch_until_ = now + settings_.heartbeat_timeout;
 }
 
@@ -658,10 +663,10 @@ std::string scheduler_core::reason_of(const task_record& task) const {
     return task.reason;
   if (pending_.count(task.id) != 0)
     return "being written to the journal";
-  if (!awaited_after_restart_.empty())
-    return "waiting for the workers to come back after a master restart";
   if (task.not_before > 0)
     return task.reason;
+  if (holding_after_restart_)
+    return "waiting for the workers to come back after a master restart";
   const auto* cls = queue_.class_of(task.spec.labels);
   if (cls == nullptr)
     return task.reason;
@@ -791,11 +796,15 @@ bool scheduler_core::adopt_unjournaled(const std::string& worker_id,
   if (task == nullptr || task->status != task_status::queued
       || ref.epoch >= settings_.epoch || ref.attempt != next_attempt_number(*task))
     return false;
-  queue_.erase(task->id, task->spec.prio, task->spec.labels, task->queued_at);
-  delayed_.erase({task->not_before, task->id});
-  task->not_before = 0;
+  dequeue(*task);
   mark_running(*task, worker_id, ref.epoch, now, out);
   return true;
+}
+
+void scheduler_core::dequeue(task_record& task) {
+  queue_.erase(task.id, task.spec.prio, task.spec.labels, task.queued_at);
+  delayed_.erase({task.not_before, task.id});
+  task.not_before = 0;
 }
 
 void scheduler_core::start_attempt(task_record& task, worker_state& worker,
@@ -914,6 +923,8 @@ void scheduler_core::requeue_attempt(task_record& task,
   }
   task.reason = reason;
   task.not_before = 0;
+  // Its place in the queue, as a broker requeues an unacknowledged message:
+  // the task waited its turn once already.
   back_to_queue(task, now, out, change, true);
 }
 

@@ -41,10 +41,11 @@ struct scheduler_settings {
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
   /// Prefetch: a worker with s slots whose recent attempts ran r ms on
-  /// average is handed up to min(2 x s, floor(s x prefetch_budget / r))
-  /// attempts beyond its free slots. It starts one the moment a process exits
-  /// instead of waiting a round trip to the master (about 0.7 ms on
-  /// loopback), which matters for tasks up to about a hundred milliseconds.
+  /// average, r <= prefetch_budget, is handed up to
+  /// s x min(max_held_per_slot - 1, floor(prefetch_budget / r)) attempts
+  /// beyond its free slots. It starts one the moment a process exits instead
+  /// of waiting a round trip to the master (about 0.7 ms on loopback), which
+  /// matters for tasks up to about a hundred milliseconds.
   /// The price: a task submitted later may wait behind the prefetched ones,
   /// by about this budget while the average holds (its s slots work through
   /// them side by side). Workers whose attempts average more than the budget
@@ -212,9 +213,13 @@ public:
 
   /// How long a prefetched attempt may wait on its worker before the worker
   /// hands it back: far beyond what a right guess takes (about one task of
-  /// at most the budget), short next to what a wrong one could cost.
+  /// at most the budget), short next to what a wrong one could cost, and
+  /// under half the heartbeat timeout, so a worker that was frozen long
+  /// enough to be declared LOST hands back what it held on waking instead of
+  /// starting it.
   time_ms prefetch_wait_limit() const {
-    return std::max<time_ms>(50, 4 * settings_.prefetch_budget);
+    return std::min(std::max<time_ms>(50, 4 * settings_.prefetch_budget),
+                    std::max<time_ms>(1, settings_.heartbeat_timeout / 2));
   }
 
   // -- tasks ----------------------------------------------------------------
@@ -288,7 +293,9 @@ public:
   // -- recovery -------------------------------------------------------------
 
   /// Rebuilds state from journaled records after a restart (before any
-  /// worker registers). `last_id` is the highest id ever handed out.
+  /// worker registers). `last_id` is the highest id ever handed out. Holds
+  /// dispatching back until the workers the journal has tasks running on
+  /// are back, a heartbeat timeout at most (see awaited_after_restart_).
   void restore(std::vector<task_record> records, task_id last_id, time_ms now);
 
   // -- queries --------------------------------------------------------------
@@ -323,8 +330,8 @@ private:
 
   /// Puts a QUEUED task where it belongs: the ready queue, or the delayed
   /// set while `not_before` is in the future.
-  /// `keep_place`: the task goes back where it was (its old `queued_at`),
-  /// for attempts that were handed back without running.
+  /// `keep_place`: the task goes back where it was (its old `queued_at`), for
+  /// attempts that ended through no fault of the task.
   void enqueue(task_record& task, time_ms now, bool keep_place = false);
 
   /// Free slots first, then prefetch room, in queue order.
@@ -348,6 +355,9 @@ private:
   static uint32_t next_attempt_number(const task_record& task) {
     return task.attempts.empty() ? 1 : task.attempts.back().number + 1;
   }
+
+  /// Takes a QUEUED task out of the ready queue or the delayed set.
+  void dequeue(task_record& task);
 
   /// Starts the task's next attempt on `worker_id` in the books: the
   /// attempt, the task's run fields, RUNNING.
@@ -416,12 +426,15 @@ private:
   /// a restart, or held by a worker lost around a stall), with their
   /// deadline.
   std::map<attempt_ref, time_ms> orphans_;
-  /// After a restart, the workers the journal has tasks RUNNING on: nothing
-  /// is dispatched until they have registered again (or until
-  /// hold_dispatch_until_), so a task the previous master sent one of them
-  /// but died before journaling is adopted there, not run a second time.
+  /// After a restart with tasks RUNNING in the journal, nothing is
+  /// dispatched until the workers they run on have all registered again, or
+  /// until hold_dispatch_until_ (a heartbeat timeout): a task the previous
+  /// master sent one of them but died before journaling is then adopted
+  /// there, not run a second time. (A journal without RUNNING tasks holds
+  /// nothing back: the master was idle, or nearly.)
   std::set<std::string> awaited_after_restart_;
   time_ms hold_dispatch_until_ = 0;
+  bool holding_after_restart_ = false;
   /// When tick() last ran (0: never).
   time_ms last_tick_ = 0;
   /// When the last stall of at least half the heartbeat timeout ended (see

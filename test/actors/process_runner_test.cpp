@@ -414,18 +414,19 @@ TEST_CASE("results wait for company only while attempts wait for a slot",
     std::lock_guard<std::mutex> guard{c.mtx};
     CHECK(c.order.size() == 4);
   }
-  SECTION("two slots' worth of results go out while work still waits") {
+  SECTION("three slots' worth of results go out while work still waits") {
     collector c;
     process_runner runner{two_slots(60s), c.handler()};
-    // 1 to 4 end at once, two at a time; 5 and 6 take their slots while 7
-    // and 8 still wait, so only the size of the batch can send it.
+    // 1 to 6 end at once, two at a time; 7 and 8 take their slots while 9
+    // and 10 still wait, so only the size of the batch can send it.
     runner.start({work(1, "true"), work(2, "true"), work(3, "true"),
-                  work(4, "true"), work(5, "sleep 2"), work(6, "sleep 2"),
-                  work(7, "sleep 2"), work(8, "sleep 2")});
-    for (core::task_id id = 1; id <= 4; ++id)
+                  work(4, "true"), work(5, "true"), work(6, "true"),
+                  work(7, "sleep 2"), work(8, "sleep 2"), work(9, "sleep 2"),
+                  work(10, "sleep 2")});
+    for (core::task_id id = 1; id <= 6; ++id)
       c.wait(id, 5s);
     std::lock_guard<std::mutex> guard{c.mtx};
-    CHECK(c.batches == std::vector<size_t>{4});
+    CHECK(c.batches == std::vector<size_t>{6});
   }
   SECTION("a held result goes out after report_hold at the latest") {
     collector c;

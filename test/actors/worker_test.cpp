@@ -147,13 +147,13 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
   test_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor test{sys};
-  // One slot: the first runs, the next two wait in the worker, the fourth
+  // One slot: the first runs, the next three wait in the worker, the fifth
   // is beyond what a one-slot worker may hold.
   auto master = sys.spawn(
     batch_master, caf::actor{test},
     std::vector<core::assignment>{job(1, "sleep 0.5; echo ran"),
                                   job(2, "echo never"), job(3, "echo never"),
-                                  job(4, "echo never")});
+                                  job(4, "echo never"), job(5, "echo never")});
   auto worker = spawn_worker(sys, master);
   std::map<core::task_id, core::attempt_result> results;
   auto collect = [&](std::chrono::milliseconds limit) {
@@ -167,15 +167,17 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
     return got;
   };
   REQUIRE(collect(5s));
-  REQUIRE(results.count(4) == 1);
-  CHECK(results[4].outcome == core::attempt_outcome::returned);
-  CHECK(results[4].reason == "the worker holds all it can");
+  REQUIRE(results.count(5) == 1);
+  CHECK(results[5].outcome == core::attempt_outcome::returned);
+  CHECK(results[5].reason == "the worker holds all it can");
   caf::anon_send(worker, shutdown_atom::value, uint32_t{5000});
-  while ((results.count(2) == 0 || results.count(3) == 0) && collect(5s)) {
+  while ((results.count(2) == 0 || results.count(3) == 0
+          || results.count(4) == 0)
+         && collect(5s)) {
   }
   // Handed back at once, before the running attempt's half second is up.
   CHECK(results.count(1) == 0);
-  for (core::task_id waited : {2, 3}) {
+  for (core::task_id waited : {2, 3, 4}) {
     REQUIRE(results.count(waited) == 1);
     CHECK(results[waited].outcome == core::attempt_outcome::returned);
     CHECK(results[waited].reason == "the worker shut down before it started");

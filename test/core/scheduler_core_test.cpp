@@ -917,19 +917,19 @@ TEST_CASE_METHOD(fixture, "workers of fast tasks are fed ahead of their slots",
     submit("true");
   // No history yet: only the free slots.
   CHECK(core.stats().running == 2);
-  // A 1 ms result: 5 ms of budget would allow five more, but a worker holds
-  // at most two more per slot.
+  // A 1 ms result: 5 ms of budget would allow five more per slot, but a
+  // worker holds at most three more per slot.
   auto p = report("w1", quick(*this, {1, 1}, 1));
-  CHECK(assigned_ids(p) == std::vector<task_id>{3, 4, 5, 6, 7});
-  CHECK(core.cluster().find("w1")->running.size() == 6);
-  CHECK(core.cluster().find("w1")->prefetch == 4);
+  CHECK(assigned_ids(p) == std::vector<task_id>{3, 4, 5, 6, 7, 8, 9});
+  CHECK(core.cluster().find("w1")->running.size() == 8);
+  CHECK(core.cluster().find("w1")->prefetch == 6);
   // The slots in use never count the prefetched attempts.
   CHECK(core.stats().slots_used == 2);
   CHECK(core.stats().slots_total == 2);
   CHECK(core.cluster().free_slots() == 0);
   CHECK(core.cluster().room() == 0);
-  // Slower tasks shrink the lookahead: at about 4 ms each, two slots work
-  // through two of them within the 5 ms budget.
+  // Slower tasks shrink the lookahead: at about 3 ms each, one per slot fits
+  // the 5 ms budget.
   for (task_id id : {2, 3, 4}) {
     p = report("w1", quick(*this, {id, 1}, 6));
     if (core.cluster().find("w1")->prefetch < 3)
@@ -1032,7 +1032,7 @@ TEST_CASE_METHOD(fixture, "a worker that registers again learns its pace "
   join("w1", 4);
   submit("true");
   report("w1", quick(*this, {1, 1}, 1));
-  REQUIRE(core.cluster().find("w1")->prefetch == 8);
+  REQUIRE(core.cluster().find("w1")->prefetch == 12);
   core.worker_lost("w1", "test", now, last);
   join("w1", 1);
   CHECK(core.cluster().find("w1")->prefetch == 0);
@@ -1131,7 +1131,7 @@ scheduler_settings default_budget() {
   return s;
 }
 
-/// Two 1-slot workers that have each run a 10 ms task, so both take two
+/// Two 1-slot workers that have each run a 10 ms task, so both take three
 /// prefetched attempts beyond their slot; tasks of 10 ms are worth asking
 /// back for an idle slot.
 struct two_fast_workers : fixture {
@@ -1142,8 +1142,8 @@ struct two_fast_workers : fixture {
     auto b = submit("true");
     report(task(a).worker_id, quick(*this, {a, 1}, 10));
     report(task(b).worker_id, quick(*this, {b, 1}, 10));
-    REQUIRE(core.cluster().find("w1")->prefetch == 2);
-    REQUIRE(core.cluster().find("w2")->prefetch == 2);
+    REQUIRE(core.cluster().find("w1")->prefetch == 3);
+    REQUIRE(core.cluster().find("w2")->prefetch == 3);
   }
 
   std::vector<task_id> on(const std::string& worker,
@@ -1201,7 +1201,7 @@ TEST_CASE_METHOD(two_fast_workers,
   CHECK_FALSE(p.task_changes.back().new_wait);
   CHECK(task(w1[2]).attempts.size() == 2);
   CHECK(task(w1[2]).attempts[0].started_at == 0);
-  CHECK(core.cluster().find("w1")->prefetch == 2);
+  CHECK(core.cluster().find("w1")->prefetch == 3);
   CHECK(core.cluster().find("w1")->reclaiming.empty());
   // w2 is busy again; w1 still holds one unstarted, and nothing idles.
   CHECK(p.reclaims.empty());
@@ -1280,7 +1280,7 @@ TEST_CASE("each idle slot has one request out at a time, and only for "
   f.join("w1", 1, {{"gpu", "yes"}});
   auto warm = gpu();
   f.report("w1", quick(f, {warm, 1}, 10));
-  REQUIRE(f.core.cluster().find("w1")->prefetch == 2);
+  REQUIRE(f.core.cluster().find("w1")->prefetch == 3);
   std::vector<task_id> ids{gpu(), gpu(), gpu()};
   REQUIRE(f.core.cluster().find("w1")->running.size() == 3);
   // w2 can run them and idles: it asks for the last one.

@@ -408,7 +408,7 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   temp_dir dir;
   auto master = daemon::master(dir, "master", fast_liveness);
   auto frozen = daemon::worker(dir, master->cluster_addr(), "frozen", 1,
-                               fast_liveness);
+                               with({"--labels=only=frozen"}, fast_liveness));
   auto api = master->api();
   REQUIRE(wait_for_workers(api, 1));
   // Fast tasks first, so the worker also takes one ahead of its slot.
@@ -421,7 +421,8 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   auto ids = submit_batch(
     api, json::array({json{{"command", "echo $TASKMASTER_ATTEMPT >> " + marker
                                          + "; sleep 2; echo attempt-$TASKMASTER_ATTEMPT"}},
-                      json{{"command", "echo run >> " + held_runs}}}));
+                      json{{"command", "echo run >> " + held_runs},
+                           {"labels", {{"only", "frozen"}}}}}));
   auto id = ids[0];
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 2; }));
   REQUIRE(api.get("/workers").body["workers"][0]["prefetched"] == 1);
@@ -455,10 +456,14 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   CHECK(after["attempts"].size() == 2);
   CHECK(after["attempts"][1]["worker_id"] == "healthy");
   CHECK(api.metrics_when("taskmaster_tasks_completed_total", 5)["taskmaster_tasks_completed_total"] == 5);
-  // The task it held unstarted ran once, on the healthy worker: when its
-  // slot freed after the SIGCONT, the frozen worker handed it back instead
-  // of starting it (its wait limit had passed long before).
-  CHECK(api.wait_final(ids[1])["worker_id"] == "healthy");
+  // The task it held unstarted (only it can run it) was requeued when it
+  // was lost. When its slot freed after the SIGCONT, the worker handed the
+  // stale attempt back instead of starting it (its wait limit had passed
+  // long before), and ran the task once, as its second attempt.
+  auto held = api.wait_final(ids[1]);
+  CHECK(held["status"] == "SUCCEEDED");
+  REQUIRE(held["attempts"].size() == 2);
+  CHECK(held["attempts"][0]["outcome"] == "LOST");
   CHECK(read_file(held_runs) == "run\n");
 }
 
