@@ -1154,6 +1154,15 @@ struct two_fast_workers : fixture {
         mine.push_back(id);
     return mine;
   }
+
+  /// Six tasks: each worker runs one and holds two, and nothing is left in
+  /// the queue. Returns them by worker.
+  std::pair<std::vector<task_id>, std::vector<task_id>> six_tasks() {
+    std::vector<task_id> ids;
+    for (int i = 0; i < 6; ++i)
+      ids.push_back(submit("true"));
+    return {on("w1", ids), on("w2", ids)};
+  }
 };
 
 } // namespace
@@ -1162,12 +1171,7 @@ TEST_CASE_METHOD(two_fast_workers,
                  "a slot left idle at the end of the queue takes back an "
                  "attempt another worker holds unstarted",
                  "[core][scheduler][prefetch][reclaim]") {
-  std::vector<task_id> ids;
-  for (int i = 0; i < 6; ++i)
-    ids.push_back(submit("true"));
-  // Each runs one and holds two; nothing is left in the queue.
-  auto w1 = on("w1", ids);
-  auto w2 = on("w2", ids);
+  auto [w1, w2] = six_tasks();
   REQUIRE(w1.size() == 3);
   REQUIRE(w2.size() == 3);
   CHECK(core.stats().queued == 0);
@@ -1233,11 +1237,7 @@ TEST_CASE_METHOD(two_fast_workers,
                  "an attempt asked back after it started ends as usual and "
                  "the request with it",
                  "[core][scheduler][prefetch][reclaim]") {
-  std::vector<task_id> ids;
-  for (int i = 0; i < 6; ++i)
-    ids.push_back(submit("true"));
-  auto w1 = on("w1", ids);
-  auto w2 = on("w2", ids);
+  auto [w1, w2] = six_tasks();
   for (auto id : w2)
     report("w2", quick(*this, {id, 1}, 10));
   REQUIRE(core.cluster().find("w1")->reclaiming.size() == 1);
