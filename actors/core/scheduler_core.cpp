@@ -238,11 +238,20 @@ scheduler_core::register_worker(const worker_info& info,
     holding_after_restart_ = false;
   // Attempts the previous master sent but died before journaling: the task
   // is QUEUED here, and runs (or ran) there. Adopt them rather than run the
-  // task a second time.
+  // task a second time. Held results go first, in attempt order, each after
+  // its own adoption: one that put its task back in the queue (handed back)
+  // makes the worker's next attempt of it adoptable.
+  auto held = results;
+  std::sort(held.begin(), held.end(),
+            [](const attempt_result& a, const attempt_result& b) {
+              return a.ref < b.ref;
+            });
+  for (const auto& result : held) {
+    adopt_unjournaled(info.id, result.ref, now, out);
+    take_results(info.id, {result}, now, out);
+  }
   for (const auto& ref : running)
     adopt_unjournaled(info.id, ref, now, out);
-  for (const auto& result : results)
-    adopt_unjournaled(info.id, result.ref, now, out);
   std::set<attempt_ref> claimed;
   for (const auto& ref : running) {
     claimed.insert(ref);
@@ -279,7 +288,7 @@ scheduler_core::register_worker(const worker_info& info,
                                   info.id),
                       now, out);
   }
-  report(info.id, results, now, out);
+  dispatch(now, out);
   return register_outcome::accepted;
 }
 
@@ -299,6 +308,13 @@ heartbeat_outcome scheduler_core::heartbeat(const std::string& worker_id,
 void scheduler_core::report(const std::string& worker_id,
                             const std::vector<attempt_result>& results,
                             time_ms now, plan& out) {
+  take_results(worker_id, results, now, out);
+  dispatch(now, out);
+}
+
+void scheduler_core::take_results(const std::string& worker_id,
+                                  const std::vector<attempt_result>& results,
+                                  time_ms now, plan& out) {
   auto* worker = cluster_.find(worker_id);
   for (const auto& result : results) {
     out.acks.emplace_back(worker_id, result.ref);
@@ -330,7 +346,6 @@ void scheduler_core::report(const std::string& worker_id,
   if (worker != nullptr && worker->status == worker_status::draining
       && worker->running.empty())
     set_worker_status(*worker, worker_status::left, now, out);
-  dispatch(now, out);
 }
 
 void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {

@@ -379,6 +379,11 @@ private:
   void apply_result(task_record& task, const attempt_result& result,
                     time_ms now, plan& out);
 
+  /// report() without the dispatch: acknowledges and applies results.
+  void take_results(const std::string& worker_id,
+                    const std::vector<attempt_result>& results, time_ms now,
+                    plan& out);
+
   /// Folds an attempt's run time into the worker's average and sets how far
   /// ahead of its slots it may be fed.
   void learn_run_time(worker_state& worker, time_ms run_time);

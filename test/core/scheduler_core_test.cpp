@@ -866,6 +866,44 @@ TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
   CHECK(after.task(next).status == task_status::running);
 }
 
+TEST_CASE("after a restart, a held hand-back makes the worker's next attempt "
+          "of the task adoptable",
+          "[core][scheduler][recovery]") {
+  // Epoch 1 had attempt 1 on "a" journaled, took it back unstarted, sent
+  // attempt 2 to "a" again, and crashed before journaling either change.
+  auto old_settings = test_settings();
+  old_settings.epoch = 1;
+  fixture before{old_settings};
+  before.join("a", 1);
+  auto id = before.submit("echo once");
+  REQUIRE(before.task(id).current_ref() == attempt_ref{id, 1, 1});
+  auto settings = test_settings();
+  settings.epoch = 2;
+  fixture after{settings};
+  after.core.restore({before.task(id)}, id, after.now);
+  attempt_result back;
+  back.ref = {id, 1, 1};
+  back.outcome = attempt_outcome::returned;
+  back.finished_at = after.now - 20;
+  attempt_result done;
+  done.ref = {id, 2, 1};
+  done.outcome = attempt_outcome::succeeded;
+  done.started_at = after.now - 10;
+  done.finished_at = after.now - 5;
+  plan p;
+  // Held in any order; both are the worker's own, and the task ran once.
+  REQUIRE(after.core.register_worker(after.info("a", 1), {}, {done, back},
+                                     after.now, p)
+          == register_outcome::accepted);
+  CHECK(p.assignments.empty());
+  CHECK(p.kills.empty());
+  CHECK(p.acks.size() == 2);
+  CHECK(after.task(id).status == task_status::succeeded);
+  REQUIRE(after.task(id).attempts.size() == 2);
+  CHECK(after.task(id).attempts[0].outcome == attempt_outcome::returned);
+  CHECK(after.task(id).attempts[1].outcome == attempt_outcome::succeeded);
+}
+
 TEST_CASE("after a restart, the master waits for its workers a heartbeat "
           "timeout at most",
           "[core][scheduler][recovery]") {
