@@ -426,6 +426,9 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   auto id = ids[0];
   REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 2; }));
   REQUIRE(api.get("/workers").body["workers"][0]["prefetched"] == 1);
+  // The first one started on the worker, so the assignment message that
+  // carried both arrived before the freeze.
+  REQUIRE(eventually([&] { return !read_file(marker).empty(); }));
   auto healthy = daemon::worker(dir, master->cluster_addr(), "healthy", 1,
                                 fast_liveness);
   REQUIRE(wait_for_workers(api, 2));
@@ -480,7 +483,12 @@ TEST_CASE("a master stopped (SIGSTOP) for longer than the heartbeat timeout "
   auto ids = submit_batch(
     api, json::array({json{{"command", "echo short >> " + runs + "; sleep 0.5"}},
                       json{{"command", "echo long >> " + runs + "; sleep 4"}}}));
-  REQUIRE(eventually([&] { return api.get("/stats").body["running"] == 2; }));
+  // Both started on the worker (RUNNING alone is the master's word: a stop
+  // right after the dispatch would keep the assignments from going out).
+  REQUIRE(eventually([&] {
+    auto ran = read_file(runs);
+    return std::count(ran.begin(), ran.end(), '\n') == 2;
+  }));
   // 3 s stopped, twice the 1.5 s timeout: the worker's side gives up on the
   // connection, and the master finds its own silence on resuming.
   master->proc().signal(SIGSTOP);
