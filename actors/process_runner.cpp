@@ -341,7 +341,8 @@ void process_runner::give_up_waiting(steady::time_point now) {
       i = waiting_.erase(i);
       end_unstarted(work, core::attempt_outcome::returned,
                     fmt::format("not started within {} ms on this worker "
-                                "(its slots were busy); handed back",
+                                "(its slots were busy, or the worker itself "
+                                "did not run); handed back",
                                 work.start_within_ms));
     } else {
       ++i;

@@ -260,7 +260,8 @@ scheduler_core::register_worker(const worker_info& info,
     auto* task = find_mutable(ref.task);
     if (task != nullptr && task->status == task_status::running
         && task->current_ref() == ref && task->worker_id == info.id) {
-      orphans_.erase(ref);
+      if (orphans_.erase(ref) > 0)
+        task->reason.clear();
     } else {
       out.kills.emplace_back(info.id, ref);
     }
@@ -432,6 +433,7 @@ void scheduler_core::worker_lost(const std::string& worker_id,
         && task->current_ref() == ref) {
       if (stalling || after_stall) {
         orphans_[ref] = now + settings_.reconcile_grace;
+        task->reason = awaiting_claim(worker_id, "the master stalled");
         ++waiting;
         continue;
       }
@@ -656,6 +658,7 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
       case task_status::running:
         orphans_[task.current_ref()] = now + settings_.reconcile_grace;
         awaited_after_restart_.insert(task.worker_id);
+        task.reason = awaiting_claim(task.worker_id, "the master restarted");
         break;
       default:
         finished_.emplace(task.finished_at, id);
@@ -814,6 +817,13 @@ bool scheduler_core::adopt_unjournaled(const std::string& worker_id,
   dequeue(*task);
   mark_running(*task, worker_id, ref.epoch, now, out);
   return true;
+}
+
+std::string scheduler_core::awaiting_claim(const std::string& worker_id,
+                                           const char* why) const {
+  return fmt::format("{}: waiting up to {} s for worker {} to come back and "
+                     "claim it",
+                     why, settings_.reconcile_grace / 1000, worker_id);
 }
 
 void scheduler_core::dequeue(task_record& task) {

@@ -356,6 +356,11 @@ private:
     return task.attempts.empty() ? 1 : task.attempts.back().number + 1;
   }
 
+  /// The reason of a RUNNING task whose worker must claim it within
+  /// reconcile_grace (see orphans_).
+  std::string awaiting_claim(const std::string& worker_id,
+                             const char* why) const;
+
   /// Takes a QUEUED task out of the ready queue or the delayed set.
   void dequeue(task_record& task);
 

@@ -685,6 +685,9 @@ TEST_CASE("after a restart, queued tasks keep their order and running ones "
   CHECK(after.core.stats().queued == 2);
   CHECK(after.core.stats().running == 1);
   CHECK(after.submit("new") == second + 1);
+  CHECK(after.core.reason_of(after.task(running))
+        == "the master restarted: waiting up to 10 s for worker a to come "
+           "back and claim it");
   plan p;
   // The worker comes back still running the attempt, and with a result.
   REQUIRE(after.core.register_worker(after.info("a", 2), {{running, 1}}, {},
@@ -692,6 +695,7 @@ TEST_CASE("after a restart, queued tasks keep their order and running ones "
           == register_outcome::accepted);
   CHECK(p.kills.empty());
   CHECK(assigned_ids(p) == std::vector<task_id>{first});
+  CHECK(after.core.reason_of(after.task(running)).empty());
   after.report("a", after.result({running, 1}, attempt_outcome::succeeded));
   CHECK(after.task(running).status == task_status::succeeded);
 }
