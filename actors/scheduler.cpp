@@ -272,6 +272,11 @@ scheduler(self_ptr self, scheduler_options options,
     log::info("journal: restored {} tasks ({} queued, {} running awaiting "
               "their workers)",
               count, stats.queued, stats.running);
+    // The metrics' gauges start from the restored state, not from zero
+    // until the next change.
+    event_batch restored_state;
+    restored_state.summary = summarize(*st.core);
+    self->send(st.monitor, event_atom::value, std::move(restored_state));
   }
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;

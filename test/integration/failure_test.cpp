@@ -338,6 +338,10 @@ TEST_CASE("kill -9 of the master with 300 queued tasks and no worker: after "
        << " ms");
   CHECK(master->log_contains("restored 300 tasks (300 queued"));
   CHECK(api.get("/stats").body["queued"] == 300);
+  // The metrics know too, before anything else happens.
+  CHECK(api.metrics_when("taskmaster_task_queue_length", 300, 2s)
+          ["taskmaster_task_queue_length"]
+        == 300);
   auto worker = daemon::worker(dir, master->cluster_addr(), "late", 4);
   for (size_t i = 0; i < ids.size(); ++i) {
     auto t = api.wait_final(ids[i]);
