@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <iterator>
 
@@ -197,11 +200,27 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
     error = fmt::format("cannot open {}: {}", lock_path, std::strerror(errno));
     return nullptr;
   }
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd);
-    error = fmt::format("data directory {} is in use by another master", dir);
-    return nullptr;
+  // A master killed a moment ago may still be exiting (a large one frees
+  // its memory first): give it a little time before refusing.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      char holder[32] = {};
+      auto n = ::pread(lock_fd, holder, sizeof holder - 1, 0);
+      ::close(lock_fd);
+      std::string pid{holder, static_cast<size_t>(std::max<ssize_t>(n, 0))};
+      pid.erase(pid.find_last_not_of(" \n") + 1);
+      error = fmt::format("data directory {} is in use by another master{}",
+                          dir, pid.empty() ? "" : " (pid " + pid + ")");
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Who holds it, for the message above (only a hint: failing to write it
+  // changes nothing else).
+  auto pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) == 0)
+    [[maybe_unused]] auto n = ::pwrite(lock_fd, pid.data(), pid.size(), 0);
   // SQLite's allocation statistics take a global mutex per malloc; nothing
   // reads them. Takes effect only before SQLite initialises (first open).
   static const bool configured = [] {

@@ -563,7 +563,9 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
              "--http-port=0", "--cluster-port=0"},
             "shared")
         == 1);
-  CHECK(read_file(dir / "shared.err").find("in use by another master")
+  CHECK(read_file(dir / "shared.err")
+          .find("in use by another master (pid "
+                + std::to_string(master->proc().pid()) + ")")
         != std::string::npos);
 }
 
