@@ -324,8 +324,10 @@ void process_runner::handle(command& cmd) {
 }
 
 void process_runner::start_waiting() {
-  // First what waited too long: after a stall of this process (SIGSTOP, a
-  // suspended machine) the master has given those attempts to others.
+  // First what waited too long: after a stall of this process (SIGSTOP,
+  // starved of CPU) the master has given those attempts to others. (A
+  // suspended machine's monotonic clock stands still; the master's epoch
+  // and attempt checks still refuse a stale result.)
   give_up_waiting(steady::now());
   while (!waiting_.empty() && (options_.slots == 0 || live_ < options_.slots)) {
     auto work = std::move(waiting_.front().work);
