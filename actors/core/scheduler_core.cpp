@@ -233,9 +233,7 @@ scheduler_core::register_worker(const worker_info& info,
   worker->prefetch = 0;
   worker->connected_at = now;
   worker->last_heartbeat = now;
-  if (awaited_after_restart_.erase(info.id) > 0
-      && awaited_after_restart_.empty())
-    holding_after_restart_ = false;
+  awaited_after_restart_.erase(info.id);
   // Attempts the previous master sent but died before journaling: the task
   // is QUEUED here, and runs (or ran) there. Adopt them rather than run the
   // task a second time. Held results go first, in attempt order, each after
@@ -518,10 +516,9 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
 void scheduler_core::dispatch(time_ms now, plan& out) {
   if (!dispatching_)
     return;
-  if (holding_after_restart_) {
+  if (!awaited_after_restart_.empty()) {
     if (now < hold_dispatch_until_)
       return;
-    holding_after_restart_ = false;
     awaited_after_restart_.clear();
   }
   place_queued(now, out);
@@ -665,7 +662,6 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     }
   }
   next_id_ = max_id + 1;
-  holding_after_restart_ = !awaited_after_restart_.empty();
   hold_dispatch_until_ = now + settings_.heartbeat_timeout;
 }
 
@@ -683,7 +679,7 @@ std::string scheduler_core::reason_of(const task_record& task) const {
     return "being written to the journal";
   if (task.not_before > 0)
     return task.reason;
-  if (holding_after_restart_)
+  if (!awaited_after_restart_.empty())
     return "waiting for the workers to come back after a master restart";
   const auto* cls = queue_.class_of(task.spec.labels);
   if (cls == nullptr)

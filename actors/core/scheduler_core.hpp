@@ -444,7 +444,6 @@ private:
   /// nothing back: the master was idle, or nearly.)
   std::set<std::string> awaited_after_restart_;
   time_ms hold_dispatch_until_ = 0;
-  bool holding_after_restart_ = false;
   /// When tick() last ran (0: never).
   time_ms last_tick_ = 0;
   /// When the last stall of at least half the heartbeat timeout ended (see
