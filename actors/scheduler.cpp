@@ -113,6 +113,20 @@ void carry_out(self_ptr self, core::plan& plan) {
     st.journal->write(std::move(upserts), std::move(plan.removed),
                       std::move(done));
   }
+  // The next start after a crash need not wait for workers that hold no
+  // unjournaled attempt: lost or departed ones (their tasks are requeued
+  // just above), and the last master's that did not come back in time.
+  auto gone = std::move(plan.workers_not_back);
+  if (!gone.empty())
+    log::warn("dispatching again without worker{} {}: not back within {} ms "
+              "of the restart",
+              gone.size() == 1 ? "" : "s", fmt::join(gone, ", "),
+              st.options.settings.heartbeat_timeout);
+  for (const auto& c : plan.worker_changes)
+    if (c.to == core::worker_status::lost || c.to == core::worker_status::left)
+      gone.push_back(c.id);
+  if (!gone.empty())
+    st.journal->note_workers({}, std::move(gone));
   // 2. Assignments, kills and reclaims, one message per worker.
   std::map<std::string, std::vector<core::assignment>> work;
   for (auto& [worker, a] : plan.assignments)
@@ -194,6 +208,39 @@ void carry_out(self_ptr self, core::plan& plan) {
   schedule_event_flush(self);
 }
 
+/// Registers a worker whose row the journal has: the core takes what it
+/// runs and holds, and may give it work at once.
+register_reply admit_worker(self_ptr self, const register_request& req,
+                            const worker_actor& handle) {
+  auto& st = self->state;
+  core::plan plan;
+  const auto& id = req.info.id;
+  auto outcome = st.core->register_worker(req.info, req.running, req.results,
+                                          log::wall_clock_ms(), plan);
+  if (outcome == core::register_outcome::duplicate_id) {
+    log::warn("refused worker {}: that id is connected from another process",
+              id);
+    return {false,
+            fmt::format("worker id '{}' is already connected from another "
+                        "process",
+                        id),
+            st.options.heartbeat_interval_ms};
+  }
+  auto i = st.workers.find(id);
+  if (i != st.workers.end() && i->second != handle)
+    self->demonitor(i->second.address());
+  st.workers[id] = handle;
+  self->monitor(handle);
+  log::info("worker {} registered from {} ({} slot{}{}{}, {} running, {} "
+            "results held)",
+            id, req.info.host, req.info.slots, req.info.slots == 1 ? "" : "s",
+            req.info.labels.empty() ? "" : ", labels ",
+            core::format_labels(req.info.labels), req.running.size(),
+            req.results.size());
+  carry_out(self, plan);
+  return {true, {}, st.options.heartbeat_interval_ms};
+}
+
 /// Answers long polls whose time is up.
 void expire_waiters(self_ptr self, core::time_ms now) {
   auto& st = self->state;
@@ -267,11 +314,17 @@ scheduler(self_ptr self, scheduler_options options,
   auto now = log::wall_clock_ms();
   if (!restored.tasks.empty()) {
     auto count = restored.tasks.size();
-    st.core->restore(std::move(restored.tasks), restored.last_id, now);
+    st.core->restore(std::move(restored.tasks), restored.last_id, now,
+                     restored.connected_workers);
     auto stats = st.core->stats();
     log::info("journal: restored {} tasks ({} queued, {} running awaiting "
               "their workers)",
               count, stats.queued, stats.running);
+    if (!restored.connected_workers.empty())
+      log::info("the last master did not stop cleanly: dispatching waits up "
+                "to {} ms for the workers it had ({}) to register again",
+                options.settings.heartbeat_timeout,
+                fmt::join(restored.connected_workers, ", "));
     // The metrics' gauges start from the restored state, not from zero
     // until the next change.
     event_batch restored_state;
@@ -295,49 +348,34 @@ scheduler(self_ptr self, scheduler_options options,
   return {
     // -- the worker protocol ---------------------------------------------------
     [self](register_atom, register_request& req,
-           worker_actor& handle) -> register_reply {
+           worker_actor& handle) -> caf::result<register_reply> {
       auto& st = self->state;
-      core::plan plan;
-      auto id = req.info.id;
       // A worker of this release checks its own id and labels; this keeps
       // out anything else that would print as something it is not.
-      auto problem = core::worker_id_problem(id);
+      auto problem = core::worker_id_problem(req.info.id);
       if (!problem.empty())
         problem = "its worker id " + problem;
       else
         problem = core::worker_labels_problem(req.info.labels);
       if (!problem.empty()) {
         log::warn("refused a worker: {}", problem);
-        return {false, fmt::format("refused: {}", problem),
-                st.options.heartbeat_interval_ms};
+        return register_reply{false, fmt::format("refused: {}", problem),
+                              st.options.heartbeat_interval_ms};
       }
-      auto outcome = st.core->register_worker(req.info, req.running,
-                                              req.results,
-                                              log::wall_clock_ms(), plan);
-      if (outcome == core::register_outcome::duplicate_id) {
-        log::warn("refused worker {}: that id is connected from another "
-                  "process",
-                  id);
-        return {false,
-                fmt::format("worker id '{}' is already connected from "
-                            "another process",
-                            id),
-                st.options.heartbeat_interval_ms};
-      }
-      auto i = st.workers.find(id);
-      if (i != st.workers.end() && i->second != handle)
-        self->demonitor(i->second.address());
-      st.workers[id] = handle;
-      self->monitor(handle);
-      log::info("worker {} registered from {} ({} slot{}{}{}, {} running, {} "
-                "results held)",
-                id, req.info.host, req.info.slots,
-                req.info.slots == 1 ? "" : "s",
-                req.info.labels.empty() ? "" : ", labels ",
-                core::format_labels(req.info.labels), req.running.size(),
-                req.results.size());
-      carry_out(self, plan);
-      return {true, {}, st.options.heartbeat_interval_ms};
+      // The worker is recorded as connected before it is given anything: a
+      // master that crashes with assignments not yet journaled then knows,
+      // at its next start, whom to wait for (scheduler_core::restore).
+      auto token = ++st.next_token;
+      auto promise = self->make_response_promise<register_reply>();
+      auto id = req.info.id;
+      st.registrations.emplace(
+        token, scheduler_state::pending_registration{promise, std::move(req),
+                                                     std::move(handle)});
+      auto me = caf::actor_cast<scheduler_actor>(self);
+      st.journal->note_workers({std::move(id)}, {}, [me, token](bool ok) {
+        caf::anon_send(me, committed_atom::value, token, ok);
+      });
+      return promise;
     },
     [self](heartbeat_atom, const std::string& id, uint64_t incarnation,
            double load) -> bool {
@@ -402,6 +440,20 @@ scheduler(self_ptr self, scheduler_options options,
       auto& st = self->state;
       if (!ok && st.journal)
         log::error("journal commit failed: {}", st.journal->failure());
+      if (auto i = st.registrations.find(token);
+          i != st.registrations.end()) {
+        auto pending = std::move(i->second);
+        st.registrations.erase(i);
+        if (!ok) {
+          pending.promise.deliver(register_reply{
+            false, "refused: the master cannot write its journal",
+            st.options.heartbeat_interval_ms});
+          return;
+        }
+        pending.promise.deliver(
+          admit_worker(self, pending.request, pending.handle));
+        return;
+      }
       if (auto i = st.submits.find(token); i != st.submits.end()) {
         auto pending = std::move(i->second);
         st.submits.erase(i);

@@ -49,6 +49,13 @@ struct scheduler_state {
     core::admission admission;
   };
 
+  /// A registration waiting for its worker's row in the journal.
+  struct pending_registration {
+    caf::typed_response_promise<register_reply> promise;
+    register_request request;
+    worker_actor handle;
+  };
+
   struct waiter {
     caf::typed_response_promise<task_lookup> promise;
     core::time_ms deadline;
@@ -62,6 +69,7 @@ struct scheduler_state {
   std::mt19937_64 rng;
   uint64_t next_token = 0;
   std::unordered_map<uint64_t, pending_submit> submits;
+  std::unordered_map<uint64_t, pending_registration> registrations;
   std::unordered_map<uint64_t,
                      std::vector<std::pair<std::string, core::attempt_ref>>>
     acks;

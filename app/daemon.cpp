@@ -163,7 +163,10 @@ void stop_worker(caf::actor_system& sys, const worker_node_actor& worker,
 int run_master(taskmaster_config& cfg, bool with_worker) {
   std::string error;
   std::shared_ptr<store::task_journal> journal = store::task_journal::open(
-    cfg.data_dir, store::journal_options{cfg.journal_fsync}, error);
+    cfg.data_dir, store::journal_options{
+      cfg.journal_fsync,
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+        cfg.journal_group_delay)}, error);
   if (!journal) {
     fmt::print(stderr, "taskmasterd: {}\n", error);
     return 1;
@@ -269,7 +272,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   }
   gateway.stop();
   shutdown_actors();
-  journal->close();
+  journal->close_after_clean_stop();
   log::info("stopped");
   return 0;
 }

@@ -193,6 +193,7 @@ taskmaster_config::taskmaster_config()
     retention(defaults::retention),
     retention_max_tasks(defaults::retention_max_tasks),
     journal_fsync(defaults::journal_fsync),
+    journal_group_delay(defaults::journal_group_delay),
     max_body_bytes(defaults::max_body_bytes),
     http_threads(defaults::http_threads),
     request_timeout(defaults::request_timeout),
@@ -263,6 +264,9 @@ taskmaster_config::taskmaster_config()
          "how many finished tasks are kept at most")
     .add(journal_fsync, "journal-fsync",
          "fsync every journal commit (survives power loss, slower)")
+    .add(journal_group_delay, "journal-group-delay",
+         "how long a state change may wait for others to share its journal "
+         "commit (new tasks never wait)")
     .add(max_body_bytes, "max-body-bytes", "largest request body (413 above)")
     .add(http_threads, "http-threads", "HTTP worker threads")
     .add(request_timeout, "request-timeout",
@@ -389,6 +393,9 @@ std::string taskmaster_config::validate() {
       return fmt::format("--{} must be {}", d.name,
                          d.zero_allowed ? "0 or more" : "positive");
   }
+  if (journal_group_delay.count() < 0
+      || journal_group_delay > std::chrono::seconds(10))
+    return "--journal-group-delay must be between 0s and 10s";
   if (retry_backoff_max < retry_backoff)
     return "--retry-backoff-max must not be less than --retry-backoff";
   if (heartbeat_interval.count() <= 0)

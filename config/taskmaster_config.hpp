@@ -53,6 +53,7 @@ public:
   caf::timespan retention;
   size_t retention_max_tasks;
   bool journal_fsync;
+  caf::timespan journal_group_delay;
 
   // -- HTTP
   size_t max_body_bytes;

@@ -519,6 +519,8 @@ void scheduler_core::dispatch(time_ms now, plan& out) {
   if (!awaited_after_restart_.empty()) {
     if (now < hold_dispatch_until_)
       return;
+    out.workers_not_back.assign(awaited_after_restart_.begin(),
+                                awaited_after_restart_.end());
     awaited_after_restart_.clear();
   }
   place_queued(now, out);
@@ -620,7 +622,10 @@ void scheduler_core::reclaim_for_idle_slots(plan& out) {
 // -- recovery -----------------------------------------------------------------
 
 void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
-                             time_ms now) {
+                             time_ms now,
+                             const std::vector<std::string>& connected_before) {
+  awaited_after_restart_.insert(connected_before.begin(),
+                                connected_before.end());
   task_id max_id = last_id;
   for (auto& record : records) {
     auto id = record.id;

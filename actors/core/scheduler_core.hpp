@@ -125,11 +125,15 @@ struct plan {
   std::vector<worker_change> worker_changes;
   /// Tasks forgotten by retention (to delete from the journal).
   std::vector<task_id> removed;
+  /// Workers of the last master that did not come back within the wait
+  /// after a restart (to forget in the journal: the next restart need not
+  /// wait for them).
+  std::vector<std::string> workers_not_back;
 
   bool empty() const {
     return assignments.empty() && kills.empty() && reclaims.empty()
-           && acks.empty()
-           && task_changes.empty() && worker_changes.empty() && removed.empty();
+           && acks.empty() && task_changes.empty() && worker_changes.empty()
+           && removed.empty() && workers_not_back.empty();
   }
 };
 
@@ -293,10 +297,13 @@ public:
   // -- recovery -------------------------------------------------------------
 
   /// Rebuilds state from journaled records after a restart (before any
-  /// worker registers). `last_id` is the highest id ever handed out. Holds
-  /// dispatching back until the workers the journal has tasks running on
-  /// are back, a heartbeat timeout at most (see awaited_after_restart_).
-  void restore(std::vector<task_record> records, task_id last_id, time_ms now);
+  /// worker registers). `last_id` is the highest id ever handed out;
+  /// `connected_before` the workers connected when the last master ended
+  /// without a clean stop. Holds dispatching back until those workers and
+  /// the ones the journal has tasks running on are back, a heartbeat
+  /// timeout at most (see awaited_after_restart_).
+  void restore(std::vector<task_record> records, task_id last_id, time_ms now,
+               const std::vector<std::string>& connected_before = {});
 
   // -- queries --------------------------------------------------------------
 
@@ -436,12 +443,13 @@ private:
   /// a restart, or held by a worker lost around a stall), with their
   /// deadline.
   std::map<attempt_ref, time_ms> orphans_;
-  /// After a restart with tasks RUNNING in the journal, nothing is
-  /// dispatched until the workers they run on have all registered again, or
-  /// until hold_dispatch_until_ (a heartbeat timeout): a task the previous
-  /// master sent one of them but died before journaling is then adopted
-  /// there, not run a second time. (A journal without RUNNING tasks holds
-  /// nothing back: the master was idle, or nearly.)
+  /// After a restart, nothing is dispatched until the workers that may run
+  /// attempts of the last master have all registered again, or until
+  /// hold_dispatch_until_ (a heartbeat timeout): a task the last master sent
+  /// one of them but died before journaling is then adopted there, not run
+  /// a second time. Those are the workers the journal has tasks running on,
+  /// and, unless the last master stopped cleanly, every worker that was
+  /// connected (assignments go out before their RUNNING state is committed).
   std::set<std::string> awaited_after_restart_;
   time_ms hold_dispatch_until_ = 0;
   /// When tick() last ran (0: never).

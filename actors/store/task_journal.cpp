@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   stderr_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS connected_workers (id TEXT PRIMARY KEY);
 )sql";
 
 constexpr const char* upsert_sql = R"sql(
@@ -292,6 +293,14 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
                             "INSERT OR REPLACE INTO meta VALUES ('last_id', ?1)",
                             -1, &journal->set_last_id_, nullptr)
            != SQLITE_OK
+      || sqlite3_prepare_v2(db,
+                            "INSERT OR IGNORE INTO connected_workers "
+                            "VALUES (?1)",
+                            -1, &journal->worker_joined_, nullptr)
+           != SQLITE_OK
+      || sqlite3_prepare_v2(db, "DELETE FROM connected_workers WHERE id = ?1",
+                            -1, &journal->worker_gone_, nullptr)
+           != SQLITE_OK
       || sqlite3_prepare_v2(db, "BEGIN", -1, &journal->begin_, nullptr)
            != SQLITE_OK
       || sqlite3_prepare_v2(db, "COMMIT", -1, &journal->commit_, nullptr)
@@ -319,6 +328,8 @@ task_journal::~task_journal() {
   sqlite3_finalize(update_);
   sqlite3_finalize(erase_);
   sqlite3_finalize(set_last_id_);
+  sqlite3_finalize(worker_joined_);
+  sqlite3_finalize(worker_gone_);
   sqlite3_finalize(begin_);
   sqlite3_finalize(commit_);
   sqlite3_finalize(rollback_);
@@ -402,6 +413,11 @@ journal_contents task_journal::load() {
     result.tasks.push_back(std::move(t));
   }
   sqlite3_finalize(stmt);
+  sqlite3_prepare_v2(db_, "SELECT id FROM connected_workers ORDER BY id", -1,
+                     &stmt, nullptr);
+  while (sqlite3_step(stmt) == SQLITE_ROW)
+    result.connected_workers.push_back(column_text(stmt, 0));
+  sqlite3_finalize(stmt);
   last_id_ = result.last_id;
   saved_last_id_ = result.last_id;
   return result;
@@ -410,17 +426,25 @@ journal_contents task_journal::load() {
 void task_journal::write(std::vector<core::task_record> upserts,
                          std::vector<core::task_id> deletes,
                          commit_callback committed) {
-  enqueue(batch{std::move(upserts), std::move(deletes), std::move(committed),
-                false, false});
+  enqueue(batch{std::move(upserts), std::move(deletes), {}, {},
+                std::move(committed), false, false});
 }
 
 void task_journal::insert(std::vector<core::task_record> fresh,
                           commit_callback committed) {
-  enqueue(batch{std::move(fresh), {}, std::move(committed), true, true});
+  enqueue(batch{std::move(fresh), {}, {}, {}, std::move(committed), true, true});
+}
+
+void task_journal::note_workers(std::vector<std::string> joined,
+                                std::vector<std::string> gone,
+                                commit_callback committed) {
+  bool urgent = !joined.empty();
+  enqueue(batch{{}, {}, std::move(joined), std::move(gone),
+                std::move(committed), false, urgent});
 }
 
 void task_journal::barrier(commit_callback committed) {
-  enqueue(batch{{}, {}, std::move(committed), false, true});
+  enqueue(batch{{}, {}, {}, {}, std::move(committed), false, true});
 }
 
 void task_journal::enqueue(batch b) {
@@ -467,6 +491,14 @@ void task_journal::close() {
   }
   if (writer_.joinable())
     writer_.join();
+}
+
+void task_journal::close_after_clean_stop() {
+  close();
+  // The writer thread is gone: this thread has the database to itself.
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (failure_.empty() && !exec("DELETE FROM connected_workers"))
+    failure_ = sqlite3_errmsg(db_);
 }
 
 uint64_t task_journal::commits() const {
@@ -576,6 +608,14 @@ bool task_journal::commit(std::deque<batch>& batches) {
       ok = ok && sqlite3_step(erase_) == SQLITE_DONE;
       sqlite3_reset(erase_);
     }
+    auto note = [&](sqlite3_stmt* stmt, const std::string& id) {
+      bind_text(stmt, 1, id);
+      ok = ok && step(stmt);
+    };
+    for (const auto& id : b.workers_joined)
+      note(worker_joined_, id);
+    for (const auto& id : b.workers_gone)
+      note(worker_gone_, id);
   }
   // Remember the highest id ever used, so ids are not reused after the tasks
   // that carried them were deleted by retention.

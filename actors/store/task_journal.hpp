@@ -42,6 +42,9 @@ struct journal_contents {
   core::task_id last_id = 0;
   /// This start's epoch: one more than the last start's, already durable.
   uint32_t epoch = 1;
+  /// Workers that were connected when the last master ended without a clean
+  /// stop: they may run attempts it sent but never journaled.
+  std::vector<std::string> connected_workers;
 };
 
 class task_journal {
@@ -77,6 +80,14 @@ public:
   void insert(std::vector<core::task_record> fresh,
               commit_callback committed = {});
 
+  /// Records workers that connected (`joined`, committed at once: a worker
+  /// is given nothing before its row is durable) and workers that left or
+  /// were lost (`gone`, which may wait for company). After a crash, the next
+  /// master waits for the workers still recorded before it dispatches.
+  void note_workers(std::vector<std::string> joined,
+                    std::vector<std::string> gone,
+                    commit_callback committed = {});
+
   /// `committed` runs once everything queued before it is durable; commits
   /// at once.
   void barrier(commit_callback committed);
@@ -86,6 +97,12 @@ public:
 
   /// Commits what is queued and stops the writer thread.
   void close();
+
+  /// close() for a master that stopped cleanly: every assignment it sent has
+  /// its RUNNING state on disk, so the workers recorded as connected are
+  /// forgotten and the next start need not wait for them. (A master that
+  /// fails at start, or crashes, keeps them recorded.)
+  void close_after_clean_stop();
 
   /// Number of commits so far (for metrics and tests).
   uint64_t commits() const;
@@ -97,6 +114,8 @@ private:
   struct batch {
     std::vector<core::task_record> upserts;
     std::vector<core::task_id> deletes;
+    std::vector<std::string> workers_joined;
+    std::vector<std::string> workers_gone;
     commit_callback committed;
     /// The upserts are new tasks: insert without trying an update first.
     bool fresh = false;
@@ -133,6 +152,8 @@ private:
   sqlite3_stmt* update_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;
   sqlite3_stmt* set_last_id_ = nullptr;
+  sqlite3_stmt* worker_joined_ = nullptr;
+  sqlite3_stmt* worker_gone_ = nullptr;
   sqlite3_stmt* begin_ = nullptr;
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;

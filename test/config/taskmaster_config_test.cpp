@@ -135,6 +135,13 @@ TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config m;
   REQUIRE(m.parse_args({"--ws-ping-interval=2h"}).empty());
   CHECK(m.validate() == "--ws-ping-interval must be between 1s and 1h");
+  // Acknowledgements to workers wait for these commits.
+  taskmaster_config n;
+  REQUIRE(n.parse_args({"--journal-group-delay=11s"}).empty());
+  CHECK(n.validate() == "--journal-group-delay must be between 0s and 10s");
+  taskmaster_config o;
+  REQUIRE(o.parse_args({"--journal-group-delay=0s"}).empty());
+  CHECK(o.validate().empty());
   taskmaster_config g;
   CHECK(g.parse_args({"--config-file=/nonexistent/x.ini"})
         == "cannot read config file /nonexistent/x.ini");

@@ -927,6 +927,71 @@ TEST_CASE("after a restart, the master waits for its workers a heartbeat "
   CHECK(assigned_ids(tick) == std::vector<task_id>{queued});
 }
 
+TEST_CASE("after a crash, the master waits for every worker that was "
+          "connected, even with nothing RUNNING in the journal",
+          "[core][scheduler][recovery]") {
+  // Epoch 1 sent the only task to "a" and crashed before journaling it as
+  // RUNNING: the journal has it QUEUED, and "a" and "b" as connected.
+  auto old_settings = test_settings();
+  old_settings.epoch = 1;
+  fixture before{old_settings};
+  before.join("a", 1);
+  auto id = before.submit("echo once");
+  auto sent = before.task(id).current_ref();
+  auto as_journaled = before.task(id);
+  as_journaled.status = task_status::queued;
+  as_journaled.attempts.clear();
+  as_journaled.worker_id.clear();
+  as_journaled.started_at = 0;
+  auto settings = test_settings();
+  settings.epoch = 2;
+  fixture after{settings};
+  after.core.restore({as_journaled}, id, after.now, {"a", "b"});
+  CHECK(after.core.reason_of(after.task(id))
+        == "waiting for the workers to come back after a master restart");
+  // "b" is back first: nothing goes to it, "a" may run the task.
+  auto p = after.join("b", 1);
+  CHECK(p.assignments.empty());
+  plan back;
+  REQUIRE(after.core.register_worker(after.info("a", 1), {sent}, {}, after.now,
+                                     back)
+          == register_outcome::accepted);
+  CHECK(back.kills.empty());
+  CHECK(back.assignments.empty());
+  CHECK(after.task(id).status == task_status::running);
+  CHECK(after.task(id).worker_id == "a");
+  CHECK(after.task(id).attempts.size() == 1);
+  // Both back: dispatching again.
+  auto next = after.submit("true");
+  CHECK(after.task(next).status == task_status::running);
+  CHECK(after.task(next).worker_id == "b");
+}
+
+TEST_CASE("after a crash, a connected worker that never comes back holds "
+          "dispatching a heartbeat timeout at most",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto id = before.submit("true");
+  auto as_journaled = before.task(id);
+  as_journaled.status = task_status::queued;
+  as_journaled.attempts.clear();
+  as_journaled.worker_id.clear();
+  as_journaled.started_at = 0;
+  fixture after;
+  after.core.restore({as_journaled}, id, after.now, {"a"});
+  auto p = after.join("other", 1);
+  CHECK(p.assignments.empty());
+  plan tick;
+  after.core.tick(after.now + 4'999, tick);
+  CHECK(tick.assignments.empty());
+  CHECK(tick.workers_not_back.empty());
+  after.core.tick(after.now + 5'000, tick);
+  CHECK(assigned_ids(tick) == std::vector<task_id>{id});
+  // The journal forgets "a", so the next restart does not wait for it.
+  CHECK(tick.workers_not_back == std::vector<std::string>{"a"});
+}
+
 TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "
                           "attempt is ignored",
                  "[core][scheduler]") {

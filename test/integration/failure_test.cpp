@@ -13,6 +13,7 @@
 
 #include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -380,6 +381,51 @@ TEST_CASE("kill -9 of the master while tasks run: after a restart their "
     CHECK(t["attempts"].size() == 1);
   }
   CHECK(worker->log_contains("registered with the master"));
+}
+
+TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
+          "runs once, on the worker that has it",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  // State changes wait 10 s for company: the task's RUNNING state is not on
+  // disk when the master dies (new tasks still commit at once).
+  auto master = daemon::master(
+    dir, "master", with({"--journal-group-delay=10s"}, fast_liveness));
+  auto worker_args = with({"--reconnect-backoff-max=300ms"}, fast_liveness);
+  std::map<std::string, std::unique_ptr<taskmaster::test::daemon>> workers;
+  for (const auto* name : {"w-a", "w-b"})
+    workers[name] = daemon::worker(dir, master->cluster_addr(), name, 1,
+                                   worker_args);
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 2));
+  auto runs = dir / "runs";
+  auto id = submit_batch(
+    api, json::array({json{{"command", "echo run >> " + runs + "; sleep 2"}}}))[0];
+  REQUIRE(eventually([&] { return read_file(runs) == "run\n"; }));
+  auto holder = api.get("/tasks/" + std::to_string(id)).body["worker_id"]
+                  .get<std::string>();
+  REQUIRE(workers.count(holder) == 1);
+  // The worker that runs it comes back last: before, the restarted master
+  // found the task QUEUED and gave it to the other one at once.
+  workers[holder]->proc().signal(SIGSTOP);
+  auto ports = same_ports(*master);
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  master = daemon::master(
+    dir, "master",
+    with(ports, {"--heartbeat-interval=250ms", "--heartbeat-timeout=6s"}));
+  CHECK(master->log_contains("the last master did not stop cleanly"));
+  REQUIRE(wait_for_workers(api, 1));
+  auto t = api.get("/tasks/" + std::to_string(id)).body;
+  CHECK(t["status"] == "QUEUED");
+  CHECK(t["reason"]
+        == "waiting for the workers to come back after a master restart");
+  workers[holder]->proc().signal(SIGCONT);
+  t = api.wait_final(id);
+  CHECK(t["status"] == "SUCCEEDED");
+  CHECK(t["worker_id"] == holder);
+  CHECK(t["attempts"].size() == 1);
+  CHECK(read_file(runs) == "run\n");
 }
 
 TEST_CASE("a master restart while tasks run: the worker keeps running them "

@@ -240,6 +240,33 @@ TEST_CASE("deleted tasks stay deleted and their ids are not reused",
   CHECK(back.last_id == 3);
 }
 
+TEST_CASE("connected workers are kept until a clean stop",
+          "[store][journal]") {
+  temp_dir dir;
+  std::string error;
+  {
+    auto j = store::task_journal::open(dir.path(), {}, error);
+    CHECK(j->load().connected_workers.empty());
+    std::atomic<bool> durable{false};
+    j->note_workers({"w1", "w2", "w3"}, {},
+                    [&](bool ok) { durable = ok; });
+    // Joining commits at once, not after the group delay.
+    CHECK(eventually([&] { return durable.load(); }, 10s, 1ms));
+    j->note_workers({}, {"w2"});
+    j->note_workers({"w1"}, {});
+    j->flush();
+    // A crash, or a master that fails to start: no clean stop.
+  }
+  {
+    auto j = store::task_journal::open(dir.path(), {}, error);
+    CHECK(j->load().connected_workers
+          == std::vector<std::string>{"w1", "w3"});
+    j->close_after_clean_stop();
+  }
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  CHECK(j->load().connected_workers.empty());
+}
+
 TEST_CASE("commit callbacks run in order once the data is durable",
           "[store][journal]") {
   temp_dir dir;
