@@ -1,5 +1,6 @@
 #include "actors/scheduler.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <unordered_set>
 
@@ -116,15 +117,22 @@ void carry_out(self_ptr self, core::plan& plan) {
   // The next start after a crash need not wait for workers that hold no
   // unjournaled attempt: lost or departed ones (their tasks are requeued
   // just above), and the last master's that did not come back in time.
-  auto gone = std::move(plan.workers_not_back);
-  if (!gone.empty())
+  if (!plan.workers_not_back.empty())
     log::warn("dispatching again without worker{} {}: not back within {} ms "
               "of the restart",
-              gone.size() == 1 ? "" : "s", fmt::join(gone, ", "),
-              st.options.settings.heartbeat_timeout);
+              plan.workers_not_back.size() == 1 ? "" : "s",
+              fmt::join(plan.workers_not_back, ", "),
+              st.options.settings.restart_hold);
+  auto gone = std::move(plan.workers_not_back);
   for (const auto& c : plan.worker_changes)
     if (c.to == core::worker_status::lost || c.to == core::worker_status::left)
       gone.push_back(c.id);
+  // A worker whose row is being written for a new registration keeps it.
+  gone.erase(std::remove_if(gone.begin(), gone.end(),
+                            [&](const std::string& id) {
+                              return st.registering.count(id) != 0;
+                            }),
+             gone.end());
   if (!gone.empty())
     st.journal->note_workers({}, std::move(gone));
   // 2. Assignments, kills and reclaims, one message per worker.
@@ -323,7 +331,7 @@ scheduler(self_ptr self, scheduler_options options,
     if (!restored.connected_workers.empty())
       log::info("the last master did not stop cleanly: dispatching waits up "
                 "to {} ms for the workers it had ({}) to register again",
-                options.settings.heartbeat_timeout,
+                options.settings.restart_hold,
                 fmt::join(restored.connected_workers, ", "));
     // The metrics' gauges start from the restored state, not from zero
     // until the next change.
@@ -362,12 +370,16 @@ scheduler(self_ptr self, scheduler_options options,
         return register_reply{false, fmt::format("refused: {}", problem),
                               st.options.heartbeat_interval_ms};
       }
+      // A stopping master dispatches nothing: no need to wait for it.
+      if (st.stopping)
+        return admit_worker(self, req, handle);
       // The worker is recorded as connected before it is given anything: a
       // master that crashes with assignments not yet journaled then knows,
       // at its next start, whom to wait for (scheduler_core::restore).
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<register_reply>();
       auto id = req.info.id;
+      ++st.registering[id];
       st.registrations.emplace(
         token, scheduler_state::pending_registration{promise, std::move(req),
                                                      std::move(handle)});
@@ -438,18 +450,18 @@ scheduler(self_ptr self, scheduler_options options,
     },
     [self](committed_atom, uint64_t token, bool ok) {
       auto& st = self->state;
-      if (!ok && st.journal)
+      if (!ok && st.journal && !st.journal->failure().empty())
         log::error("journal commit failed: {}", st.journal->failure());
       if (auto i = st.registrations.find(token);
           i != st.registrations.end()) {
         auto pending = std::move(i->second);
         st.registrations.erase(i);
-        if (!ok) {
-          pending.promise.deliver(register_reply{
-            false, "refused: the master cannot write its journal",
-            st.options.heartbeat_interval_ms});
-          return;
-        }
+        if (auto r = st.registering.find(pending.request.info.id);
+            r != st.registering.end() && --r->second == 0)
+          st.registering.erase(r);
+        // Without its row the worker is admitted all the same, as before
+        // rows existed: a refusal would make it give up for good, and a
+        // master whose journal fails keeps nothing else either.
         pending.promise.deliver(
           admit_worker(self, pending.request, pending.handle));
         return;
@@ -593,9 +605,11 @@ scheduler(self_ptr self, scheduler_options options,
       auto promise = self->make_response_promise<bool>();
       st.barriers.emplace(token, promise);
       auto me = caf::actor_cast<scheduler_actor>(self);
-      st.journal->barrier([me, token](bool ok) {
-        caf::anon_send(me, committed_atom::value, token, ok);
-      });
+      st.journal->stopped_dispatching(
+        st.core->awaited_after_restart(log::wall_clock_ms()),
+        [me, token](bool ok) {
+          caf::anon_send(me, committed_atom::value, token, ok);
+        });
       return promise;
     },
     // -- time -----------------------------------------------------------------------

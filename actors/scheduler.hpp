@@ -70,6 +70,8 @@ struct scheduler_state {
   uint64_t next_token = 0;
   std::unordered_map<uint64_t, pending_submit> submits;
   std::unordered_map<uint64_t, pending_registration> registrations;
+  /// Worker ids with a registration in `registrations`, and how many.
+  std::map<std::string, int> registering;
   std::unordered_map<uint64_t,
                      std::vector<std::pair<std::string, core::attempt_ref>>>
     acks;

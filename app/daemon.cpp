@@ -272,7 +272,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   }
   gateway.stop();
   shutdown_actors();
-  journal->close_after_clean_stop();
+  journal->close();
   log::info("stopped");
   return 0;
 }

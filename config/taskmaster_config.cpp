@@ -522,6 +522,7 @@ core::scheduler_settings taskmaster_config::scheduler_settings() const {
   s.retry = core::retry_policy{to_ms(retry_backoff), to_ms(retry_backoff_max)};
   s.heartbeat_timeout = to_ms(heartbeat_timeout);
   s.reconcile_grace = to_ms(reconcile_grace);
+  s.restart_hold = to_ms(heartbeat_timeout + reconnect_backoff_max);
   s.prefetch_budget = to_ms(prefetch_budget);
   s.max_lost_attempts = max_lost_attempts;
   s.max_queued = max_queued;

@@ -667,7 +667,7 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     }
   }
   next_id_ = max_id + 1;
-  hold_dispatch_until_ = now + settings_.heartbeat_timeout;
+  hold_dispatch_until_ = now + settings_.restart_hold;
 }
 
 // -- queries ------------------------------------------------------------------

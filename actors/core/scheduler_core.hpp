@@ -37,6 +37,11 @@ struct scheduler_settings {
   /// After a master restart, how long a RUNNING task waits for its worker to
   /// reconnect and claim it before it is requeued.
   time_ms reconcile_grace = 30'000;
+  /// After a master restart, how long dispatching waits at most for the
+  /// workers that may run attempts of the last master (see
+  /// awaited_after_restart_): a heartbeat timeout plus the longest reconnect
+  /// backoff, so that a worker still backing off from the outage makes it.
+  time_ms restart_hold = 10'000;
   /// A task whose worker vanished this many times fails instead of being
   /// requeued again (it is probably what kills its workers).
   uint32_t max_lost_attempts = 5;
@@ -294,14 +299,22 @@ public:
     dispatching_ = false;
   }
 
+  /// Workers the last master may have sent attempts it never journaled and
+  /// that are not back yet, while dispatching still waits for them.
+  std::vector<std::string> awaited_after_restart(time_ms now) const {
+    if (now >= hold_dispatch_until_)
+      return {};
+    return {awaited_after_restart_.begin(), awaited_after_restart_.end()};
+  }
+
   // -- recovery -------------------------------------------------------------
 
   /// Rebuilds state from journaled records after a restart (before any
   /// worker registers). `last_id` is the highest id ever handed out;
   /// `connected_before` the workers connected when the last master ended
   /// without a clean stop. Holds dispatching back until those workers and
-  /// the ones the journal has tasks running on are back, a heartbeat
-  /// timeout at most (see awaited_after_restart_).
+  /// the ones the journal has tasks running on are back, restart_hold at
+  /// most (see awaited_after_restart_).
   void restore(std::vector<task_record> records, task_id last_id, time_ms now,
                const std::vector<std::string>& connected_before = {});
 
@@ -445,7 +458,7 @@ private:
   std::map<attempt_ref, time_ms> orphans_;
   /// After a restart, nothing is dispatched until the workers that may run
   /// attempts of the last master have all registered again, or until
-  /// hold_dispatch_until_ (a heartbeat timeout): a task the last master sent
+  /// hold_dispatch_until_ (restart_hold): a task the last master sent
   /// one of them but died before journaling is then adopted there, not run
   /// a second time. Those are the workers the journal has tasks running on,
   /// and, unless the last master stopped cleanly, every worker that was

@@ -426,25 +426,32 @@ journal_contents task_journal::load() {
 void task_journal::write(std::vector<core::task_record> upserts,
                          std::vector<core::task_id> deletes,
                          commit_callback committed) {
-  enqueue(batch{std::move(upserts), std::move(deletes), {}, {},
+  enqueue(batch{std::move(upserts), std::move(deletes), {}, {}, {},
                 std::move(committed), false, false});
 }
 
 void task_journal::insert(std::vector<core::task_record> fresh,
                           commit_callback committed) {
-  enqueue(batch{std::move(fresh), {}, {}, {}, std::move(committed), true, true});
+  enqueue(
+    batch{std::move(fresh), {}, {}, {}, {}, std::move(committed), true, true});
 }
 
 void task_journal::note_workers(std::vector<std::string> joined,
                                 std::vector<std::string> gone,
                                 commit_callback committed) {
   bool urgent = !joined.empty();
-  enqueue(batch{{}, {}, std::move(joined), std::move(gone),
+  enqueue(batch{{}, {}, std::move(joined), std::move(gone), {},
                 std::move(committed), false, urgent});
 }
 
 void task_journal::barrier(commit_callback committed) {
-  enqueue(batch{{}, {}, {}, {}, std::move(committed), false, true});
+  enqueue(batch{{}, {}, {}, {}, {}, std::move(committed), false, true});
+}
+
+void task_journal::stopped_dispatching(std::vector<std::string> keep,
+                                       commit_callback committed) {
+  enqueue(
+    batch{{}, {}, {}, {}, std::move(keep), std::move(committed), false, true});
 }
 
 void task_journal::enqueue(batch b) {
@@ -493,13 +500,7 @@ void task_journal::close() {
     writer_.join();
 }
 
-void task_journal::close_after_clean_stop() {
-  close();
-  // The writer thread is gone: this thread has the database to itself.
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (failure_.empty() && !exec("DELETE FROM connected_workers"))
-    failure_ = sqlite3_errmsg(db_);
-}
+
 
 uint64_t task_journal::commits() const {
   std::lock_guard<std::mutex> guard{mtx_};
@@ -616,6 +617,19 @@ bool task_journal::commit(std::deque<batch>& batches) {
       note(worker_joined_, id);
     for (const auto& id : b.workers_gone)
       note(worker_gone_, id);
+    if (b.forget_workers_but) {
+      std::vector<std::string> recorded;
+      sqlite3_stmt* all = nullptr;
+      sqlite3_prepare_v2(db_, "SELECT id FROM connected_workers", -1, &all,
+                         nullptr);
+      while (sqlite3_step(all) == SQLITE_ROW)
+        recorded.push_back(column_text(all, 0));
+      sqlite3_finalize(all);
+      const auto& keep = *b.forget_workers_but;
+      for (const auto& id : recorded)
+        if (std::find(keep.begin(), keep.end(), id) == keep.end())
+          note(worker_gone_, id);
+    }
   }
   // Remember the highest id ever used, so ids are not reused after the tasks
   // that carried them were deleted by retention.

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,17 +93,20 @@ public:
   /// at once.
   void barrier(commit_callback committed);
 
+  /// A barrier that also forgets every connected worker but `keep`, for a
+  /// master that has stopped dispatching: every assignment it sent is
+  /// journaled with it, so the next start waits only for `keep` (workers an
+  /// earlier master may have sent attempts it never journaled, not back
+  /// yet). A master that crashes or fails to start keeps them all recorded.
+  void stopped_dispatching(std::vector<std::string> keep,
+                           commit_callback committed);
+
   /// Blocks until everything queued so far is committed.
   void flush();
 
   /// Commits what is queued and stops the writer thread.
   void close();
 
-  /// close() for a master that stopped cleanly: every assignment it sent has
-  /// its RUNNING state on disk, so the workers recorded as connected are
-  /// forgotten and the next start need not wait for them. (A master that
-  /// fails at start, or crashes, keeps them recorded.)
-  void close_after_clean_stop();
 
   /// Number of commits so far (for metrics and tests).
   uint64_t commits() const;
@@ -116,6 +120,8 @@ private:
     std::vector<core::task_id> deletes;
     std::vector<std::string> workers_joined;
     std::vector<std::string> workers_gone;
+    /// Set: forget every connected worker but these.
+    std::optional<std::vector<std::string>> forget_workers_but;
     commit_callback committed;
     /// The upserts are new tasks: insert without trying an update first.
     bool fresh = false;

@@ -18,6 +18,7 @@ scheduler_settings test_settings() {
   // realistic pace (see stall_settings).
   s.tick_interval = 3'600'000;
   s.reconcile_grace = 10'000;
+  s.restart_hold = 8'000;
   s.max_queued = 1000;
   // The prefetch cases count in tasks of a few ms.
   s.prefetch_budget = 5;
@@ -908,8 +909,41 @@ TEST_CASE("after a restart, a held hand-back makes the worker's next attempt "
   CHECK(after.task(id).attempts[1].outcome == attempt_outcome::succeeded);
 }
 
-TEST_CASE("after a restart, the master waits for its workers a heartbeat "
-          "timeout at most",
+namespace {
+
+/// Ticks `f` up to `end`, its workers heartbeating throughout, and checks
+/// that nothing is dispatched before `end`. Returns what is dispatched at
+/// `end`, and in `not_back` the workers the hold gave up on.
+std::vector<task_id> hold_ends_at(fixture& f, time_ms end,
+                                  std::vector<std::string>* not_back = nullptr) {
+  auto heartbeat_all = [&](time_ms at) {
+    for (const auto& [id, w] : f.core.cluster().workers())
+      CHECK(f.core.heartbeat(id, w.info.incarnation, 0, at)
+            == heartbeat_outcome::ok);
+  };
+  for (auto at = f.now + 1'000; at < end; at += 1'000) {
+    heartbeat_all(at);
+    plan tick;
+    f.core.tick(at, tick);
+    CHECK(tick.assignments.empty());
+    CHECK(tick.workers_not_back.empty());
+  }
+  heartbeat_all(end - 1);
+  plan tick;
+  f.core.tick(end - 1, tick);
+  CHECK(tick.assignments.empty());
+  heartbeat_all(end);
+  plan last;
+  f.core.tick(end, last);
+  if (not_back != nullptr)
+    *not_back = last.workers_not_back;
+  return assigned_ids(last);
+}
+
+} // namespace
+
+TEST_CASE("after a restart, the master waits for its workers restart_hold "
+          "at most",
           "[core][scheduler][recovery]") {
   fixture before;
   before.join("a", 1);
@@ -920,11 +954,8 @@ TEST_CASE("after a restart, the master waits for its workers a heartbeat "
                      after.now);
   auto p = after.join("other", 1);
   CHECK(p.assignments.empty());
-  plan tick;
-  after.core.tick(after.now + 4'999, tick);
-  CHECK(tick.assignments.empty());
-  after.core.tick(after.now + 5'000, tick);
-  CHECK(assigned_ids(tick) == std::vector<task_id>{queued});
+  CHECK(hold_ends_at(after, after.now + test_settings().restart_hold)
+        == std::vector<task_id>{queued});
 }
 
 TEST_CASE("after a crash, the master waits for every worker that was "
@@ -968,7 +999,7 @@ TEST_CASE("after a crash, the master waits for every worker that was "
 }
 
 TEST_CASE("after a crash, a connected worker that never comes back holds "
-          "dispatching a heartbeat timeout at most",
+          "dispatching restart_hold at most",
           "[core][scheduler][recovery]") {
   fixture before;
   before.join("a", 1);
@@ -979,17 +1010,15 @@ TEST_CASE("after a crash, a connected worker that never comes back holds "
   as_journaled.worker_id.clear();
   as_journaled.started_at = 0;
   fixture after;
-  after.core.restore({as_journaled}, id, after.now, {"a"});
+  after.core.restore({as_journaled}, id, after.now, {"a", "b"});
   auto p = after.join("other", 1);
   CHECK(p.assignments.empty());
-  plan tick;
-  after.core.tick(after.now + 4'999, tick);
-  CHECK(tick.assignments.empty());
-  CHECK(tick.workers_not_back.empty());
-  after.core.tick(after.now + 5'000, tick);
-  CHECK(assigned_ids(tick) == std::vector<task_id>{id});
+  after.join("b", 1);
+  auto end = after.now + test_settings().restart_hold;
+  std::vector<std::string> not_back;
+  CHECK(hold_ends_at(after, end, &not_back) == std::vector<task_id>{id});
   // The journal forgets "a", so the next restart does not wait for it.
-  CHECK(tick.workers_not_back == std::vector<std::string>{"a"});
+  CHECK(not_back == std::vector<std::string>{"a"});
 }
 
 TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "

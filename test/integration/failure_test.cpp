@@ -426,6 +426,17 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   CHECK(t["worker_id"] == holder);
   CHECK(t["attempts"].size() == 1);
   CHECK(read_file(runs) == "run\n");
+  // A clean stop has every assignment journaled: its successor does not
+  // wait for the workers.
+  auto again = same_ports(*master);
+  master->proc().signal(SIGTERM);
+  REQUIRE(master->proc().wait(30s));
+  master = daemon::master(dir, "master", with(again, fast_liveness));
+  // (The three masters share one log.)
+  REQUIRE(master->log_contains("journal: restored 1 tasks (0 queued"));
+  auto log = master->log();
+  auto third = log.rfind("journal: restored 1 tasks (0 queued");
+  CHECK(log.find("did not stop cleanly", third) == std::string::npos);
 }
 
 TEST_CASE("a master restart while tasks run: the worker keeps running them "

@@ -240,31 +240,41 @@ TEST_CASE("deleted tasks stay deleted and their ids are not reused",
   CHECK(back.last_id == 3);
 }
 
-TEST_CASE("connected workers are kept until a clean stop",
+TEST_CASE("connected workers are kept until the master stops dispatching",
           "[store][journal]") {
+  using steady = std::chrono::steady_clock;
   temp_dir dir;
   std::string error;
   {
-    auto j = store::task_journal::open(dir.path(), {}, error);
-    CHECK(j->load().connected_workers.empty());
+    // State changes would wait 30 s for company.
+    auto j = open_loaded(dir, std::chrono::seconds(30));
+    REQUIRE(j);
     std::atomic<bool> durable{false};
-    j->note_workers({"w1", "w2", "w3"}, {},
+    auto start = steady::now();
+    j->note_workers({"w1", "w2", "w3", "w4"}, {},
                     [&](bool ok) { durable = ok; });
-    // Joining commits at once, not after the group delay.
+    // A worker is given nothing before its row is on disk: joining commits
+    // at once.
     CHECK(eventually([&] { return durable.load(); }, 10s, 1ms));
+    CHECK(steady::now() - start < std::chrono::seconds(5));
     j->note_workers({}, {"w2"});
     j->note_workers({"w1"}, {});
     j->flush();
-    // A crash, or a master that fails to start: no clean stop.
+    // A crash, or a master that fails to start: nothing more.
   }
   {
     auto j = store::task_journal::open(dir.path(), {}, error);
+    REQUIRE(j);
     CHECK(j->load().connected_workers
-          == std::vector<std::string>{"w1", "w3"});
-    j->close_after_clean_stop();
+          == std::vector<std::string>{"w1", "w3", "w4"});
+    // Stopped while still waiting for w3 after that crash: w3 stays.
+    std::atomic<bool> durable{false};
+    j->stopped_dispatching({"w3"}, [&](bool ok) { durable = ok; });
+    CHECK(eventually([&] { return durable.load(); }, 10s, 1ms));
   }
   auto j = store::task_journal::open(dir.path(), {}, error);
-  CHECK(j->load().connected_workers.empty());
+  REQUIRE(j);
+  CHECK(j->load().connected_workers == std::vector<std::string>{"w3"});
 }
 
 TEST_CASE("commit callbacks run in order once the data is durable",
