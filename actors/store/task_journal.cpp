@@ -500,8 +500,6 @@ void task_journal::close() {
     writer_.join();
 }
 
-
-
 uint64_t task_journal::commits() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return commits_;
