@@ -685,7 +685,7 @@ std::string scheduler_core::reason_of(const task_record& task) const {
   if (task.not_before > 0)
     return task.reason;
   if (!awaited_after_restart_.empty())
-    return "waiting for the workers to come back after a master restart";
+    return restart_hold_reason();
   const auto* cls = queue_.class_of(task.spec.labels);
   if (cls == nullptr)
     return task.reason;
@@ -825,6 +825,25 @@ std::string scheduler_core::awaiting_claim(const std::string& worker_id,
   return fmt::format("{}: waiting up to {} s for worker {} to come back and "
                      "claim it",
                      why, settings_.reconcile_grace / 1000, worker_id);
+}
+
+std::string scheduler_core::restart_hold_reason() const {
+  // Names a few: hundreds of workers would bury the point.
+  constexpr size_t named = 3;
+  std::string who;
+  size_t n = 0;
+  for (const auto& id : awaited_after_restart_) {
+    if (n == named)
+      break;
+    who += (n++ == 0 ? "" : ", ") + id;
+  }
+  if (awaited_after_restart_.size() > named)
+    who += fmt::format(" and {} more", awaited_after_restart_.size() - named);
+  return fmt::format("the master restarted: nothing is dispatched until "
+                     "worker{} {} {} back, or {} at the latest",
+                     awaited_after_restart_.size() == 1 ? "" : "s", who,
+                     awaited_after_restart_.size() == 1 ? "is" : "are",
+                     format_rfc3339(hold_dispatch_until_));
 }
 
 void scheduler_core::dequeue(task_record& task) {

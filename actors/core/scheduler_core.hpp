@@ -381,6 +381,10 @@ private:
   std::string awaiting_claim(const std::string& worker_id,
                              const char* why) const;
 
+  /// The reason of a queued task while dispatching waits for the last
+  /// master's workers (see awaited_after_restart_): whom, and until when.
+  std::string restart_hold_reason() const;
+
   /// Takes a QUEUED task out of the ready queue or the delayed set.
   void dequeue(task_record& task);
 

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "actors/core/scheduler_core.hpp"
+#include "actors/core/time.hpp"
 
 using namespace taskmaster::core;
 
@@ -848,7 +849,10 @@ TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
   auto p = after.join("fresh", 1);
   CHECK(p.assignments.empty());
   CHECK(after.core.reason_of(after.task(unjournaled))
-        == "waiting for the workers to come back after a master restart");
+        == "the master restarted: nothing is dispatched until worker a is "
+           "back, or "
+             + format_rfc3339(after.now + test_settings().restart_hold)
+             + " at the latest");
   // "a" comes back with the journaled attempt still running and the other
   // one's result: both are its own, and nothing runs twice.
   attempt_result done;
@@ -979,7 +983,10 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   fixture after{settings};
   after.core.restore({as_journaled}, id, after.now, {"a", "b"});
   CHECK(after.core.reason_of(after.task(id))
-        == "waiting for the workers to come back after a master restart");
+        == "the master restarted: nothing is dispatched until workers a, b "
+           "are back, or "
+             + format_rfc3339(after.now + test_settings().restart_hold)
+             + " at the latest");
   // "b" is back first: nothing goes to it, "a" may run the task.
   auto p = after.join("b", 1);
   CHECK(p.assignments.empty());
@@ -996,6 +1003,21 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   auto next = after.submit("true");
   CHECK(after.task(next).status == task_status::running);
   CHECK(after.task(next).worker_id == "b");
+}
+
+TEST_CASE("the restart hold names a few of the workers it waits for",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  auto id = before.submit("true");
+  fixture after;
+  after.core.restore({before.task(id)}, id, after.now,
+                     {"w1", "w2", "w3", "w4", "w5"});
+  after.join("w2", 1);
+  CHECK(after.core.reason_of(after.task(id)).rfind(
+          "the master restarted: nothing is dispatched until workers w1, w3, "
+          "w4 and 1 more are back, or ",
+          0)
+        == 0);
 }
 
 TEST_CASE("after a crash, a connected worker that never comes back holds "
