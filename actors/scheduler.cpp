@@ -216,8 +216,9 @@ void carry_out(self_ptr self, core::plan& plan) {
   schedule_event_flush(self);
 }
 
-/// Registers a worker whose row the journal has: the core takes what it
-/// runs and holds, and may give it work at once.
+/// Registers a worker once its row's commit was tried (or at once while
+/// the master stops): the core takes what it runs and holds, and may give
+/// it work at once.
 register_reply admit_worker(self_ptr self, const register_request& req,
                             const worker_actor& handle) {
   auto& st = self->state;
@@ -329,15 +330,22 @@ scheduler(self_ptr self, scheduler_options options,
               "their workers)",
               count, stats.queued, stats.running);
     if (!restored.connected_workers.empty())
-      log::info("the last master did not stop cleanly: dispatching waits up "
-                "to {} ms for the workers it had ({}) to register again",
+      log::info("worker{} {} may run attempts an earlier master never "
+                "journaled: dispatching waits up to {} ms for {} to register "
+                "again",
+                restored.connected_workers.size() == 1 ? "" : "s",
+                fmt::join(restored.connected_workers, ", "),
                 options.settings.restart_hold,
-                fmt::join(restored.connected_workers, ", "));
+                restored.connected_workers.size() == 1 ? "it" : "them");
     // The metrics' gauges start from the restored state, not from zero
     // until the next change.
     event_batch restored_state;
     restored_state.summary = summarize(*st.core);
     self->send(st.monitor, event_atom::value, std::move(restored_state));
+  } else if (!restored.connected_workers.empty()) {
+    // No task, so nothing was ever dispatched unjournaled (tasks are
+    // committed before they can be): nobody to wait for.
+    st.journal->note_workers({}, std::move(restored.connected_workers));
   }
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
@@ -606,7 +614,7 @@ scheduler(self_ptr self, scheduler_options options,
       st.barriers.emplace(token, promise);
       auto me = caf::actor_cast<scheduler_actor>(self);
       st.journal->stopped_dispatching(
-        st.core->awaited_after_restart(log::wall_clock_ms()),
+        st.core->awaited_after_restart(),
         [me, token](bool ok) {
           caf::anon_send(me, committed_atom::value, token, ok);
         });

@@ -239,7 +239,9 @@ taskmaster_config::taskmaster_config()
     .add(reconnect_backoff, "reconnect-backoff",
          "worker: first delay before reconnecting to the master")
     .add(reconnect_backoff_max, "reconnect-backoff-max",
-         "worker: longest delay between reconnect attempts")
+         "worker: longest delay between reconnect attempts; master: "
+         "after a crash, how long (beyond --heartbeat-timeout) to wait for "
+         "them, so keep it at least the workers'")
     .add(aging_interval, "aging-interval",
          "waiting this long raises a queued task one priority level")
     .add(max_retries, "max-retries", "retries for tasks that set none")

@@ -299,11 +299,11 @@ public:
     dispatching_ = false;
   }
 
-  /// Workers the last master may have sent attempts it never journaled and
-  /// that are not back yet, while dispatching still waits for them.
-  std::vector<std::string> awaited_after_restart(time_ms now) const {
-    if (now >= hold_dispatch_until_)
-      return {};
+  /// Workers an earlier master may have sent attempts it never journaled
+  /// and that are not back yet, until dispatching gives up on them (see
+  /// plan::workers_not_back). A master that stops keeps waiting for them:
+  /// it dispatches nothing more, and the next start must wait in its turn.
+  std::vector<std::string> awaited_after_restart() const {
     return {awaited_after_restart_.begin(), awaited_after_restart_.end()};
   }
 
@@ -311,8 +311,9 @@ public:
 
   /// Rebuilds state from journaled records after a restart (before any
   /// worker registers). `last_id` is the highest id ever handed out;
-  /// `connected_before` the workers connected when the last master ended
-  /// without a clean stop. Holds dispatching back until those workers and
+  /// `connected_before` the workers that may run attempts an earlier master
+  /// never journaled (the journal's connected workers, see
+  /// store::journal_contents). Holds dispatching back until those workers and
   /// the ones the journal has tasks running on are back, restart_hold at
   /// most (see awaited_after_restart_).
   void restore(std::vector<task_record> records, task_id last_id, time_ms now,
@@ -465,8 +466,9 @@ private:
   /// hold_dispatch_until_ (restart_hold): a task the last master sent
   /// one of them but died before journaling is then adopted there, not run
   /// a second time. Those are the workers the journal has tasks running on,
-  /// and, unless the last master stopped cleanly, every worker that was
-  /// connected (assignments go out before their RUNNING state is committed).
+  /// and those it records as connected (assignments go out before their
+  /// RUNNING state is committed): after a crash every worker that was
+  /// connected, after a clean stop only those that master still awaited.
   std::set<std::string> awaited_after_restart_;
   time_ms hold_dispatch_until_ = 0;
   /// When tick() last ran (0: never).

@@ -615,13 +615,16 @@ bool task_journal::commit(std::deque<batch>& batches) {
       note(worker_joined_, id);
     for (const auto& id : b.workers_gone)
       note(worker_gone_, id);
-    if (b.forget_workers_but) {
+    if (b.forget_workers_but && ok) {
       std::vector<std::string> recorded;
       sqlite3_stmt* all = nullptr;
-      sqlite3_prepare_v2(db_, "SELECT id FROM connected_workers", -1, &all,
-                         nullptr);
-      while (sqlite3_step(all) == SQLITE_ROW)
+      ok = sqlite3_prepare_v2(db_, "SELECT id FROM connected_workers", -1,
+                              &all, nullptr)
+           == SQLITE_OK;
+      int rc = SQLITE_DONE;
+      while (ok && (rc = sqlite3_step(all)) == SQLITE_ROW)
         recorded.push_back(column_text(all, 0));
+      ok = ok && rc == SQLITE_DONE;
       sqlite3_finalize(all);
       const auto& keep = *b.forget_workers_but;
       for (const auto& id : recorded)

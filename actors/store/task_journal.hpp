@@ -43,8 +43,10 @@ struct journal_contents {
   core::task_id last_id = 0;
   /// This start's epoch: one more than the last start's, already durable.
   uint32_t epoch = 1;
-  /// Workers that were connected when the last master ended without a clean
-  /// stop: they may run attempts it sent but never journaled.
+  /// Workers that may run attempts an earlier master sent but never
+  /// journaled: all those connected when a master crashed, and those a
+  /// master that stopped cleanly was still waiting for (see
+  /// stopped_dispatching).
   std::vector<std::string> connected_workers;
 };
 
@@ -106,7 +108,6 @@ public:
 
   /// Commits what is queued and stops the writer thread.
   void close();
-
 
   /// Number of commits so far (for metrics and tests).
   uint64_t commits() const;

@@ -232,6 +232,16 @@ TEST_CASE("an API token file must hold a token", "[config]") {
   std::remove(file.c_str());
 }
 
+TEST_CASE("after a crash the master waits a heartbeat timeout plus the "
+          "longest reconnect backoff",
+          "[config]") {
+  taskmaster_config cfg;
+  REQUIRE(cfg.parse_args({"--heartbeat-timeout=3s",
+                          "--reconnect-backoff-max=20s"})
+            .empty());
+  CHECK(cfg.scheduler_settings().restart_hold == 23'000);
+}
+
 TEST_CASE("the retry backoff cap is not below the backoff", "[config]") {
   taskmaster_config cfg;
   REQUIRE(cfg.parse_args({"--retry-backoff=10s", "--retry-backoff-max=1s"})

@@ -936,6 +936,7 @@ std::vector<task_id> hold_ends_at(fixture& f, time_ms end,
   plan tick;
   f.core.tick(end - 1, tick);
   CHECK(tick.assignments.empty());
+  CHECK(tick.workers_not_back.empty());
   heartbeat_all(end);
   plan last;
   f.core.tick(end, last);
@@ -1036,11 +1037,15 @@ TEST_CASE("after a crash, a connected worker that never comes back holds "
   auto p = after.join("other", 1);
   CHECK(p.assignments.empty());
   after.join("b", 1);
+  // A master stopped now would keep waiting for "a" (and so would its
+  // successor).
+  CHECK(after.core.awaited_after_restart() == std::vector<std::string>{"a"});
   auto end = after.now + test_settings().restart_hold;
   std::vector<std::string> not_back;
   CHECK(hold_ends_at(after, end, &not_back) == std::vector<task_id>{id});
   // The journal forgets "a", so the next restart does not wait for it.
   CHECK(not_back == std::vector<std::string>{"a"});
+  CHECK(after.core.awaited_after_restart().empty());
 }
 
 TEST_CASE_METHOD(fixture, "a result from a worker that does not hold the "

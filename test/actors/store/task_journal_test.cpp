@@ -267,14 +267,20 @@ TEST_CASE("connected workers are kept until the master stops dispatching",
     REQUIRE(j);
     CHECK(j->load().connected_workers
           == std::vector<std::string>{"w1", "w3", "w4"});
-    // Stopped while still waiting for w3 after that crash: w3 stays.
+    // Stopped while still waiting for w3 after that crash: w3 stays. Notes
+    // keep their order around it: w5 joins after the forget, and w1 leaves
+    // and joins again before it.
+    j->note_workers({}, {"w1"});
+    j->note_workers({"w1"}, {});
     std::atomic<bool> durable{false};
-    j->stopped_dispatching({"w3"}, [&](bool ok) { durable = ok; });
+    j->stopped_dispatching({"w3", "w1"}, [&](bool ok) { durable = ok; });
+    j->note_workers({"w5"}, {});
     CHECK(eventually([&] { return durable.load(); }, 10s, 1ms));
   }
   auto j = store::task_journal::open(dir.path(), {}, error);
   REQUIRE(j);
-  CHECK(j->load().connected_workers == std::vector<std::string>{"w3"});
+  CHECK(j->load().connected_workers
+        == std::vector<std::string>{"w1", "w3", "w5"});
 }
 
 TEST_CASE("commit callbacks run in order once the data is durable",
