@@ -224,6 +224,7 @@ register_reply admit_worker(self_ptr self, const register_request& req,
   auto& st = self->state;
   core::plan plan;
   const auto& id = req.info.id;
+  bool awaited_before = !st.core->awaited_after_restart().empty();
   auto outcome = st.core->register_worker(req.info, req.running, req.results,
                                           log::wall_clock_ms(), plan);
   if (outcome == core::register_outcome::duplicate_id) {
@@ -235,6 +236,9 @@ register_reply admit_worker(self_ptr self, const register_request& req,
                         id),
             st.options.heartbeat_interval_ms};
   }
+  if (awaited_before && st.core->awaited_after_restart().empty())
+    log::info("the workers an earlier master may have sent attempts to are "
+              "back: dispatching");
   auto i = st.workers.find(id);
   if (i != st.workers.end() && i->second != handle)
     self->demonitor(i->second.address());
@@ -329,24 +333,28 @@ scheduler(self_ptr self, scheduler_options options,
     log::info("journal: restored {} tasks ({} queued, {} running awaiting "
               "their workers)",
               count, stats.queued, stats.running);
-    if (!restored.connected_workers.empty())
-      log::info("worker{} {} may run attempts an earlier master never "
-                "journaled: dispatching waits up to {} ms for {} to register "
-                "again",
-                restored.connected_workers.size() == 1 ? "" : "s",
-                fmt::join(restored.connected_workers, ", "),
+    auto awaited = st.core->awaited_after_restart();
+    if (!awaited.empty())
+      log::info("worker{} {} may run attempts an earlier master sent: "
+                "dispatching waits up to {} ms for {} to register again",
+                awaited.size() == 1 ? "" : "s", fmt::join(awaited, ", "),
                 options.settings.restart_hold,
-                restored.connected_workers.size() == 1 ? "it" : "them");
+                awaited.size() == 1 ? "it" : "them");
     // The metrics' gauges start from the restored state, not from zero
     // until the next change.
     event_batch restored_state;
     restored_state.summary = summarize(*st.core);
     self->send(st.monitor, event_atom::value, std::move(restored_state));
-  } else if (!restored.connected_workers.empty()) {
-    // No task, so nothing was ever dispatched unjournaled (tasks are
-    // committed before they can be): nobody to wait for.
-    st.journal->note_workers({}, std::move(restored.connected_workers));
   }
+  // Recorded workers the core does not wait for (no queued task they could
+  // run unjournaled) need not be waited for after the next crash either.
+  std::vector<std::string> not_awaited;
+  auto awaited = st.core->awaited_after_restart();
+  for (auto& id : restored.connected_workers)
+    if (std::find(awaited.begin(), awaited.end(), id) == awaited.end())
+      not_awaited.push_back(std::move(id));
+  if (!not_awaited.empty())
+    st.journal->note_workers({}, std::move(not_awaited));
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
     for (auto i = st.workers.begin(); i != st.workers.end(); ++i) {

@@ -624,8 +624,6 @@ void scheduler_core::reclaim_for_idle_slots(plan& out) {
 void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
                              time_ms now,
                              const std::vector<std::string>& connected_before) {
-  awaited_after_restart_.insert(connected_before.begin(),
-                                connected_before.end());
   task_id max_id = last_id;
   for (auto& record : records) {
     auto id = record.id;
@@ -667,6 +665,12 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     }
   }
   next_id_ = max_id + 1;
+  // Only a queued task can have an attempt the last master sent and never
+  // journaled (tasks are journaled before they can be dispatched): with
+  // none, the connected workers need not be waited for.
+  if (queue_.size() > 0 || !delayed_.empty())
+    awaited_after_restart_.insert(connected_before.begin(),
+                                  connected_before.end());
   hold_dispatch_until_ = now + settings_.restart_hold;
 }
 

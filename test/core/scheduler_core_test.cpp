@@ -1006,6 +1006,23 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   CHECK(after.task(next).worker_id == "b");
 }
 
+TEST_CASE("after a crash with no task queued or running, nothing waits for "
+          "the workers that were connected",
+          "[core][scheduler][recovery]") {
+  fixture before;
+  before.join("a", 1);
+  auto id = before.submit("true");
+  before.report("a", before.result(before.task(id).current_ref(),
+                                   attempt_outcome::succeeded));
+  REQUIRE(before.task(id).status == task_status::succeeded);
+  fixture after;
+  after.core.restore({before.task(id)}, id, after.now, {"a"});
+  CHECK(after.core.awaited_after_restart().empty());
+  after.join("other", 1);
+  auto next = after.submit("true");
+  CHECK(after.task(next).status == task_status::running);
+}
+
 TEST_CASE("the restart hold names a few of the workers it waits for",
           "[core][scheduler][recovery]") {
   fixture before;
