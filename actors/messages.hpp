@@ -107,6 +107,10 @@ struct cluster_summary {
   uint64_t workers_draining = 0;
   uint64_t slots_total = 0;
   uint64_t slots_used = 0;
+  /// After a restart: the workers dispatching waits for, and until when at
+  /// the latest (see scheduler_core::awaited_after_restart).
+  std::vector<std::string> restart_wait_for;
+  int64_t restart_wait_until = 0;
 };
 
 // -- events from the scheduler to the monitor and its subscribers -------------
@@ -197,7 +201,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_summary& x) {
   return f(caf::meta::type_name("cluster_summary"), x.queued_by_priority,
            x.queued, x.delayed, x.running, x.tasks_by_status, x.workers_up,
-           x.workers_lost, x.workers_draining, x.slots_total, x.slots_used);
+           x.workers_lost, x.workers_draining, x.slots_total, x.slots_used,
+           x.restart_wait_for, x.restart_wait_until);
 }
 
 template <class Inspector>

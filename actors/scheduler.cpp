@@ -27,6 +27,9 @@ cluster_summary summarize(const core::scheduler_core& core) {
   out.workers_draining = s.workers_draining;
   out.slots_total = s.slots_total;
   out.slots_used = s.slots_used;
+  out.restart_wait_for = core.awaited_after_restart();
+  if (!out.restart_wait_for.empty())
+    out.restart_wait_until = core.restart_hold_until();
   return out;
 }
 

@@ -108,12 +108,27 @@ void print_worker_event(const json& msg) {
              reason == "-" || reason.empty() ? std::string{} : ": " + reason);
 }
 
+/// After a master restart nothing is dispatched for a while: say why.
+void print_restart_wait(const json& summary) {
+  auto w = summary.find("restart_wait");
+  if (w == summary.end() || !w->is_object())
+    return;
+  std::string who;
+  for (const auto& id : w->value("workers", json::array()))
+    who += (who.empty() ? "" : ", ") + (id.is_string() ? id.get<std::string>() : id.dump());
+  fmt::print("the master restarted: nothing is dispatched until {} {} back, "
+             "or {} at the latest\n",
+             who, w->value("workers", json::array()).size() == 1 ? "is" : "are",
+             clock_of(str(*w, "until")));
+}
+
 void print_snapshot(const json& msg, const std::string& url) {
   const auto& s = msg["summary"];
   auto up = str(s, "workers_up");
   fmt::print("watching {}: {} worker{} up, {} queued, {} running, slots {}/{}\n",
              url, up, up == "1" ? "" : "s", str(s, "queued"),
              str(s, "running"), str(s, "slots_used"), str(s, "slots_total"));
+  print_restart_wait(s);
 }
 
 /// A stats message as one line (asked for with --topics naming stats: the

@@ -365,6 +365,12 @@ json encode_summary(const cluster_summary& s) {
     {"workers_draining", s.workers_draining},
     {"slots_total", s.slots_total},
     {"slots_used", s.slots_used},
+    // After a master restart, while nothing is dispatched yet.
+    {"restart_wait",
+     s.restart_wait_for.empty()
+       ? json(nullptr)
+       : json{{"workers", s.restart_wait_for},
+              {"until", core::format_rfc3339(s.restart_wait_until)}}},
   };
 }
 

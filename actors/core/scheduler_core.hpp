@@ -307,6 +307,11 @@ public:
     return {awaited_after_restart_.begin(), awaited_after_restart_.end()};
   }
 
+  /// When dispatching gives up on awaited_after_restart() at the latest.
+  time_ms restart_hold_until() const {
+    return hold_dispatch_until_;
+  }
+
   // -- recovery -------------------------------------------------------------
 
   /// Rebuilds state from journaled records after a restart (before any

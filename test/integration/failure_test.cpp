@@ -424,6 +424,9 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
               + holder + " is back, or ",
             0)
           == 0);
+    auto wait = api.get("/stats").body["restart_wait"];
+    CHECK(wait["workers"] == json::array({holder}));
+    CHECK(wait["until"].is_string());
   };
   master = daemon::master(dir, "master", restarted);
   CHECK(master->log_contains("may run attempts an earlier master sent"));
@@ -439,6 +442,7 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   CHECK(t["worker_id"] == holder);
   CHECK(t["attempts"].size() == 1);
   CHECK(read_file(runs) == "run\n");
+  CHECK(api.get("/stats").body["restart_wait"].is_null());
   // With every worker back, a clean stop leaves nothing to wait for: the
   // next master dispatches at once, even with a worker away.
   master->proc().signal(SIGTERM);
