@@ -471,6 +471,14 @@ scheduler(self_ptr self, scheduler_options options,
       auto& st = self->state;
       if (!ok && st.journal && !st.journal->failure().empty())
         log::error("journal commit failed: {}", st.journal->failure());
+      if (auto i = st.cancels.find(token); i != st.cancels.end()) {
+        auto [promise, reply] = std::move(i->second);
+        st.cancels.erase(i);
+        // A failed commit leaves the master unable to keep anything; the
+        // cancellation stands in memory all the same.
+        promise.deliver(std::move(reply));
+        return;
+      }
       if (auto i = st.registrations.find(token);
           i != st.registrations.end()) {
         auto pending = std::move(i->second);
@@ -559,7 +567,7 @@ scheduler(self_ptr self, scheduler_options options,
         result.tasks.push_back(client_view(*st.core, *t, false));
       return result;
     },
-    [self](cancel_atom, core::task_id id) -> cancel_reply {
+    [self](cancel_atom, core::task_id id) -> caf::result<cancel_reply> {
       auto& st = self->state;
       core::plan plan;
       auto outcome = st.core->cancel(id, log::wall_clock_ms(), plan);
@@ -581,7 +589,18 @@ scheduler(self_ptr self, scheduler_options options,
       }
       if (const auto* t = st.core->find(id))
         reply.task = client_view(*st.core, *t, false);
-      return reply;
+      if (outcome != core::cancel_outcome::cancelled)
+        return reply;
+      // The user is told once a restart cannot bring the task back (state
+      // changes otherwise wait --journal-group-delay for company).
+      auto token = ++st.next_token;
+      auto promise = self->make_response_promise<cancel_reply>();
+      st.cancels.emplace(token, std::make_pair(promise, std::move(reply)));
+      auto me = caf::actor_cast<scheduler_actor>(self);
+      st.journal->barrier([me, token](bool ok) {
+        caf::anon_send(me, committed_atom::value, token, ok);
+      });
+      return promise;
     },
     [self](workers_atom) -> std::vector<worker_view> {
       std::vector<worker_view> result;

@@ -45,7 +45,7 @@ inline constexpr uint32_t max_lost_attempts = 5;
 inline constexpr auto retention = 168h;
 inline constexpr size_t retention_max_tasks = 100'000;
 inline constexpr bool journal_fsync = false;
-inline constexpr auto journal_group_delay = 2ms;
+inline constexpr auto journal_group_delay = 10ms;
 
 // -- HTTP
 inline constexpr size_t max_body_bytes = 16 * 1024 * 1024;

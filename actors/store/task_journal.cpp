@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <iterator>
 
@@ -554,11 +556,12 @@ void task_journal::run() {
   flushed_cv_.notify_all();
 }
 
-bool task_journal::write_row(const core::task_record& t) {
+bool task_journal::write_row(const core::task_record& t,
+                             const core::task_record& now) {
   auto* s = upsert_;
   int c = 1;
   sqlite3_bind_int64(s, c++, static_cast<sqlite3_int64>(t.id));
-  sqlite3_bind_int(s, c++, static_cast<int>(t.status));
+  sqlite3_bind_int(s, c++, static_cast<int>(now.status));
   sqlite3_bind_int(s, c++, static_cast<int>(t.spec.prio));
   bind_text(s, c++, t.spec.command);
   bind_text(s, c++, t.spec.name);
@@ -573,7 +576,7 @@ bool task_journal::write_row(const core::task_record& t) {
   sqlite3_bind_int64(s, c++, t.spec.retry_backoff_ms);
   sqlite3_bind_int64(s, c++, t.spec.retry_backoff_max_ms);
   sqlite3_bind_int64(s, c++, t.created_at);
-  bind_changing_fields(s, c, t);
+  bind_changing_fields(s, c, now);
   return step(s);
 }
 
@@ -592,13 +595,33 @@ bool task_journal::commit(std::deque<batch>& batches) {
   if (!step(begin_))
     return false;
   auto ok = true;
+  // A task changed more than once within one commit (started and ended
+  // within the group delay) is written once, as it is last: a short task
+  // costs an insert and one update instead of two. Within one batch a task
+  // appears once (the scheduler writes each changed task once per plan).
+  // A task inserted in this commit keeps the spec it was inserted with.
+  std::unordered_map<core::task_id, const core::task_record*> last;
+  std::unordered_map<core::task_id, const core::task_record*> inserted;
+  if (batches.size() > 1)
+    for (const auto& b : batches)
+      for (const auto& t : b.upserts) {
+        last[t.id] = &t;
+        if (b.fresh)
+          inserted[t.id] = &t;
+      }
   for (const auto& b : batches) {
     for (const auto& t : b.upserts) {
+      if (!last.empty() && last[t.id] != &t)
+        continue;
+      const auto* whole = &t;
+      if (auto i = inserted.find(t.id); i != inserted.end())
+        whole = i->second;
       bool missing = true;
-      if (!b.fresh && ok)
+      // Inserted in this commit: no row to update yet.
+      if (!b.fresh && whole == &t && ok)
         ok = update_row(t, missing) || missing;
       if (missing && ok)
-        ok = write_row(t);
+        ok = write_row(*whole, t);
       if (t.id > last_id_)
         last_id_ = t.id;
     }

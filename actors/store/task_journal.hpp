@@ -34,7 +34,7 @@ struct journal_options {
   /// them.
   /// Only acknowledgements to workers wait on these commits, and a worker
   /// keeps a result until it is acknowledged, so a crash loses nothing.
-  std::chrono::milliseconds group_delay{2};
+  std::chrono::milliseconds group_delay{10};
 };
 
 /// What a restart reads back.
@@ -132,8 +132,10 @@ private:
 
   void enqueue(batch b);
 
-  /// Writes a whole row (insert, or replace an existing one).
-  bool write_row(const core::task_record& t);
+  /// Writes a whole row (insert, or replace an existing one): the spec and
+  /// creation time of `t`, and the fields that change after admission of
+  /// `now` (the same task, maybe later).
+  bool write_row(const core::task_record& t, const core::task_record& now);
 
   /// Writes the fields that change after admission; false if the task has
   /// no row yet or the update failed (`missing` tells which).

@@ -460,6 +460,24 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   workers[holder]->proc().signal(SIGCONT);
 }
 
+TEST_CASE("an answered cancellation survives a kill -9 of the master right "
+          "after it",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  // State changes wait 10 s for company: only a cancellation that commits
+  // before it answers is on disk when the master dies.
+  auto master = daemon::master(dir, "master", {"--journal-group-delay=10s"});
+  auto api = master->api();
+  auto id = submit_batch(api, json::array({json{{"command", "true"}}}))[0];
+  auto path = "/tasks/" + std::to_string(id);
+  REQUIRE(api.post(path + "/cancel", "").status == 200);
+  auto ports = same_ports(*master);
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  master = daemon::master(dir, "master", ports);
+  CHECK(api.get(path).body["status"] == "CANCELLED");
+}
+
 TEST_CASE("a master restart while tasks run: the worker keeps running them "
           "and reports after it reconnects",
           "[integration][failure][durability]") {

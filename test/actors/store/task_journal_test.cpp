@@ -175,6 +175,44 @@ TEST_CASE("a journaled task's changes are written over its row",
   }
 }
 
+TEST_CASE("a task changed twice within one commit ends as it was last",
+          "[store][journal]") {
+  temp_dir dir;
+  std::string error;
+  {
+    auto j = open_loaded(dir, std::chrono::seconds(30));
+    REQUIRE(j);
+    auto queued = sample(1);
+    queued.status = core::task_status::queued;
+    j->insert({queued});
+    j->flush();
+    REQUIRE(j->commits() == 1);
+    // Both changes wait for company; the insert takes them along, in one
+    // commit.
+    auto running = sample(1);
+    running.status = core::task_status::running;
+    running.reason = "running";
+    j->write({running}, {});
+    auto later = sample(1);
+    later.spec.command = "not written";
+    later.reason = "the last state";
+    j->write({later}, {});
+    std::atomic<bool> durable{false};
+    j->insert({sample(2)}, [&](bool ok) { durable = ok; });
+    CHECK(eventually([&] { return durable.load(); }, 10s, 1ms));
+    CHECK(j->commits() == 2);
+    CHECK(j->failure().empty());
+  }
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(j);
+  auto back = j->load();
+  REQUIRE(back.tasks.size() == 2);
+  CHECK(back.tasks[0].spec.command == "echo 1");
+  CHECK(back.tasks[0].status == core::task_status::failed);
+  CHECK(back.tasks[0].reason == "the last state");
+  CHECK(back.tasks[1].spec.command == "echo 2");
+}
+
 TEST_CASE("a journal of schema version 1 is upgraded in place",
           "[store][journal]") {
   temp_dir dir;
