@@ -102,6 +102,13 @@ core::string_map decode_map(const std::string& text) {
 
 /// JSON text of a string (quoted, escaped).
 std::string quoted(const std::string& text) {
+  // Worker ids and most reasons are plain printable ASCII: no escaping to
+  // do, and no JSON value to build for every state change of every task.
+  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain)
+    return '"' + text + '"';
   return json(text).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -108,6 +108,44 @@ TEST_CASE("the journal gives back exactly what was written",
   CHECK(t.has_exit_code);
 }
 
+TEST_CASE("attempt reasons of any text survive the journal",
+          "[store][journal]") {
+  temp_dir dir;
+  std::string error;
+  const std::vector<std::string> reasons{
+    "plain text",
+    "with \"quotes\" and a \\ backslash",
+    "two\nlines\tand a tab",
+    "caf\xc3\xa9 \xe2\x9c\x93",
+    "",
+  };
+  {
+    auto j = store::task_journal::open(dir.path(), {}, error);
+    REQUIRE(j);
+    j->load();
+    auto t = sample(1);
+    for (size_t i = 0; i < reasons.size(); ++i) {
+      core::attempt_record a = t.attempts[0];
+      a.number = static_cast<uint32_t>(i + 2);
+      a.reason = reasons[i];
+      a.worker_id = i % 2 == 0 ? "w-1.a_b" : "w\"odd";
+      t.attempts.push_back(a);
+    }
+    j->write({t}, {});
+    j->flush();
+  }
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(j);
+  auto back = j->load();
+  REQUIRE(back.tasks.size() == 1);
+  REQUIRE(back.tasks[0].attempts.size() == reasons.size() + 1);
+  for (size_t i = 0; i < reasons.size(); ++i) {
+    const auto& a = back.tasks[0].attempts[i + 1];
+    CHECK(a.reason == reasons[i]);
+    CHECK(a.worker_id == (i % 2 == 0 ? "w-1.a_b" : "w\"odd"));
+  }
+}
+
 TEST_CASE("a journaled task's changes are written over its row",
           "[store][journal]") {
   temp_dir dir;
