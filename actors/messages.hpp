@@ -77,8 +77,16 @@ struct task_listing {
   core::task_id next_cursor = 0;
 };
 
-enum class cancel_result : uint8_t { cancelled, already_cancelled, conflict,
-                                     not_found };
+enum class cancel_result : uint8_t {
+  cancelled,
+  already_cancelled,
+  conflict,
+  not_found,
+  /// Cancelled in memory, but the journal failed to store it.
+  journal_failed,
+  /// The master is shutting down: nothing was changed.
+  stopping,
+};
 
 struct cancel_reply {
   cancel_result result = cancel_result::not_found;

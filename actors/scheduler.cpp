@@ -239,7 +239,8 @@ register_reply admit_worker(self_ptr self, const register_request& req,
                         id),
             st.options.heartbeat_interval_ms};
   }
-  if (awaited_before && st.core->awaited_after_restart().empty())
+  if (awaited_before && st.core->awaited_after_restart().empty()
+      && plan.workers_not_back.empty())
     log::info("the workers an earlier master may have sent attempts to are "
               "back: dispatching");
   auto i = st.workers.find(id);
@@ -474,8 +475,10 @@ scheduler(self_ptr self, scheduler_options options,
       if (auto i = st.cancels.find(token); i != st.cancels.end()) {
         auto [promise, reply] = std::move(i->second);
         st.cancels.erase(i);
-        // A failed commit leaves the master unable to keep anything; the
-        // cancellation stands in memory all the same.
+        // The cancellation stands in memory all the same (the process is
+        // killed), but the user must know a restart may undo it.
+        if (!ok)
+          reply.result = cancel_result::journal_failed;
         promise.deliver(std::move(reply));
         return;
       }
@@ -569,6 +572,10 @@ scheduler(self_ptr self, scheduler_options options,
     },
     [self](cancel_atom, core::task_id id) -> caf::result<cancel_reply> {
       auto& st = self->state;
+      // Its answer would wait for a commit the stopping master may not
+      // live to see.
+      if (st.stopping)
+        return cancel_reply{cancel_result::stopping, {}};
       core::plan plan;
       auto outcome = st.core->cancel(id, log::wall_clock_ms(), plan);
       carry_out(self, plan);
@@ -589,10 +596,12 @@ scheduler(self_ptr self, scheduler_options options,
       }
       if (const auto* t = st.core->find(id))
         reply.task = client_view(*st.core, *t, false);
-      if (outcome != core::cancel_outcome::cancelled)
+      if (outcome != core::cancel_outcome::cancelled
+          && outcome != core::cancel_outcome::already_cancelled)
         return reply;
       // The user is told once a restart cannot bring the task back (state
-      // changes otherwise wait --journal-group-delay for company).
+      // changes otherwise wait --journal-group-delay for company); a second
+      // cancel waits for the first one's commit too.
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<cancel_reply>();
       st.cancels.emplace(token, std::make_pair(promise, std::move(reply)));

@@ -113,13 +113,20 @@ void print_restart_wait(const json& summary) {
   auto w = summary.find("restart_wait");
   if (w == summary.end() || !w->is_object())
     return;
+  // Worded as a waiting task's reason, naming a few as it does.
+  constexpr size_t named = 3;
+  auto workers = w->value("workers", json::array());
   std::string who;
-  for (const auto& id : w->value("workers", json::array()))
-    who += (who.empty() ? "" : ", ") + (id.is_string() ? id.get<std::string>() : id.dump());
-  fmt::print("the master restarted: nothing is dispatched until {} {} back, "
-             "or {} at the latest\n",
-             who, w->value("workers", json::array()).size() == 1 ? "is" : "are",
-             clock_of(str(*w, "until")));
+  for (size_t i = 0; i < workers.size() && i < named; ++i)
+    who += (i == 0 ? "" : ", ")
+           + (workers[i].is_string() ? printable(workers[i].get<std::string>())
+                                     : workers[i].dump());
+  if (workers.size() > named)
+    who += fmt::format(" and {} more", workers.size() - named);
+  fmt::print("the master restarted: nothing is dispatched until worker{} {} "
+             "{} back, or {} at the latest\n",
+             workers.size() == 1 ? "" : "s", who,
+             workers.size() == 1 ? "is" : "are", clock_of(str(*w, "until")));
 }
 
 void print_snapshot(const json& msg, const std::string& url) {

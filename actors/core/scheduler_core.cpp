@@ -665,10 +665,11 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     }
   }
   next_id_ = max_id + 1;
-  // Only a queued task can have an attempt the last master sent and never
-  // journaled (tasks are journaled before they can be dispatched): with
-  // none, the connected workers need not be waited for.
-  if (queue_.size() > 0 || !delayed_.empty())
+  // Only a task that did not end can have an attempt the last master sent
+  // and never journaled: a queued one, or a running one whose worker was
+  // lost and whose next attempt went out unjournaled. With every task
+  // ended, the connected workers need not be waited for.
+  if (queue_.size() > 0 || !delayed_.empty() || !orphans_.empty())
     awaited_after_restart_.insert(connected_before.begin(),
                                   connected_before.end());
   hold_dispatch_until_ = now + settings_.restart_hold;

@@ -319,8 +319,8 @@ public:
   /// `connected_before` the workers that may run attempts an earlier master
   /// never journaled (the journal's connected workers, see
   /// store::journal_contents). Holds dispatching back until those workers
-  /// (if a task is queued, which one of them might run) and the ones the
-  /// journal has tasks running on are back, restart_hold at most (see
+  /// (if a task has not ended, which one of them might run) and the ones
+  /// the journal has tasks running on are back, restart_hold at most (see
   /// awaited_after_restart_).
   void restore(std::vector<task_record> records, task_id last_id, time_ms now,
                const std::vector<std::string>& connected_before = {});

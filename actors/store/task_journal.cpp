@@ -13,7 +13,6 @@
 #include <cstring>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <iterator>
 
@@ -609,7 +608,13 @@ bool task_journal::commit(std::deque<batch>& batches) {
   // A task inserted in this commit keeps the spec it was inserted with.
   std::unordered_map<core::task_id, const core::task_record*> last;
   std::unordered_map<core::task_id, const core::task_record*> inserted;
-  if (batches.size() > 1)
+  // Only state changes (not new tasks) can repeat a task: bulk submissions
+  // skip the bookkeeping.
+  bool changes = std::any_of(batches.begin(), batches.end(),
+                             [](const batch& b) {
+                               return !b.fresh && !b.upserts.empty();
+                             });
+  if (batches.size() > 1 && changes)
     for (const auto& b : batches)
       for (const auto& t : b.upserts) {
         last[t.id] = &t;

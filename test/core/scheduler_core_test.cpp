@@ -1023,6 +1023,45 @@ TEST_CASE("after a crash with no task queued or running, nothing waits for "
   CHECK(after.task(next).status == task_status::running);
 }
 
+TEST_CASE("after a crash, a task journaled RUNNING on a lost worker waits "
+          "for the worker its unjournaled next attempt went to",
+          "[core][scheduler][recovery]") {
+  // Epoch 1 journaled the task RUNNING on "a", lost "a", sent attempt 2 to
+  // "b", and crashed before journaling that: nothing is QUEUED.
+  auto old_settings = test_settings();
+  old_settings.epoch = 1;
+  fixture before{old_settings};
+  before.join("a", 1);
+  auto id = before.submit("echo once");
+  auto as_journaled = before.task(id);
+  before.join("b", 1);
+  plan lost;
+  before.core.worker_lost("a", "connection lost", before.now, lost);
+  REQUIRE(before.task(id).worker_id == "b");
+  auto second = before.task(id).current_ref();
+  REQUIRE(second.attempt == 2);
+  auto settings = test_settings();
+  settings.epoch = 2;
+  fixture after{settings};
+  after.core.restore({as_journaled}, id, after.now, {"a", "b"});
+  CHECK(after.core.awaited_after_restart()
+        == std::vector<std::string>{"a", "b"});
+  // "a" comes back without the attempt: the task goes back to the queue,
+  // and stays there while "b" is awaited.
+  auto p = after.join("a", 1);
+  CHECK(p.assignments.empty());
+  CHECK(after.task(id).status == task_status::queued);
+  plan back;
+  REQUIRE(after.core.register_worker(after.info("b", 1), {second}, {},
+                                     after.now, back)
+          == register_outcome::accepted);
+  CHECK(back.kills.empty());
+  CHECK(back.assignments.empty());
+  CHECK(after.task(id).status == task_status::running);
+  CHECK(after.task(id).worker_id == "b");
+  CHECK(after.task(id).current_ref() == second);
+}
+
 TEST_CASE("the restart hold names a few of the workers it waits for",
           "[core][scheduler][recovery]") {
   fixture before;
