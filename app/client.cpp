@@ -924,6 +924,11 @@ int submit(const client_options& o, api& server) {
                        "'{}'{}\n",
                id, printable(o.idempotency_key),
                o.wait ? "; waiting for it" : "");
+  else if (o.wait && !o.json_output && ::isatty(STDERR_FILENO) == 1)
+    // Someone at a terminal may want to look at it meanwhile; a script's
+    // stderr gets only the task's own.
+    fmt::print(stderr, "taskmasterd: submitted as task {}; waiting for it\n",
+               id);
   if (o.wait) {
     auto done = wait_for(server, id, retry_seconds(o), true);
     if (!done)

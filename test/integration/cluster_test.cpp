@@ -240,6 +240,10 @@ TEST_CASE("the client submits, waits and reports exit codes",
             "submit")
         == 3);
   CHECK(read_file(dir / "submit.out") == "from-client\n");
+  // To a script's stderr --wait adds nothing of its own (on a terminal it
+  // names the task first: at the end).
+  CHECK(read_file(dir / "submit.err").find("submitted as task")
+        == std::string::npos);
   CHECK(run({"tasks", server}, "tasks") == 0);
   auto table = read_file(dir / "tasks.out");
   CHECK(table.find("FAILED") != std::string::npos);
@@ -446,6 +450,26 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(read_file(dir / "latin1.err")
         == "taskmasterd: submit: --cmd is not valid UTF-8 text (the API "
            "carries UTF-8 only)\n");
+  // On a terminal, --wait names the task first.
+  {
+    process tty{{"/usr/bin/script", "-qec",
+                 taskmasterd_path() + " submit --cmd='echo on-tty' --wait "
+                   + server,
+                 "/dev/null"},
+                dir / "tty.out", dir / "tty.err"};
+    auto code = tty.wait(std::chrono::seconds(30)).value_or(-1);
+    auto shown = read_file(dir / "tty.out");
+    if (code != 0 && read_file(dir / "tty.err").find("pseudo-terminal")
+                       != std::string::npos) {
+      WARN("no pseudo-terminal here; --wait on a terminal not checked");
+      return;
+    }
+    CHECK(code == 0);
+    auto named = shown.find("taskmasterd: submitted as task ");
+    CHECK(named != std::string::npos);
+    CHECK(shown.find("; waiting for it", named) != std::string::npos);
+    CHECK(shown.find("on-tty") != std::string::npos);
+  }
 }
 
 TEST_CASE("watch exits 3 when the master goes away", "[integration][client]") {
