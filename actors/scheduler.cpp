@@ -350,8 +350,9 @@ scheduler(self_ptr self, scheduler_options options,
     restored_state.summary = summarize(*st.core);
     self->send(st.monitor, event_atom::value, std::move(restored_state));
   }
-  // Recorded workers the core does not wait for (no queued task they could
-  // run unjournaled) need not be waited for after the next crash either.
+  // Recorded workers the core does not wait for (every task ended, so none
+  // they could run unjournaled) need not be waited for after the next
+  // crash either.
   std::vector<std::string> not_awaited;
   auto awaited = st.core->awaited_after_restart();
   for (auto& id : restored.connected_workers)
@@ -475,8 +476,11 @@ scheduler(self_ptr self, scheduler_options options,
       if (auto i = st.cancels.find(token); i != st.cancels.end()) {
         auto [promise, reply] = std::move(i->second);
         st.cancels.erase(i);
-        // The cancellation stands in memory all the same (the process is
-        // killed), but the user must know a restart may undo it.
+        if (auto p = st.cancels_pending.find(reply.task.id);
+            p != st.cancels_pending.end() && --p->second == 0)
+          st.cancels_pending.erase(p);
+        // The cancellation stands in memory all the same (the task's process
+        // is killed), but the user must know a restart may undo it.
         if (!ok)
           reply.result = cancel_result::journal_failed;
         promise.deliver(std::move(reply));
@@ -596,14 +600,16 @@ scheduler(self_ptr self, scheduler_options options,
       }
       if (const auto* t = st.core->find(id))
         reply.task = client_view(*st.core, *t, false);
-      if (outcome != core::cancel_outcome::cancelled
-          && outcome != core::cancel_outcome::already_cancelled)
-        return reply;
       // The user is told once a restart cannot bring the task back (state
       // changes otherwise wait --journal-group-delay for company); a second
-      // cancel waits for the first one's commit too.
+      // cancel waits for the first one's commit if it is still pending.
+      bool pending = st.cancels_pending.count(id) != 0;
+      if (outcome != core::cancel_outcome::cancelled
+          && !(outcome == core::cancel_outcome::already_cancelled && pending))
+        return reply;
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<cancel_reply>();
+      ++st.cancels_pending[id];
       st.cancels.emplace(token, std::make_pair(promise, std::move(reply)));
       auto me = caf::actor_cast<scheduler_actor>(self);
       st.journal->barrier([me, token](bool ok) {

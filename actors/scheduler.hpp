@@ -81,6 +81,8 @@ struct scheduler_state {
                                            cancel_reply>,
                                          cancel_reply>>
     cancels;
+  /// Tasks with a cancellation in `cancels`, and how many.
+  std::unordered_map<core::task_id, int> cancels_pending;
   /// Journaled results not yet acknowledged to their worker.
   std::map<std::string, std::vector<core::attempt_ref>> unsent_acks;
   bool acks_flush_scheduled = false;

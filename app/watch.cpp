@@ -116,6 +116,8 @@ void print_restart_wait(const json& summary) {
   // Worded as a waiting task's reason, naming a few as it does.
   constexpr size_t named = 3;
   auto workers = w->value("workers", json::array());
+  if (!workers.is_array())
+    return;
   std::string who;
   for (size_t i = 0; i < workers.size() && i < named; ++i)
     who += (i == 0 ? "" : ", ")

@@ -294,10 +294,12 @@ void rest_api::cancel_task(const httplib::Request& req,
       return reply(res, not_found(text));
     case cancel_result::journal_failed:
       return reply(res, api_error{api_errc::unavailable,
-                                  "the journal could not store the "
-                                  "cancellation: a restart of the master may "
-                                  "bring the task back",
-                                  5});
+                                  fmt::format("task {} was cancelled, but the "
+                                              "journal could not store it: a "
+                                              "restart of the master may run "
+                                              "it again",
+                                              *id),
+                                  0});
     case cancel_result::stopping:
       return reply(res, api_error{api_errc::unavailable,
                                   "the master is shutting down", 5});

@@ -235,8 +235,9 @@ scheduler_core::register_worker(const worker_info& info,
   worker->last_heartbeat = now;
   awaited_after_restart_.erase(info.id);
   // Attempts the previous master sent but died before journaling: the task
-  // is QUEUED here, and runs (or ran) there. Adopt them rather than run the
-  // task a second time. Held results go first, in attempt order, each after
+  // is QUEUED here (or RUNNING on a worker that master had moved it away
+  // from), and runs (or ran) there. Adopt them rather than run the task a
+  // second time. Held results go first, in attempt order, each after
   // its own adoption: one that put its task back in the queue (handed back)
   // makes the worker's next attempt of it adoptable.
   auto held = results;
@@ -817,8 +818,25 @@ bool scheduler_core::adopt_unjournaled(const std::string& worker_id,
                                        const attempt_ref& ref, time_ms now,
                                        plan& out) {
   auto* task = find_mutable(ref.task);
-  if (task == nullptr || task->status != task_status::queued
-      || ref.epoch >= settings_.epoch || ref.attempt != next_attempt_number(*task))
+  if (task == nullptr || ref.epoch >= settings_.epoch
+      || ref.attempt != next_attempt_number(*task))
+    return false;
+  if (task->status == task_status::running) {
+    // Journaled RUNNING on another worker, whose claim is still awaited:
+    // the last master had moved the task on (that worker lost, or the
+    // attempt ended and a retry went out) without journaling it. Replay
+    // that, then adopt.
+    auto current = task->current_ref();
+    if (task->worker_id == worker_id || orphans_.count(current) == 0)
+      return false;
+    orphans_.erase(current);
+    requeue_attempt(*task, attempt_outcome::lost,
+                    fmt::format("the master before the restart had moved it "
+                                "on to worker {}",
+                                worker_id),
+                    now, out);
+  }
+  if (task->status != task_status::queued)
     return false;
   dequeue(*task);
   mark_running(*task, worker_id, ref.epoch, now, out);

@@ -401,10 +401,11 @@ private:
                     uint32_t epoch, time_ms now, plan& out);
 
   /// A worker registering after a master restart names an attempt (running,
-  /// or its held result) of a task that is QUEUED here: when it is the
-  /// task's next attempt from an earlier epoch, the previous master sent it
-  /// and died before journaling it. The task becomes RUNNING with that
-  /// attempt on that worker. True if adopted.
+  /// or its held result) of a task that is QUEUED here, or RUNNING on
+  /// another worker whose claim is still awaited: when it is the task's
+  /// next attempt from an earlier epoch, the previous master sent it and
+  /// died before journaling it. The task becomes RUNNING with that attempt
+  /// on that worker (the awaited attempt ends LOST first). True if adopted.
   bool adopt_unjournaled(const std::string& worker_id, const attempt_ref& ref,
                          time_ms now, plan& out);
 

@@ -1062,6 +1062,58 @@ TEST_CASE("after a crash, a task journaled RUNNING on a lost worker waits "
   CHECK(after.task(id).current_ref() == second);
 }
 
+TEST_CASE("after a crash, the worker an unjournaled next attempt went to "
+          "has it adopted even before the journaled one is back",
+          "[core][scheduler][recovery]") {
+  auto old_settings = test_settings();
+  old_settings.epoch = 1;
+  for (bool finished : {false, true}) {
+    CAPTURE(finished);
+    fixture before{old_settings};
+    before.join("a", 1);
+    auto id = before.submit("echo once");
+    auto as_journaled = before.task(id);
+    before.join("b", 1);
+    plan lost;
+    before.core.worker_lost("a", "connection lost", before.now, lost);
+    auto second = before.task(id).current_ref();
+    REQUIRE(before.task(id).worker_id == "b");
+    auto settings = test_settings();
+    settings.epoch = 2;
+    fixture after{settings};
+    after.core.restore({as_journaled}, id, after.now, {"a", "b"});
+    // "b" comes back first, running attempt 2 or holding its result; "a"
+    // never does.
+    plan back;
+    std::vector<attempt_ref> running;
+    std::vector<attempt_result> held;
+    if (finished)
+      held.push_back(after.result(second, attempt_outcome::succeeded));
+    else
+      running.push_back(second);
+    REQUIRE(after.core.register_worker(after.info("b", 1), running, held,
+                                       after.now, back)
+            == register_outcome::accepted);
+    CHECK(back.kills.empty());
+    CHECK(back.assignments.empty());
+    const auto& t = after.task(id);
+    CHECK(t.status
+          == (finished ? task_status::succeeded : task_status::running));
+    CHECK(t.worker_id == "b");
+    REQUIRE(t.attempts.size() == 2);
+    CHECK(t.attempts[0].outcome == attempt_outcome::lost);
+    CHECK(t.attempts[1].epoch == 1);
+    // Nothing is left to claim on "a": its grace runs out on nothing.
+    auto later = after.now + test_settings().reconcile_grace + 1;
+    CHECK(after.core.heartbeat("b", 7, 0, later) == heartbeat_outcome::ok);
+    plan tick;
+    after.core.tick(later, tick);
+    CHECK(tick.assignments.empty());
+    CHECK(after.task(id).attempts.size() == 2);
+    CHECK(after.task(id).worker_id == "b");
+  }
+}
+
 TEST_CASE("the restart hold names a few of the workers it waits for",
           "[core][scheduler][recovery]") {
   fixture before;
