@@ -28,6 +28,13 @@ scheduler_settings test_settings() {
   return s;
 }
 
+/// test_settings() for master start number `epoch` (see attempt_ref).
+scheduler_settings in_epoch(uint32_t epoch) {
+  auto s = test_settings();
+  s.epoch = epoch;
+  return s;
+}
+
 struct fixture {
   explicit fixture(scheduler_settings settings = test_settings())
     : core{settings, [this] { return random_value; }} {
@@ -788,9 +795,7 @@ TEST_CASE("after a restart, an attempt the journal never saw is adopted "
   fixture before;
   auto id = before.submit("sleep 8");
   auto queued = before.task(id);
-  auto settings = test_settings();
-  settings.epoch = 2;
-  scheduler_core after{settings, [] { return 1.0; }};
+  scheduler_core after{in_epoch(2), [] { return 1.0; }};
   after.restore({queued}, id, 1000);
   plan p;
   worker_info w{"a", "h", 2, {}, 7};
@@ -840,9 +845,7 @@ TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
   as_queued.attempts.clear();
   as_queued.worker_id.clear();
   as_queued.started_at = 0;
-  auto settings = test_settings();
-  settings.epoch = 2;
-  fixture after{settings};
+  fixture after{in_epoch(2)};
   after.core.restore({before.task(journaled), as_queued}, unjournaled,
                      after.now);
   // A fresh worker comes back first: it gets nothing yet.
@@ -880,15 +883,11 @@ TEST_CASE("after a restart, a held hand-back makes the worker's next attempt "
           "[core][scheduler][recovery]") {
   // Epoch 1 had attempt 1 on "a" journaled, took it back unstarted, sent
   // attempt 2 to "a" again, and crashed before journaling either change.
-  auto old_settings = test_settings();
-  old_settings.epoch = 1;
-  fixture before{old_settings};
+  fixture before{in_epoch(1)};
   before.join("a", 1);
   auto id = before.submit("echo once");
   REQUIRE(before.task(id).current_ref() == attempt_ref{id, 1, 1});
-  auto settings = test_settings();
-  settings.epoch = 2;
-  fixture after{settings};
+  fixture after{in_epoch(2)};
   after.core.restore({before.task(id)}, id, after.now);
   attempt_result back;
   back.ref = {id, 1, 1};
@@ -968,9 +967,7 @@ TEST_CASE("after a crash, the master waits for every worker that was "
           "[core][scheduler][recovery]") {
   // Epoch 1 sent the only task to "a" and crashed before journaling it as
   // RUNNING: the journal has it QUEUED, and "a" and "b" as connected.
-  auto old_settings = test_settings();
-  old_settings.epoch = 1;
-  fixture before{old_settings};
+  fixture before{in_epoch(1)};
   before.join("a", 1);
   auto id = before.submit("echo once");
   auto sent = before.task(id).current_ref();
@@ -979,9 +976,7 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   as_journaled.attempts.clear();
   as_journaled.worker_id.clear();
   as_journaled.started_at = 0;
-  auto settings = test_settings();
-  settings.epoch = 2;
-  fixture after{settings};
+  fixture after{in_epoch(2)};
   after.core.restore({as_journaled}, id, after.now, {"a", "b"});
   CHECK(after.core.reason_of(after.task(id))
         == "the master restarted: nothing is dispatched until workers a, b "
@@ -1023,27 +1018,33 @@ TEST_CASE("after a crash with no task queued or running, nothing waits for "
   CHECK(after.task(next).status == task_status::running);
 }
 
-TEST_CASE("after a crash, a task journaled RUNNING on a lost worker waits "
-          "for the worker its unjournaled next attempt went to",
-          "[core][scheduler][recovery]") {
-  // Epoch 1 journaled the task RUNNING on "a", lost "a", sent attempt 2 to
-  // "b", and crashed before journaling that: nothing is QUEUED.
-  auto old_settings = test_settings();
-  old_settings.epoch = 1;
-  fixture before{old_settings};
+namespace {
+
+/// Epoch 1 journaled a task RUNNING on "a", lost "a", sent attempt 2 to
+/// "b", and crashed before journaling that (nothing is QUEUED): the task as
+/// journaled, and attempt 2.
+std::pair<task_record, attempt_ref> moved_on_before_crash() {
+  fixture before{in_epoch(1)};
   before.join("a", 1);
   auto id = before.submit("echo once");
-  auto as_journaled = before.task(id);
+  auto journaled = before.task(id);
   before.join("b", 1);
   plan lost;
   before.core.worker_lost("a", "connection lost", before.now, lost);
   REQUIRE(before.task(id).worker_id == "b");
-  auto second = before.task(id).current_ref();
-  REQUIRE(second.attempt == 2);
-  auto settings = test_settings();
-  settings.epoch = 2;
-  fixture after{settings};
-  after.core.restore({as_journaled}, id, after.now, {"a", "b"});
+  REQUIRE(before.task(id).current_ref().attempt == 2);
+  return {journaled, before.task(id).current_ref()};
+}
+
+} // namespace
+
+TEST_CASE("after a crash, a task journaled RUNNING on a lost worker waits "
+          "for the worker its unjournaled next attempt went to",
+          "[core][scheduler][recovery]") {
+  auto [journaled, second] = moved_on_before_crash();
+  auto id = journaled.id;
+  fixture after{in_epoch(2)};
+  after.core.restore({journaled}, id, after.now, {"a", "b"});
   CHECK(after.core.awaited_after_restart()
         == std::vector<std::string>{"a", "b"});
   // "a" comes back without the attempt: the task goes back to the queue,
@@ -1065,23 +1066,12 @@ TEST_CASE("after a crash, a task journaled RUNNING on a lost worker waits "
 TEST_CASE("after a crash, the worker an unjournaled next attempt went to "
           "has it adopted even before the journaled one is back",
           "[core][scheduler][recovery]") {
-  auto old_settings = test_settings();
-  old_settings.epoch = 1;
   for (bool finished : {false, true}) {
     CAPTURE(finished);
-    fixture before{old_settings};
-    before.join("a", 1);
-    auto id = before.submit("echo once");
-    auto as_journaled = before.task(id);
-    before.join("b", 1);
-    plan lost;
-    before.core.worker_lost("a", "connection lost", before.now, lost);
-    auto second = before.task(id).current_ref();
-    REQUIRE(before.task(id).worker_id == "b");
-    auto settings = test_settings();
-    settings.epoch = 2;
-    fixture after{settings};
-    after.core.restore({as_journaled}, id, after.now, {"a", "b"});
+    auto [journaled, second] = moved_on_before_crash();
+    auto id = journaled.id;
+    fixture after{in_epoch(2)};
+    after.core.restore({journaled}, id, after.now, {"a", "b"});
     // "b" comes back first, running attempt 2 or holding its result; "a"
     // never does.
     plan back;
