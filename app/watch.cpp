@@ -108,8 +108,15 @@ void print_worker_event(const json& msg) {
              reason == "-" || reason.empty() ? std::string{} : ": " + reason);
 }
 
-/// After a master restart nothing is dispatched for a while: say why.
-void print_restart_wait(const json& summary) {
+/// The summary's restart wait (null when there is none).
+json restart_wait_of(const json& summary) {
+  auto w = summary.find("restart_wait");
+  return w == summary.end() || !w->is_object() ? json(nullptr) : *w;
+}
+
+/// After a master restart nothing is dispatched for a while: say why,
+/// after `prefix` (a time, or nothing).
+void print_restart_wait(const json& summary, const std::string& prefix = {}) {
   auto w = summary.find("restart_wait");
   if (w == summary.end() || !w->is_object())
     return;
@@ -125,10 +132,26 @@ void print_restart_wait(const json& summary) {
                                      : workers[i].dump());
   if (workers.size() > named)
     who += fmt::format(" and {} more", workers.size() - named);
-  fmt::print("the master restarted: nothing is dispatched until worker{} {} "
-             "{} back, or {} at the latest\n",
-             workers.size() == 1 ? "" : "s", who,
+  fmt::print("{}the master restarted: nothing is dispatched until worker{} "
+             "{} {} back, or {} at the latest\n",
+             prefix, workers.size() == 1 ? "" : "s", who,
              workers.size() == 1 ? "is" : "are", clock_of(str(*w, "until")));
+}
+
+/// Stats messages (every second) carry the restart wait: says when it
+/// changes (fewer workers awaited) and when it ends.
+void note_restart_wait_change(const json& msg, json& seen) {
+  const auto& summary = msg["summary"];
+  auto now = restart_wait_of(summary);
+  if (now == seen)
+    return;
+  auto prefix = clock_of(str(msg, "at")) + " ";
+  if (now.is_null())
+    fmt::print("{}the wait after the master's restart is over: dispatching\n",
+               prefix);
+  else
+    print_restart_wait(summary, prefix);
+  seen = std::move(now);
 }
 
 void print_snapshot(const json& msg, const std::string& url) {
@@ -539,6 +562,8 @@ int watch(const std::string& base_url, const std::string& token,
       ws.control_callback(
         [&conn](websocket::frame_type, beast::string_view) { conn.heard(); });
       beast::flat_buffer buffer;
+      // The restart wait as last shown (see note_restart_wait_change).
+      json restart_wait_seen;
       for (;;) {
         buffer.clear();
         conn.waiting(true);
@@ -578,9 +603,13 @@ int watch(const std::string& base_url, const std::string& token,
           print_task_event(msg);
         } else if (type == "worker") {
           print_worker_event(msg);
-        } else if (type == "stats" && stats_asked) {
-          print_stats(msg);
+        } else if (type == "stats") {
+          if (stats_asked)
+            print_stats(msg);
+          note_restart_wait_change(msg, restart_wait_seen);
         }
+        if (type == "snapshot" && msg.contains("summary"))
+          restart_wait_seen = restart_wait_of(msg["summary"]);
         std::cout << std::flush;
         if (task.empty())
           continue;

@@ -436,7 +436,22 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   REQUIRE(master->proc().wait(30s));
   master = daemon::master(dir, "master", restarted);
   check_held();
+  // watch says why nothing runs, and when that ends.
+  process watch{{taskmasterd_path(), "watch", "--server=" + master->http_url()},
+                dir / "watch.out", dir / "watch.err"};
+  REQUIRE(eventually([&] {
+    return read_file(dir / "watch.out")
+             .find("the master restarted: nothing is dispatched until worker "
+                   + holder + " is back")
+           != std::string::npos;
+  }));
   workers[holder]->proc().signal(SIGCONT);
+  CHECK(eventually([&] {
+    return read_file(dir / "watch.out")
+             .find("the wait after the master's restart is over: dispatching")
+           != std::string::npos;
+  }));
+  watch.signal(SIGTERM);
   auto t = api.wait_final(id);
   CHECK(t["status"] == "SUCCEEDED");
   CHECK(t["worker_id"] == holder);
