@@ -76,7 +76,7 @@ struct scheduler_state {
                      std::vector<std::pair<std::string, core::attempt_ref>>>
     acks;
   std::unordered_map<uint64_t, caf::typed_response_promise<bool>> barriers;
-  /// Cancellations answered once their CANCELED state is on disk.
+  /// Cancellations answered once their CANCELLED state is on disk.
   std::unordered_map<uint64_t, std::pair<caf::typed_response_promise<
                                            cancel_reply>,
                                          cancel_reply>>
