@@ -130,10 +130,15 @@ void carry_out(self_ptr self, core::plan& plan) {
   for (const auto& c : plan.worker_changes)
     if (c.to == core::worker_status::lost || c.to == core::worker_status::left)
       gone.push_back(c.id);
-  // A worker whose row is being written for a new registration keeps it.
+  // A worker whose row is being written for a new registration keeps it
+  // (registrations wait a commit each: a handful at most).
   gone.erase(std::remove_if(gone.begin(), gone.end(),
                             [&](const std::string& id) {
-                              return st.registering.count(id) != 0;
+                              return std::any_of(
+                                st.registrations.begin(),
+                                st.registrations.end(), [&](const auto& r) {
+                                  return r.second.request.info.id == id;
+                                });
                             }),
              gone.end());
   if (!gone.empty())
@@ -400,7 +405,6 @@ scheduler(self_ptr self, scheduler_options options,
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<register_reply>();
       auto id = req.info.id;
-      ++st.registering[id];
       st.registrations.emplace(
         token, scheduler_state::pending_registration{promise, std::move(req),
                                                      std::move(handle)});
@@ -476,9 +480,6 @@ scheduler(self_ptr self, scheduler_options options,
       if (auto i = st.cancels.find(token); i != st.cancels.end()) {
         auto [promise, reply] = std::move(i->second);
         st.cancels.erase(i);
-        if (auto p = st.cancels_pending.find(reply.task.id);
-            p != st.cancels_pending.end() && --p->second == 0)
-          st.cancels_pending.erase(p);
         // The cancellation stands in memory all the same (the task's process
         // is killed), but the user must know a restart may undo it.
         if (!ok)
@@ -490,9 +491,6 @@ scheduler(self_ptr self, scheduler_options options,
           i != st.registrations.end()) {
         auto pending = std::move(i->second);
         st.registrations.erase(i);
-        if (auto r = st.registering.find(pending.request.info.id);
-            r != st.registering.end() && --r->second == 0)
-          st.registering.erase(r);
         // Without its row the worker is admitted all the same, as before
         // rows existed: a refusal would make it give up for good, and a
         // master whose journal fails keeps nothing else either.
@@ -603,13 +601,14 @@ scheduler(self_ptr self, scheduler_options options,
       // The user is told once a restart cannot bring the task back (state
       // changes otherwise wait --journal-group-delay for company); a second
       // cancel waits for the first one's commit if it is still pending.
-      bool pending = st.cancels_pending.count(id) != 0;
+      bool pending = std::any_of(
+        st.cancels.begin(), st.cancels.end(),
+        [id](const auto& c) { return c.second.second.task.id == id; });
       if (outcome != core::cancel_outcome::cancelled
           && !(outcome == core::cancel_outcome::already_cancelled && pending))
         return reply;
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<cancel_reply>();
-      ++st.cancels_pending[id];
       st.cancels.emplace(token, std::make_pair(promise, std::move(reply)));
       auto me = caf::actor_cast<scheduler_actor>(self);
       st.journal->barrier([me, token](bool ok) {

@@ -70,8 +70,6 @@ struct scheduler_state {
   uint64_t next_token = 0;
   std::unordered_map<uint64_t, pending_submit> submits;
   std::unordered_map<uint64_t, pending_registration> registrations;
-  /// Worker ids with a registration in `registrations`, and how many.
-  std::map<std::string, int> registering;
   std::unordered_map<uint64_t,
                      std::vector<std::pair<std::string, core::attempt_ref>>>
     acks;
@@ -81,8 +79,6 @@ struct scheduler_state {
                                            cancel_reply>,
                                          cancel_reply>>
     cancels;
-  /// Tasks with a cancellation in `cancels`, and how many.
-  std::unordered_map<core::task_id, int> cancels_pending;
   /// Journaled results not yet acknowledged to their worker.
   std::map<std::string, std::vector<core::attempt_ref>> unsent_acks;
   bool acks_flush_scheduled = false;

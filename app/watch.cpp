@@ -110,19 +110,20 @@ void print_worker_event(const json& msg) {
 
 /// The summary's restart wait (null when there is none).
 json restart_wait_of(const json& summary) {
+  if (!summary.is_object())
+    return nullptr;
   auto w = summary.find("restart_wait");
   return w == summary.end() || !w->is_object() ? json(nullptr) : *w;
 }
 
-/// After a master restart nothing is dispatched for a while: say why,
-/// after `prefix` (a time, or nothing).
-void print_restart_wait(const json& summary, const std::string& prefix = {}) {
-  auto w = summary.find("restart_wait");
-  if (w == summary.end() || !w->is_object())
+/// After a master restart nothing is dispatched for a while: say why
+/// (`wait` as restart_wait_of gives it), after `prefix` (a time, or nothing).
+void print_restart_wait(const json& wait, const std::string& prefix = {}) {
+  if (!wait.is_object())
     return;
   // Worded as a waiting task's reason, naming a few as it does.
   constexpr size_t named = 3;
-  auto workers = w->value("workers", json::array());
+  auto workers = wait.value("workers", json::array());
   if (!workers.is_array())
     return;
   std::string who;
@@ -135,14 +136,13 @@ void print_restart_wait(const json& summary, const std::string& prefix = {}) {
   fmt::print("{}the master restarted: nothing is dispatched until worker{} "
              "{} {} back, or {} at the latest\n",
              prefix, workers.size() == 1 ? "" : "s", who,
-             workers.size() == 1 ? "is" : "are", clock_of(str(*w, "until")));
+             workers.size() == 1 ? "is" : "are", clock_of(str(wait, "until")));
 }
 
 /// Stats messages (every second) carry the restart wait: says when it
 /// changes (fewer workers awaited) and when it ends.
 void note_restart_wait_change(const json& msg, json& seen) {
-  const auto& summary = msg["summary"];
-  auto now = restart_wait_of(summary);
+  auto now = restart_wait_of(msg.value("summary", json(nullptr)));
   if (now == seen)
     return;
   auto prefix = clock_of(str(msg, "at")) + " ";
@@ -150,7 +150,7 @@ void note_restart_wait_change(const json& msg, json& seen) {
     fmt::print("{}the wait after the master's restart is over: dispatching\n",
                prefix);
   else
-    print_restart_wait(summary, prefix);
+    print_restart_wait(now, prefix);
   seen = std::move(now);
 }
 
@@ -160,7 +160,7 @@ void print_snapshot(const json& msg, const std::string& url) {
   fmt::print("watching {}: {} worker{} up, {} queued, {} running, slots {}/{}\n",
              url, up, up == "1" ? "" : "s", str(s, "queued"),
              str(s, "running"), str(s, "slots_used"), str(s, "slots_total"));
-  print_restart_wait(s);
+  print_restart_wait(restart_wait_of(s));
 }
 
 /// A stats message as one line (asked for with --topics naming stats: the
