@@ -410,7 +410,11 @@ int api_error(const api& server, int status, const json& body) {
   auto message = body["error"]["message"].get<std::string>();
   if (status == 401)
     message += token_hint(!server.token().empty());
-  return fail(api_failure, fmt::format("{} ({})", message, status));
+  // A 503 is a master stopping or unable to store what it was asked: the
+  // same request may succeed later, as with an unreachable one, so a script
+  // tells the two apart from a refusal by the same exit code.
+  return fail(status == 503 ? client::unreachable : api_failure,
+              fmt::format("{} ({})", message, status));
 }
 
 std::optional<json> api::expect_ok(const std::string& method,

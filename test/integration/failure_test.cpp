@@ -957,6 +957,17 @@ TEST_CASE("a submission whose answer is lost runs once: submit --wait "
                 "--idempotency-key=taskmasterd-submit-")
         != std::string::npos);
   REQUIRE(eventually([&] { return tasks_with_command(api, "echo late too") == 1; }));
+  // Any other command answered 503 exits 3 as well (try again later), not 1
+  // as for a refusal; the repeat does what was asked.
+  auto queued = submit_batch(api, json::array({json{{"command", "true"},
+                                                    {"delay_seconds", 600}}}))[0];
+  proxy.replace_next(1);
+  CHECK(run({"cancel", std::to_string(queued), server}, "cancel-503") == 3);
+  CHECK(read_file(dir / "cancel-503.err").find("the scheduler did not answer (503)")
+        != std::string::npos);
+  CHECK(run({"cancel", std::to_string(queued), server}, "cancel-again") == 0);
+  CHECK(read_file(dir / "cancel-again.out") == "task " + std::to_string(queued)
+                                                 + " is CANCELLED\n");
 }
 
 TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
