@@ -190,11 +190,24 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   };
   // With TLS configured the cluster port is published through the openssl
   // module only, so a plain connection cannot reach it.
-  auto published = cfg.tls()
-                     ? caf::openssl::publish(endpoint, cfg.cluster_port,
+  auto publish = [&](uint16_t port) {
+    return cfg.tls() ? caf::openssl::publish(endpoint, port,
                                              cfg.cluster_bind.c_str(), true)
-                     : sys.middleman().publish(endpoint, cfg.cluster_port,
+                     : sys.middleman().publish(endpoint, port,
                                                cfg.cluster_bind.c_str(), true);
+  };
+  auto published = publish(cfg.cluster_port);
+  // A standalone master's own worker needs no cluster port, so a second one
+  // on this host (another --http-port and --data-dir) must not fail for the
+  // default one; the banner below names the port it got. A port the user
+  // chose is kept or refused.
+  if (!published && with_worker && !cfg.cluster_port_chosen()
+      && cfg.cluster_port != 0) {
+    log::warn("cluster port {} is taken; workers connect to any free port "
+              "instead (named below; --cluster-port picks one)",
+              cfg.cluster_port);
+    published = publish(0);
+  }
   if (!published) {
     fmt::print(stderr, "taskmasterd: cannot listen for workers on {}:{}: {}\n",
                cfg.cluster_bind, cfg.cluster_port,

@@ -337,6 +337,12 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
   return {};
 }
 
+bool taskmaster_config::cluster_port_chosen() const {
+  // CAF keeps what the command line and the file set ([global] at the top).
+  return caf::get_if(&content, "cluster-port") != nullptr
+         || caf::get_if(&content, "global.cluster-port") != nullptr;
+}
+
 std::string taskmaster_config::validate() {
   if (role != "standalone" && role != "master" && role != "worker")
     return fmt::format("unknown role '{}' (standalone, master or worker)",

@@ -111,6 +111,11 @@ public:
   std::string master_host;
   uint16_t master_port = 0;
 
+  /// True when --cluster-port came from the command line or the config
+  /// file: a standalone master whose default port is taken moves to a free
+  /// one only when the user did not ask for that port.
+  bool cluster_port_chosen() const;
+
   /// True when nodes talk over mutual TLS (all three --tls-* given).
   bool tls() const {
     return !tls_cert.empty();

@@ -83,6 +83,27 @@ TEST_CASE("options come from the command line and from a config file",
   std::remove(file.c_str());
 }
 
+TEST_CASE("a cluster port given on the command line or in the file is "
+          "known as chosen",
+          "[config]") {
+  taskmaster_config plain;
+  REQUIRE(plain.parse_args({"--http-port=9000"}).empty());
+  CHECK_FALSE(plain.cluster_port_chosen());
+  taskmaster_config given;
+  REQUIRE(given.parse_args({"--cluster-port=50051"}).empty());
+  CHECK(given.cluster_port_chosen());
+  auto file = std::string{"/tmp/taskmaster-config-port-test.ini"};
+  {
+    std::ofstream out{file};
+    out << "[global]\ncluster-port=6000\n";
+  }
+  taskmaster_config from_file;
+  REQUIRE(from_file.parse_args({"--config-file", file}).empty());
+  CHECK(from_file.cluster_port_chosen());
+  CHECK(from_file.cluster_port == 6000);
+  std::remove(file.c_str());
+}
+
 TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config a;
   CHECK(a.parse_args({"--no-such-option=1"})

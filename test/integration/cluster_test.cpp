@@ -600,6 +600,43 @@ TEST_CASE("bad command lines exit non-zero with one clear line",
         != std::string::npos);
 }
 
+TEST_CASE("a standalone master whose default cluster port is taken moves "
+          "to a free one; a chosen port is refused",
+          "[integration][options]") {
+  temp_dir dir;
+  // 50051 is taken: by this listener, or by whatever already holds it.
+  uint16_t held = 0;
+  int holder = listen_on_loopback(held, 50051);
+  auto master = daemon::master(dir, "standalone",
+                               {"--cluster-port=default"}, true);
+  CHECK(master->cluster_port() != 50051);
+  CHECK(master->log_contains("cluster port 50051 is taken"));
+  // Its own worker runs tasks, and so does one that joins on the new port.
+  auto api = master->api();
+  REQUIRE(wait_for_workers(api, 1));
+  auto joined = daemon::worker(dir, master->cluster_addr(), "joined", 1,
+                               {"--labels=where=joined"});
+  REQUIRE(wait_for_workers(api, 2));
+  for (auto labels : {json::object(), json{{"where", "joined"}}}) {
+    auto ran = api.post("/tasks", json{{"command", "echo ok"}, {"labels", labels}});
+    REQUIRE(ran.status == 201);
+    auto id = ran.body["id"].get<uint64_t>();
+    auto done = api.get("/tasks/" + std::to_string(id) + "?wait=20");
+    CHECK(done.body["status"] == "SUCCEEDED");
+  }
+  // Asked for by name, the taken port is an error, as any port in use is.
+  CHECK(run_taskmasterd(dir,
+                        {"--data-dir=" + (dir / "other"), "--http-port=0",
+                         "--cluster-port=50051"},
+                        "chosen")
+        == 1);
+  CHECK(read_file(dir / "chosen.err").find("cannot listen for workers on "
+                                           "127.0.0.1:50051")
+        != std::string::npos);
+  if (holder >= 0)
+    ::close(holder);
+}
+
 TEST_CASE("across processes, a worker of fast tasks holds one task ahead; "
           "stuck behind a long task, it goes back to the master unstarted",
           "[integration][prefetch]") {

@@ -129,7 +129,10 @@ std::unique_ptr<daemon> daemon::master(const temp_dir& dir,
     argv.push_back("--role=master");
   argv.push_back("--data-dir=" + (dir / (name + "-data")));
   bool http_port_given = false;
-  bool cluster_port_given = false;
+  auto sentinel = std::find(extra.begin(), extra.end(), "--cluster-port=default");
+  bool cluster_port_given = sentinel != extra.end();
+  if (cluster_port_given)
+    extra.erase(sentinel);
   for (const auto& e : extra) {
     http_port_given = http_port_given || e.rfind("--http-port=", 0) == 0;
     cluster_port_given = cluster_port_given

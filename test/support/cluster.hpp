@@ -70,7 +70,9 @@ private:
 class daemon {
 public:
   /// Starts a master (or standalone when `standalone`) with its data in
-  /// `data_dir` and waits for its ready line.
+  /// `data_dir` and waits for its ready line. Ports are free ones unless
+  /// `extra` names them; "--cluster-port=default" leaves the cluster port
+  /// to taskmasterd's own default.
   static std::unique_ptr<daemon> master(const temp_dir& dir,
                                         const std::string& name,
                                         std::vector<std::string> extra = {},

@@ -47,14 +47,16 @@ inline std::string raw_request(const std::string& url,
   return response;
 }
 
-/// A listening TCP socket on a free loopback port (written to `port`), for
-/// tests that play a server by hand: one that never answers, one that hangs
-/// up, a proxy. Returns -1 when it cannot; the caller closes it.
-inline int listen_on_loopback(uint16_t& port) {
+/// A listening TCP socket on a free loopback port (written to `port`), or on
+/// `wanted` when given, for tests that play a server by hand (one that never
+/// answers, one that hangs up, a proxy) or hold a port. Returns -1 when it
+/// cannot; the caller closes it.
+inline int listen_on_loopback(uint16_t& port, uint16_t wanted = 0) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(wanted);
   socklen_t length = sizeof address;
   if (fd < 0
       || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0
