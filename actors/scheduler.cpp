@@ -103,6 +103,15 @@ void carry_out(self_ptr self, core::plan& plan) {
     if (const auto* t = st.core->find(c.id))
       upserts.push_back(*t);
   }
+  for (auto id : plan.amended)
+    if (seen.insert(id).second)
+      if (const auto* t = st.core->find(id))
+        upserts.push_back(*t);
+  // Rare (a worker back after its attempts were given up): the output of
+  // those runs is lost, and the log is where an operator can find out why.
+  for (const auto& d : plan.dropped)
+    log::warn("worker {}: the result of task {} attempt {} is dropped: {}",
+              d.worker_id, d.ref.task, d.ref.attempt, d.why);
   if (!upserts.empty() || !plan.removed.empty() || !plan.acks.empty()) {
     store::task_journal::commit_callback done;
     if (!plan.acks.empty()) {

@@ -331,10 +331,23 @@ void scheduler_core::take_results(const std::string& worker_id,
     auto* task = find_mutable(result.ref.task);
     // A result for an attempt that is no longer current (the task was
     // requeued, cancelled or forgotten), or from a worker that does not hold
-    // it, is acknowledged and ignored.
-    if (task == nullptr || task->status != task_status::running
-        || task->current_ref() != result.ref || task->worker_id != worker_id)
+    // it, is acknowledged and ignored. A cancelled attempt's output is kept:
+    // the task ended when the cancel was asked, its process some time after.
+    bool current = task != nullptr && task->current_ref() == result.ref
+                   && task->worker_id == worker_id;
+    if (current && task->status == task_status::cancelled) {
+      keep_cancelled_output(*task, result, out);
       continue;
+    }
+    if (!current || task->status != task_status::running) {
+      // A result sent again (its acknowledgement was lost) finds its task
+      // ended by it: nothing is lost there.
+      bool repeated = current && is_final(task->status);
+      if (result.started_at != 0 && !repeated)
+        out.dropped.push_back({worker_id, result.ref,
+                               why_not_current(task, result.ref, worker_id)});
+      continue;
+    }
     orphans_.erase(result.ref);
     auto checked = result;
     // Outcomes come over the wire: anything unknown counts as a failure.
@@ -346,6 +359,46 @@ void scheduler_core::take_results(const std::string& worker_id,
   if (worker != nullptr && worker->status == worker_status::draining
       && worker->running.empty())
     set_worker_status(*worker, worker_status::left, now, out);
+}
+
+void scheduler_core::keep_cancelled_output(task_record& task,
+                                           const attempt_result& result,
+                                           plan& out) {
+  if (result.started_at == 0)
+    return; // cancelled before it started: no output
+  task.stdout_tail = result.stdout_tail;
+  task.stderr_tail = result.stderr_tail;
+  task.stdout_bytes = result.stdout_bytes;
+  task.stderr_bytes = result.stderr_bytes;
+  auto& attempt = task.attempts.back();
+  if (attempt.started_at == 0)
+    attempt.started_at = result.started_at;
+  out.amended.push_back(task.id);
+}
+
+std::string scheduler_core::why_not_current(const task_record* task,
+                                            const attempt_ref& ref,
+                                            const std::string& worker_id) const {
+  if (task == nullptr)
+    return "the task is no longer kept";
+  const attempt_record* attempt = nullptr;
+  for (const auto& a : task->attempts)
+    if (a.number == ref.attempt && a.epoch == ref.epoch)
+      attempt = &a;
+  std::string why;
+  if (attempt == nullptr)
+    why = "the master has no such attempt";
+  else if (attempt->worker_id != worker_id)
+    why = fmt::format("the attempt is {}'s", attempt->worker_id);
+  else if (attempt->outcome == attempt_outcome::running)
+    why = "the attempt is no longer the task's current one";
+  else
+    why = fmt::format("the attempt was given up ({}{}{})",
+                      to_string(attempt->outcome),
+                      attempt->reason.empty() ? "" : ": ", attempt->reason);
+  return fmt::format("{}; the task is {} after {} attempt{}", why,
+                     to_string(task->status), task->attempts.size(),
+                     task->attempts.size() == 1 ? "" : "s");
 }
 
 void scheduler_core::learn_run_time(worker_state& worker, time_ms run_time) {

@@ -119,6 +119,14 @@ struct worker_change {
 /// Everything one call into the core decided. The actor shell carries it out:
 /// journal the changed tasks, send assignments and kills, acknowledge durable
 /// results, publish the changes.
+/// A worker's result that came too late to count (see plan::dropped).
+struct dropped_result {
+  std::string worker_id;
+  attempt_ref ref;
+  /// Why, for the log: "the task is no longer kept", "it was given up ...".
+  std::string why;
+};
+
 struct plan {
   std::vector<std::pair<std::string, assignment>> assignments;
   std::vector<std::pair<std::string, attempt_ref>> kills;
@@ -134,11 +142,19 @@ struct plan {
   /// after a restart (to forget in the journal: the next restart need not
   /// wait for them).
   std::vector<std::string> workers_not_back;
+  /// Tasks changed without a change of status (to journal): a CANCELLED
+  /// task given the output its killed process wrote.
+  std::vector<task_id> amended;
+  /// Results of attempts that ran but are no longer current, acknowledged
+  /// and dropped (to log: the output is lost). Results of cancelled
+  /// attempts are not among them.
+  std::vector<dropped_result> dropped;
 
   bool empty() const {
     return assignments.empty() && kills.empty() && reclaims.empty()
            && acks.empty() && task_changes.empty() && worker_changes.empty()
-           && removed.empty() && workers_not_back.empty();
+           && removed.empty() && workers_not_back.empty() && amended.empty()
+           && dropped.empty();
   }
 };
 
@@ -420,6 +436,15 @@ private:
   void take_results(const std::string& worker_id,
                     const std::vector<attempt_result>& results, time_ms now,
                     plan& out);
+
+  /// The result of a CANCELLED task's killed attempt: its output is kept
+  /// (the status, times and reason stay the cancellation's).
+  void keep_cancelled_output(task_record& task, const attempt_result& result,
+                             plan& out);
+
+  /// Why a result of `ref` from `worker_id` no longer counts, for the log.
+  std::string why_not_current(const task_record* task, const attempt_ref& ref,
+                              const std::string& worker_id) const;
 
   /// Folds an attempt's run time into the worker's average and sets how far
   /// ahead of its slots it may be fed.

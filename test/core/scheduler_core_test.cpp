@@ -319,13 +319,26 @@ TEST_CASE_METHOD(fixture,
   core.register_worker(info("a", 1), {{id, 1}}, {}, now, back);
   REQUIRE(back.kills.size() == 1);
   CHECK(back.kills[0].second == attempt_ref{id, 1});
-  // Its late result is acknowledged but changes nothing.
+  // Its late result is acknowledged but changes nothing; the plan says it
+  // was dropped, and why, for the log.
   auto late = report("a", result({id, 1}, attempt_outcome::succeeded));
   CHECK(late.acks.size() == 1);
   CHECK(task(id).status == task_status::running);
-  report("b", result({id, 2}, attempt_outcome::succeeded));
+  REQUIRE(late.dropped.size() == 1);
+  CHECK(late.dropped[0].worker_id == "a");
+  CHECK(late.dropped[0].ref == attempt_ref{id, 1});
+  CHECK(late.dropped[0].why
+        == "the attempt was given up (LOST: worker a lost: connection "
+           "closed); the task is RUNNING after 2 attempts");
+  auto done = report("b", result({id, 2}, attempt_outcome::succeeded));
+  CHECK(done.dropped.empty());
   CHECK(task(id).status == task_status::succeeded);
   CHECK(task(id).attempts.size() == 2);
+  // The same result again (its acknowledgement lost) drops nothing.
+  auto again = report("b", result({id, 2}, attempt_outcome::succeeded));
+  CHECK(again.acks.size() == 1);
+  CHECK(again.dropped.empty());
+  CHECK(task(id).status == task_status::succeeded);
 }
 
 TEST_CASE_METHOD(fixture,
@@ -495,9 +508,21 @@ TEST_CASE_METHOD(fixture, "cancel follows the documented rules",
   CHECK(p.kills[0] == std::make_pair(std::string{"w1"}, attempt_ref{running, 1}));
   // The slot frees when the worker reports the process gone.
   CHECK(core.cluster().free_slots() == 0);
-  report("w1", result({running, 1}, attempt_outcome::cancelled));
+  CHECK(task(running).stdout_tail.empty());
+  auto cancel_time = task(running).finished_at;
+  now += 500;
+  auto killed = report("w1", result({running, 1}, attempt_outcome::cancelled));
   CHECK(core.cluster().free_slots() == 1);
+  // What the process wrote before it was killed is kept (and journaled);
+  // the task stays CANCELLED as of the request.
   CHECK(task(running).status == task_status::cancelled);
+  CHECK(task(running).stdout_tail == "out");
+  CHECK(task(running).stdout_bytes == 70'000);
+  CHECK(task(running).finished_at == cancel_time);
+  CHECK(task(running).reason == "cancelled by request");
+  CHECK(killed.amended == std::vector<task_id>{running});
+  CHECK(killed.task_changes.empty());
+  CHECK(killed.dropped.empty());
   auto done = submit("true");
   report("w1", result({done, 1}, attempt_outcome::succeeded));
   CHECK(core.cancel(done, now, p) == cancel_outcome::conflict);

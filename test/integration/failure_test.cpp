@@ -573,6 +573,11 @@ TEST_CASE("a frozen worker (SIGSTOP) is detected, its tasks requeued, and its "
   CHECK(after["stdout"] == "attempt-2\n");
   CHECK(after["attempts"].size() == 2);
   CHECK(after["attempts"][1]["worker_id"] == "healthy");
+  // The log says the late attempt's result (and output) went nowhere.
+  CHECK(master->log_contains(
+    "worker frozen: the result of task " + std::to_string(id)
+    + " attempt 1 is dropped: the attempt was given up (LOST: worker frozen "
+      "lost"));
   CHECK(api.metrics_when("taskmaster_tasks_completed_total", 5)["taskmaster_tasks_completed_total"] == 5);
   // The task it held unstarted (only it can run it) was requeued when it
   // was lost. When its slot freed after the SIGCONT, the worker handed the
@@ -650,10 +655,13 @@ TEST_CASE("cancel kills a running task within a second", "[integration][cancel]"
   temp_dir dir;
   auto master = daemon::master(dir, "standalone", {}, true);
   auto api = master->api();
-  auto id = submit_batch(api, json::array({json{{"command", "sleep 60"}}}))[0];
+  auto id = submit_batch(api, json::array({json{
+                                 {"command", "echo before the cancel; sleep 60"}}}))[0];
   REQUIRE(eventually([&] {
     return api.get("/tasks/" + std::to_string(id)).body["status"] == "RUNNING";
   }));
+  // Time for the echo, so the output below is the task's, not a race.
+  std::this_thread::sleep_for(200ms);
   auto start = std::chrono::steady_clock::now();
   auto c = api.post("/tasks/" + std::to_string(id) + "/cancel", "");
   CHECK(c.status == 200);
@@ -669,6 +677,8 @@ TEST_CASE("cancel kills a running task within a second", "[integration][cancel]"
   auto t = api.get("/tasks/" + std::to_string(id)).body;
   CHECK(t["status"] == "CANCELLED");
   CHECK(t["attempts"][0]["outcome"] == "CANCELLED");
+  // What it wrote before the cancel is kept, as for a timeout.
+  CHECK(t["stdout"] == "before the cancel\n");
   for (const char* cmd : {"true", "false"}) {
     auto done = submit_batch(api, json::array({json{{"command", cmd}}}))[0];
     api.wait_final(done);
