@@ -1,5 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <csignal>
+
 #include "test/support/in_process_master.hpp"
 
 using namespace taskmaster;
@@ -201,6 +206,39 @@ TEST_CASE("a cancel reaches the worker as a kill", "[actors][protocol]") {
     .receive([](cancel_reply& r) { CHECK(r.result == cancel_result::cancelled); },
              [](caf::error& err) { FAIL(caf::to_string(err)); });
   CHECK(w.expect(kill_atom::value) == std::vector<core::attempt_ref>{work[0].ref});
+}
+
+TEST_CASE("with a journal that cannot write, a cancel and a submission are "
+          "answered as not stored",
+          "[actors][journal]") {
+  in_process_master m{no_worker()};
+  auto ids = submit(m, {"sleep 60"});
+  m.journal().flush();
+  // The journal's log file may not grow any more (as on a full disk): the
+  // next commit fails with EFBIG (SIGXFSZ ignored, as it would kill us).
+  auto wal = m.dir() / "data/taskmaster.db-wal";
+  struct stat st {};
+  REQUIRE(::stat(wal.c_str(), &st) == 0);
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &before) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit capped = before;
+  capped.rlim_cur = static_cast<rlim_t>(st.st_size);
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  caf::scoped_actor client{m.system()};
+  client->request(m.scheduler(), 5s, cancel_atom::value, ids[0])
+    .receive(
+      [](cancel_reply& r) { CHECK(r.result == cancel_result::journal_failed); },
+      [](caf::error& err) { FAIL(caf::to_string(err)); });
+  std::vector<core::task_spec> specs(1);
+  specs[0].command = "true";
+  client->request(m.scheduler(), 5s, submit_atom::value, std::move(specs))
+    .receive(
+      [](submit_reply& r) { CHECK(r.status == submit_status::journal_failed); },
+      [](caf::error& err) { FAIL(caf::to_string(err)); });
+  ::setrlimit(RLIMIT_FSIZE, &before);
+  std::signal(SIGXFSZ, old_handler);
+  CHECK_FALSE(m.journal().failure().empty());
 }
 
 TEST_CASE("when a worker's actor goes away its task is requeued for another",
