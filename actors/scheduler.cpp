@@ -256,7 +256,7 @@ register_reply admit_worker(self_ptr self, const register_request& req,
   if (awaited_before && st.core->awaited_after_restart().empty()
       && plan.workers_not_back.empty())
     log::info("the workers an earlier master may have sent attempts to are "
-              "back: dispatching");
+              "back: dispatching the tasks it left");
   auto i = st.workers.find(id);
   if (i != st.workers.end() && i->second != handle)
     self->demonitor(i->second.address());
@@ -354,7 +354,8 @@ scheduler(self_ptr self, scheduler_options options,
     auto awaited = st.core->awaited_after_restart();
     if (!awaited.empty())
       log::info("worker{} {} may run attempts an earlier master sent: "
-                "dispatching waits up to {} ms for {} to register again",
+                "the tasks it left wait up to {} ms for {} to register "
+                "again (new tasks do not)",
                 awaited.size() == 1 ? "" : "s", fmt::join(awaited, ", "),
                 options.settings.restart_hold,
                 awaited.size() == 1 ? "it" : "them");

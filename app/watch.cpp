@@ -116,7 +116,7 @@ json restart_wait_of(const json& summary) {
   return w == summary.end() || !w->is_object() ? json(nullptr) : *w;
 }
 
-/// After a master restart nothing is dispatched for a while: say why
+/// After a master restart the tasks it left wait for a while: say why
 /// (`wait` as restart_wait_of gives it), after `prefix` (a time, or nothing).
 void print_restart_wait(const json& wait, const std::string& prefix = {}) {
   if (!wait.is_object())
@@ -133,8 +133,8 @@ void print_restart_wait(const json& wait, const std::string& prefix = {}) {
                                      : workers[i].dump());
   if (workers.size() > named)
     who += fmt::format(" and {} more", workers.size() - named);
-  fmt::print("{}the master restarted: nothing is dispatched until worker{} "
-             "{} {} back, or {} at the latest\n",
+  fmt::print("{}the master restarted: tasks queued before it wait until "
+             "worker{} {} {} back, or {} at the latest\n",
              prefix, workers.size() == 1 ? "" : "s", who,
              workers.size() == 1 ? "is" : "are", clock_of(str(wait, "until")));
 }
@@ -147,7 +147,8 @@ void note_restart_wait_change(const json& msg, json& seen) {
     return;
   auto prefix = clock_of(str(msg, "at")) + " ";
   if (now.is_null())
-    fmt::print("{}the wait after the master's restart is over: dispatching\n",
+    fmt::print("{}the wait after the master's restart is over: dispatching "
+               "the tasks queued before it\n",
                prefix);
   else
     print_restart_wait(now, prefix);

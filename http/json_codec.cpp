@@ -365,7 +365,7 @@ json encode_summary(const cluster_summary& s) {
     {"workers_draining", s.workers_draining},
     {"slots_total", s.slots_total},
     {"slots_used", s.slots_used},
-    // After a master restart, while nothing is dispatched yet.
+    // After a master restart, while the tasks it left are held back.
     {"restart_wait",
      s.restart_wait_for.empty()
        ? json(nullptr)

@@ -42,7 +42,8 @@ scheduler_core::scheduler_core(scheduler_settings settings,
                                std::function<double()> random)
   : settings_(settings),
     random_(std::move(random)),
-    queue_(settings.aging_interval) {
+    queue_(settings.aging_interval),
+    held_after_restart_(settings.aging_interval) {
 }
 
 // -- tasks --------------------------------------------------------------------
@@ -570,13 +571,13 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
 void scheduler_core::dispatch(time_ms now, plan& out) {
   if (!dispatching_)
     return;
-  if (!awaited_after_restart_.empty()) {
-    if (now < hold_dispatch_until_)
-      return;
+  if (!awaited_after_restart_.empty() && now >= hold_dispatch_until_) {
     out.workers_not_back.assign(awaited_after_restart_.begin(),
                                 awaited_after_restart_.end());
     awaited_after_restart_.clear();
   }
+  if (awaited_after_restart_.empty() && held_after_restart_.size() > 0)
+    queue_.absorb(held_after_restart_);
   place_queued(now, out);
   reclaim_for_idle_slots(out);
 }
@@ -727,6 +728,12 @@ void scheduler_core::restore(std::vector<task_record> records, task_id last_id,
     awaited_after_restart_.insert(connected_before.begin(),
                                   connected_before.end());
   hold_dispatch_until_ = now + settings_.restart_hold;
+  // What is queued now is what the last master left: held apart for the
+  // wait, while tasks submitted from now on are dispatched as usual.
+  if (!awaited_after_restart_.empty()) {
+    std::swap(queue_, held_after_restart_);
+    restored_up_to_ = max_id;
+  }
 }
 
 // -- queries ------------------------------------------------------------------
@@ -743,7 +750,7 @@ std::string scheduler_core::reason_of(const task_record& task) const {
     return "being written to the journal";
   if (task.not_before > 0)
     return task.reason;
-  if (!awaited_after_restart_.empty())
+  if (held_for_restart(task))
     return restart_hold_reason();
   const auto* cls = queue_.class_of(task.spec.labels);
   if (cls == nullptr)
@@ -844,7 +851,12 @@ void scheduler_core::enqueue(task_record& task, time_ms now, bool keep_place) {
     task.queued_at = now;
     task.wait_counted = false;
   }
-  queue_.push(task.id, task.spec.prio, task.spec.labels, task.queued_at);
+  (held_for_restart(task) ? held_after_restart_ : queue_)
+    .push(task.id, task.spec.prio, task.spec.labels, task.queued_at);
+}
+
+bool scheduler_core::held_for_restart(const task_record& task) const {
+  return !awaited_after_restart_.empty() && task.id <= restored_up_to_;
 }
 
 void scheduler_core::mark_running(task_record& task, const std::string& worker_id,
@@ -915,15 +927,17 @@ std::string scheduler_core::restart_hold_reason() const {
   }
   if (awaited_after_restart_.size() > named)
     who += fmt::format(" and {} more", awaited_after_restart_.size() - named);
-  return fmt::format("the master restarted: nothing is dispatched until "
-                     "worker{} {} {} back, or {} at the latest",
+  return fmt::format("the master restarted: tasks queued before it wait "
+                     "until worker{} {} {} back, or {} at the latest",
                      awaited_after_restart_.size() == 1 ? "" : "s", who,
                      awaited_after_restart_.size() == 1 ? "is" : "are",
                      format_rfc3339(hold_dispatch_until_));
 }
 
 void scheduler_core::dequeue(task_record& task) {
-  queue_.erase(task.id, task.spec.prio, task.spec.labels, task.queued_at);
+  if (!queue_.erase(task.id, task.spec.prio, task.spec.labels, task.queued_at))
+    held_after_restart_.erase(task.id, task.spec.prio, task.spec.labels,
+                              task.queued_at);
   delayed_.erase({task.not_before, task.id});
   task.not_before = 0;
 }

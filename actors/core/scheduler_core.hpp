@@ -37,8 +37,8 @@ struct scheduler_settings {
   /// After a master restart, how long a RUNNING task waits for its worker to
   /// reconnect and claim it before it is requeued.
   time_ms reconcile_grace = 30'000;
-  /// After a master restart, how long dispatching waits at most for the
-  /// workers that may run attempts of the last master (see
+  /// After a master restart, how long the tasks the last master left wait
+  /// at most for the workers that may run attempts of them (see
   /// awaited_after_restart_): a heartbeat timeout plus the longest reconnect
   /// backoff, so that a worker still backing off from the outage makes it.
   time_ms restart_hold = 10'000;
@@ -334,7 +334,7 @@ public:
   /// worker registers). `last_id` is the highest id ever handed out;
   /// `connected_before` the workers that may run attempts an earlier master
   /// never journaled (the journal's connected workers, see
-  /// store::journal_contents). Holds dispatching back until those workers
+  /// store::journal_contents). Holds the restored tasks back until those workers
   /// (if a task has not ended, which one of them might run) and the ones
   /// the journal has tasks running on are back, restart_hold at most (see
   /// awaited_after_restart_).
@@ -407,6 +407,10 @@ private:
   /// The reason of a queued task while dispatching waits for the last
   /// master's workers (see awaited_after_restart_): whom, and until when.
   std::string restart_hold_reason() const;
+
+  /// True while `task` is one the last master left and the restart wait
+  /// is on: it queues in held_after_restart_.
+  bool held_for_restart(const task_record& task) const;
 
   /// Takes a QUEUED task out of the ready queue or the delayed set.
   void dequeue(task_record& task);
@@ -487,17 +491,23 @@ private:
   /// Admitted, not yet durable.
   std::unordered_set<task_id> pending_;
   task_queue queue_;
+  /// During the wait after a restart (see awaited_after_restart_), the
+  /// tasks the last master left queued (ids up to restored_up_to_): any of
+  /// them may run on a worker not back yet. Dispatched once the wait ends.
+  task_queue held_after_restart_;
+  task_id restored_up_to_ = 0;
   /// QUEUED tasks waiting for a time (run_at, retry backoff).
   std::set<std::pair<time_ms, task_id>> delayed_;
   /// RUNNING attempts waiting for their worker to claim them (restored after
   /// a restart, or held by a worker lost around a stall), with their
   /// deadline.
   std::map<attempt_ref, time_ms> orphans_;
-  /// After a restart, nothing is dispatched until the workers that may run
-  /// attempts of the last master have all registered again, or until
+  /// After a restart, no task the last master left is dispatched until the
+  /// workers that may run its attempts have all registered again, or until
   /// hold_dispatch_until_ (restart_hold): a task the last master sent
   /// one of them but died before journaling is then adopted there, not run
-  /// a second time. Those are the workers the journal has tasks running on,
+  /// a second time. Tasks submitted after the restart are dispatched as
+  /// usual meanwhile, on the workers that are back. Those are the workers the journal has tasks running on,
   /// and those it records as connected (assignments go out before their
   /// RUNNING state is committed): after a crash every worker that was
   /// connected, after a clean stop only those that master still awaited.

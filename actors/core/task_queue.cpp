@@ -49,4 +49,24 @@ task_id task_queue::pop_front(const std::string& class_key) {
   return id;
 }
 
+void task_queue::absorb(task_queue& other) {
+  size_ += other.size_;
+  for (size_t i = 0; i < priority_count; ++i)
+    per_priority_[i] += other.per_priority_[i];
+  for (auto& [key, cls] : other.classes_) {
+    auto& mine = classes_[key];
+    if (mine.entries.empty())
+      mine.labels = cls.labels;
+    mine.entries.merge(cls.entries);
+    // What merge leaves behind was queued here already: counted once.
+    for (const auto& [entry, prio] : cls.entries) {
+      --size_;
+      --per_priority_[static_cast<size_t>(prio)];
+    }
+  }
+  other.classes_.clear();
+  other.size_ = 0;
+  other.per_priority_ = {};
+}
+
 } // namespace taskmaster::core

@@ -68,6 +68,10 @@ public:
   /// Removes and returns the head of a class (which must not be empty).
   task_id pop_front(const std::string& class_key);
 
+  /// Moves every task of `other` (same aging interval) in here, each at its
+  /// rank, and leaves `other` empty. Tree nodes move, nothing is copied.
+  void absorb(task_queue& other);
+
   time_ms rank(priority prio, time_ms ready_since) const {
     return ready_since - static_cast<time_ms>(prio) * aging_interval_;
   }

@@ -855,9 +855,9 @@ TEST_CASE("after a restart, an attempt the journal never saw is adopted "
   CHECK(q.kills[0].second == attempt_ref{again, 2, 1});
 }
 
-TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
-          "tasks are back, so a held result of an unjournaled attempt is "
-          "adopted",
+TEST_CASE("after a restart, the tasks left are not dispatched until the "
+          "workers that ran tasks are back, so a held result of an "
+          "unjournaled attempt is adopted",
           "[core][scheduler][recovery]") {
   fixture before;
   before.join("a", 2);
@@ -877,8 +877,8 @@ TEST_CASE("after a restart, nothing is dispatched until the workers that ran "
   auto p = after.join("fresh", 1);
   CHECK(p.assignments.empty());
   CHECK(after.core.reason_of(after.task(unjournaled))
-        == "the master restarted: nothing is dispatched until worker a is "
-           "back, or "
+        == "the master restarted: tasks queued before it wait until worker a "
+           "is back, or "
              + format_rfc3339(after.now + test_settings().restart_hold)
              + " at the latest");
   // "a" comes back with the journaled attempt still running and the other
@@ -1004,8 +1004,8 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   fixture after{in_epoch(2)};
   after.core.restore({as_journaled}, id, after.now, {"a", "b"});
   CHECK(after.core.reason_of(after.task(id))
-        == "the master restarted: nothing is dispatched until workers a, b "
-           "are back, or "
+        == "the master restarted: tasks queued before it wait until workers "
+           "a, b are back, or "
              + format_rfc3339(after.now + test_settings().restart_hold)
              + " at the latest");
   // "b" is back first: nothing goes to it, "a" may run the task.
@@ -1024,6 +1024,59 @@ TEST_CASE("after a crash, the master waits for every worker that was "
   auto next = after.submit("true");
   CHECK(after.task(next).status == task_status::running);
   CHECK(after.task(next).worker_id == "b");
+}
+
+TEST_CASE("during the wait after a restart, new tasks run at once and the "
+          "tasks left keep their order for after it, requeued ones too",
+          "[core][scheduler][recovery]") {
+  // Epoch 1: "a" and "b" connected, a task RUNNING on "b", two QUEUED.
+  fixture before{in_epoch(1)};
+  before.join("b", 1);
+  auto on_b = before.submit("sleep 60");
+  auto first = before.submit("echo first", priority::low);
+  auto second = before.submit("echo second", priority::low);
+  REQUIRE(before.task(first).status == task_status::queued);
+  fixture after{in_epoch(2)};
+  after.core.restore({before.task(on_b), before.task(first),
+                      before.task(second)},
+                     second, after.now, {"a", "b"});
+  REQUIRE(after.core.awaited_after_restart()
+          == std::vector<std::string>{"a", "b"});
+  // A new worker: the tasks left wait ("a" may run one of them) ...
+  auto p = after.join("c", 2);
+  CHECK(p.assignments.empty());
+  // ... but a task submitted now runs at once, CRITICAL or not.
+  after.now += 100;
+  auto fresh = after.submit("echo fresh", priority::low);
+  CHECK(after.task(fresh).status == task_status::running);
+  CHECK(after.task(fresh).worker_id == "c");
+  CHECK(after.core.reason_of(after.task(first)).rfind(
+          "the master restarted: tasks queued before it wait until workers "
+          "a, b are back",
+          0)
+        == 0);
+  // "b" comes back without its attempt: the task goes back to the queue,
+  // and waits with the others ("a" may have been sent its next attempt).
+  plan back;
+  REQUIRE(after.core.register_worker(after.info("b", 1), {}, {}, after.now,
+                                     back)
+          == register_outcome::accepted);
+  CHECK(after.task(on_b).status == task_status::queued);
+  CHECK(back.assignments.empty());
+  CHECK(after.core.stats().queued == 3);
+  // Another new task goes to "b", the one free slot beside "c"'s second.
+  auto fresh2 = after.submit("echo fresh2", priority::low);
+  CHECK(after.task(fresh2).status == task_status::running);
+  // "a" is back: the three left go out in their order, into the slots
+  // there are (a's 1 and c's 1; "b" holds fresh2).
+  plan a_back;
+  REQUIRE(after.core.register_worker(after.info("a", 1), {}, {}, after.now,
+                                     a_back)
+          == register_outcome::accepted);
+  CHECK(assigned_ids(a_back) == std::vector<task_id>{on_b, first});
+  CHECK(after.task(second).status == task_status::queued);
+  CHECK(after.core.reason_of(after.task(second)).find("the master restarted")
+        == std::string::npos);
 }
 
 TEST_CASE("after a crash with no task queued or running, nothing waits for "
@@ -1138,8 +1191,8 @@ TEST_CASE("the restart hold names a few of the workers it waits for",
                      {"w1", "w2", "w3", "w4", "w5"});
   after.join("w2", 1);
   CHECK(after.core.reason_of(after.task(id)).rfind(
-          "the master restarted: nothing is dispatched until workers w1, w3, "
-          "w4 and 1 more are back, or ",
+          "the master restarted: tasks queued before it wait until workers "
+          "w1, w3, w4 and 1 more are back, or ",
           0)
         == 0);
 }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "actors/core/task_queue.hpp"
 
 using namespace taskmaster::core;
@@ -76,4 +78,33 @@ TEST_CASE("tasks with different label constraints form separate classes",
   CHECK(q.pop_front("gpu=1") == 1);
   CHECK(q.pop_front("") == 2);
   CHECK(q.pop_front("gpu=1") == 3);
+}
+
+TEST_CASE("absorbing another queue keeps every task's rank and the counts",
+          "[core][queue]") {
+  task_queue q{aging};
+  task_queue held{aging};
+  q.push(10, priority::critical, {}, 5000);
+  q.push(11, priority::low, {{"gpu", "1"}}, 5000);
+  held.push(1, priority::medium, {}, 1000);
+  held.push(2, priority::low, {}, 1001);
+  held.push(3, priority::medium, {{"gpu", "1"}}, 1002);
+  held.push(4, priority::high, {{"zone", "b"}}, 1003);
+  q.absorb(held);
+  CHECK(held.size() == 0);
+  CHECK(held.classes().empty());
+  CHECK(q.size() == 6);
+  CHECK(q.size(priority::medium) == 2);
+  CHECK(q.size(priority::low) == 2);
+  CHECK(q.classes().size() == 3);
+  // Within a class, by rank across both: a CRITICAL task 4 s younger
+  // still goes first (ranks differ by an aging interval per level).
+  auto& plain = q.classes().at("");
+  std::vector<task_id> order;
+  for (const auto& [entry, prio] : plain.entries)
+    order.push_back(entry.second);
+  CHECK(order == std::vector<task_id>{10, 1, 2});
+  CHECK(q.class_of({{"zone", "b"}}) != nullptr);
+  CHECK(q.erase(3, priority::medium, {{"gpu", "1"}}, 1002));
+  CHECK(q.size() == 5);
 }

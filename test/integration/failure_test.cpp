@@ -420,7 +420,7 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
     auto t = api.get("/tasks/" + std::to_string(id)).body;
     CHECK(t["status"] == "QUEUED");
     CHECK(t["reason"].get<std::string>().rfind(
-            "the master restarted: nothing is dispatched until worker "
+            "the master restarted: tasks queued before it wait until worker "
               + holder + " is back, or ",
             0)
           == 0);
@@ -431,6 +431,12 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   master = daemon::master(dir, "master", restarted);
   CHECK(master->log_contains("may run attempts an earlier master sent"));
   check_held();
+  // A task submitted meanwhile runs at once, on the worker that is back.
+  auto fresh = submit_batch(api, json::array({json{{"command", "echo new"}}}))[0];
+  auto fresh_done = api.wait_final(fresh, 5s);
+  CHECK(fresh_done["status"] == "SUCCEEDED");
+  CHECK(fresh_done["worker_id"] != holder);
+  CHECK(api.get("/tasks/" + std::to_string(id)).body["status"] == "QUEUED");
   // Stopped cleanly while still waiting: its successor waits in its turn.
   master->proc().signal(SIGTERM);
   REQUIRE(master->proc().wait(30s));
@@ -441,8 +447,8 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
                 dir / "watch.out", dir / "watch.err"};
   REQUIRE(eventually([&] {
     return read_file(dir / "watch.out")
-             .find("the master restarted: nothing is dispatched until worker "
-                   + holder + " is back")
+             .find("the master restarted: tasks queued before it wait until "
+                   "worker " + holder + " is back")
            != std::string::npos;
   }));
   workers[holder]->proc().signal(SIGCONT);
