@@ -68,19 +68,12 @@ async function check(name, fn) {
 
 const daemons = new Set();
 
-/** Starts a standalone daemon and waits (bounded) for its URL on stdout. */
-function startDaemon({ dataDir, httpPort = 0, extraArgs = [] }) {
-  const args = [`--data-dir=${dataDir}`, `--http-port=${httpPort}`, '--cluster-port=0', ...extraArgs];
+/** Starts a standalone daemon (a master with `--role=master` in extraArgs)
+ *  and waits (bounded) for its URL on stdout. */
+function startDaemon({ dataDir, httpPort = 0, clusterPort = 0, extraArgs = [] }) {
+  const args = [`--data-dir=${dataDir}`, `--http-port=${httpPort}`, `--cluster-port=${clusterPort}`, ...extraArgs];
   const proc = spawn(daemonPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const d = { proc, pid: proc.pid, url: null, port: null, exited: false, code: null, stderr: '', stdout: '' };
-  daemons.add(d);
-  d.exit = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    d.exited = true;
-    d.code = code ?? signal;
-    daemons.delete(d);
-    resolve(d.code);
-  }));
-  proc.stderr.on('data', (b) => { d.stderr = (d.stderr + b).slice(-20_000); });
+  const d = track(proc);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       stopDaemon(d);
@@ -89,9 +82,11 @@ function startDaemon({ dataDir, httpPort = 0, extraArgs = [] }) {
     proc.stdout.on('data', (b) => {
       d.stdout += b;
       const m = /API and dashboard: (http:\/\/[^\s/]+:(\d+))\//.exec(d.stdout);
-      if (m && !d.url) {
+      const c = /--master=([^\s)]+)/.exec(d.stdout);
+      if (m && c && !d.url) {
         d.url = m[1];
         d.port = Number(m[2]);
+        d.clusterAddr = c[1];
         clearTimeout(timer);
         resolve(d);
       }
@@ -102,6 +97,27 @@ function startDaemon({ dataDir, httpPort = 0, extraArgs = [] }) {
       if (!d.url) reject(new Error(`taskmasterd exited (${code}) before it was ready\nstderr: ${d.stderr}`));
     });
   });
+}
+
+/** Starts a worker process for the master at clusterAddr (HOST:PORT). */
+function startWorker(clusterAddr, workerId) {
+  const proc = spawn(daemonPath, ['--role=worker', `--master=${clusterAddr}`, `--worker-id=${workerId}`, '--slots=1',
+                                  '--reconnect-backoff-max=500ms'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return track(proc);
+}
+
+/** Keeps a process we started in `daemons` (stopped by PID at the end). */
+function track(proc) {
+  const d = { proc, pid: proc.pid, url: null, port: null, exited: false, code: null, stderr: '', stdout: '' };
+  daemons.add(d);
+  d.exit = new Promise((resolve) => proc.on('exit', (code, signal) => {
+    d.exited = true;
+    d.code = code ?? signal;
+    daemons.delete(d);
+    resolve(d.code);
+  }));
+  proc.stderr.on('data', (b) => { d.stderr = (d.stderr + b).slice(-20_000); });
+  return d;
 }
 
 /** SIGTERM, then SIGKILL after graceMs. Only ever the process we started, by PID. */
@@ -517,6 +533,52 @@ async function main() {
       // The daemon is stopped with the others once the browser is closed (an
       // idle keep-alive connection of the browser would hold it up for 30 s).
       cleanupDirs.push(secureDir);
+    }
+  });
+
+  await check('9. after a master crash the dashboard says which workers the tasks it left wait for, and when that ends', async () => {
+    const crashDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-e2e-crash-'));
+    cleanupDirs.push(crashDir);
+    // The wait lasts the master's heartbeat timeout plus its reconnect
+    // backoff: long enough to look at, as the worker stays frozen.
+    const masterArgs = ['--role=master', '--heartbeat-interval=250ms', '--heartbeat-timeout=10s', '--reconnect-backoff-max=10s'];
+    let master = await startDaemon({ dataDir: crashDir, extraArgs: masterArgs });
+    const worker = startWorker(master.clusterAddr, 'e2e-frozen');
+    const p3 = await context.newPage();
+    p3.on('pageerror', (e) => { pageErrors.push(e); log(`page error (crash page): ${e.message}`); });
+    try {
+      await waitFor('the worker to register', async () =>
+        ((await api(master.url, 'GET', '/stats')).data || {}).workers_up === 1, 15_000);
+      const r = await api(master.url, 'POST', '/tasks', { command: 'sleep 30', name: 'left-running' });
+      assert(r.status === 201, `POST /tasks answered ${r.status}`);
+      const id = r.data.id;
+      await waitFor(`task ${id} RUNNING`, async () =>
+        (await api(master.url, 'GET', `/tasks/${id}`)).data.status === 'RUNNING', 10_000);
+      // The worker freezes, the master dies and comes back on the same ports.
+      process.kill(worker.pid, 'SIGSTOP');
+      process.kill(master.pid, 'SIGKILL');
+      await master.exit;
+      const [host, clusterPort] = [master.url, Number(master.clusterAddr.split(':').pop())];
+      master = await startDaemon({ dataDir: crashDir, httpPort: master.port, clusterPort, extraArgs: masterArgs });
+      assert(master.url === host, `the master came back at ${master.url}`);
+      await p3.goto(master.url + '/', { waitUntil: 'load', timeout: 15_000 });
+      const box = p3.locator('[data-testid=restart-wait]');
+      await box.waitFor({ state: 'visible', timeout: 10_000 });
+      const text = await box.textContent();
+      log(`  notice: ${text.trim()}`);
+      assert(/master restarted/i.test(text) && /wait until worker e2e-frozen is back, or .* at the latest/.test(text),
+        `the notice says "${text}"`);
+      // The worker thaws, registers again with its task, and the notice goes.
+      process.kill(worker.pid, 'SIGCONT');
+      await box.waitFor({ state: 'hidden', timeout: 15_000 });
+      const t = await api(master.url, 'GET', `/tasks/${id}`);
+      assert(t.data.status === 'RUNNING' && t.data.attempts.length === 1,
+        `after the wait task ${id} is ${t.data.status} with ${t.data.attempts.length} attempts`);
+      await api(master.url, 'POST', `/tasks/${id}/cancel`);
+    } finally {
+      await p3.close().catch(() => {});
+      try { process.kill(worker.pid, 'SIGCONT'); } catch (_) { /* gone */ }
+      // Both are stopped with the others once the browser is closed.
     }
   });
 
