@@ -55,8 +55,13 @@ void task_queue::absorb(task_queue& other) {
     per_priority_[i] += other.per_priority_[i];
   for (auto& [key, cls] : other.classes_) {
     auto& mine = classes_[key];
-    if (mine.entries.empty())
+    if (mine.entries.empty()) {
+      // The usual case after a restart wait (new tasks went out at once):
+      // the whole class moves in constant time.
       mine.labels = cls.labels;
+      mine.entries.swap(cls.entries);
+      continue;
+    }
     mine.entries.merge(cls.entries);
     // What merge leaves behind was queued here already: counted once.
     for (const auto& [entry, prio] : cls.entries) {
