@@ -115,8 +115,8 @@ struct cluster_summary {
   uint64_t workers_draining = 0;
   uint64_t slots_total = 0;
   uint64_t slots_used = 0;
-  /// After a restart: the workers dispatching waits for, and until when at
-  /// the latest (see scheduler_core::awaited_after_restart).
+  /// After a restart: the workers the restored tasks wait for, and until
+  /// when at the latest (see scheduler_core::awaited_after_restart).
   std::vector<std::string> restart_wait_for;
   int64_t restart_wait_until = 0;
 };
@@ -419,6 +419,8 @@ using worker_node_actor = worker_actor::extend<
   caf::reacts_to<exited_atom, std::vector<core::attempt_result>>,
   caf::reacts_to<reconnect_atom>,
   caf::reacts_to<beat_atom>,
+  // The shutdown grace is over: hand back what still runs.
+  caf::reacts_to<tick_atom>,
   caf::replies_to<shutdown_atom, uint32_t>::with<bool>>;
 
 } // namespace taskmaster

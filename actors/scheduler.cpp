@@ -130,8 +130,8 @@ void carry_out(self_ptr self, core::plan& plan) {
   // unjournaled attempt: lost or departed ones (their tasks are requeued
   // just above), and the last master's that did not come back in time.
   if (!plan.workers_not_back.empty())
-    log::warn("dispatching again without worker{} {}: not back within {} ms "
-              "of the restart",
+    log::warn("dispatching the tasks the last master left without worker{} "
+              "{}: not back within {} ms of the restart",
               plan.workers_not_back.size() == 1 ? "" : "s",
               fmt::join(plan.workers_not_back, ", "),
               st.options.settings.restart_hold);
@@ -610,12 +610,16 @@ scheduler(self_ptr self, scheduler_options options,
         reply.task = client_view(*st.core, *t, false);
       // The user is told once a restart cannot bring the task back (state
       // changes otherwise wait --journal-group-delay for company); a second
-      // cancel waits for the first one's commit if it is still pending.
+      // cancel waits for the first one's commit if it is still pending. With
+      // the journal failed (for good, until a restart) it is answered as the
+      // first was: retrying must not turn a cancel that is not on disk into
+      // a success.
       bool pending = std::any_of(
         st.cancels.begin(), st.cancels.end(),
         [id](const auto& c) { return c.second.second.task.id == id; });
-      if (outcome != core::cancel_outcome::cancelled
-          && !(outcome == core::cancel_outcome::already_cancelled && pending))
+      bool unsure = outcome == core::cancel_outcome::already_cancelled
+                    && (pending || !st.journal->failure().empty());
+      if (outcome != core::cancel_outcome::cancelled && !unsure)
         return reply;
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<cancel_reply>();

@@ -407,10 +407,14 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       // keep this worker busy through the grace.
       self->send(st.executor, drain_atom::value,
                  std::string{"the worker shut down before it started"});
+      // At the deadline itself, not at the next heartbeat's check.
+      self->delayed_send(self, std::chrono::milliseconds(grace_ms),
+                         tick_atom::value);
       auto result = st.stopped;
       check_shutdown(self);
       return result;
     },
+    [self](tick_atom) { check_shutdown(self); },
   };
 }
 

@@ -341,10 +341,7 @@ void scheduler_core::take_results(const std::string& worker_id,
       continue;
     }
     if (!current || task->status != task_status::running) {
-      // A result sent again (its acknowledgement was lost) finds its task
-      // ended by it: nothing is lost there.
-      bool repeated = current && is_final(task->status);
-      if (result.started_at != 0 && !repeated)
+      if (result.started_at != 0 && !counted_before(task, result.ref, worker_id))
         out.dropped.push_back({worker_id, result.ref,
                                why_not_current(task, result.ref, worker_id)});
       continue;
@@ -375,6 +372,20 @@ void scheduler_core::keep_cancelled_output(task_record& task,
   if (attempt.started_at == 0)
     attempt.started_at = result.started_at;
   out.amended.push_back(task.id);
+}
+
+bool scheduler_core::counted_before(const task_record* task,
+                                    const attempt_ref& ref,
+                                    const std::string& worker_id) const {
+  // Only finished tasks are forgotten: that one's results all counted.
+  if (task == nullptr)
+    return true;
+  for (const auto& a : task->attempts)
+    if (a.number == ref.attempt && a.epoch == ref.epoch)
+      return a.worker_id == worker_id && a.outcome != attempt_outcome::running
+             && a.outcome != attempt_outcome::lost
+             && a.outcome != attempt_outcome::returned;
+  return false;
 }
 
 std::string scheduler_core::why_not_current(const task_record* task,

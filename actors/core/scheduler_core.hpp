@@ -116,17 +116,18 @@ struct worker_change {
   uint32_t requeued = 0;
 };
 
-/// Everything one call into the core decided. The actor shell carries it out:
-/// journal the changed tasks, send assignments and kills, acknowledge durable
-/// results, publish the changes.
 /// A worker's result that came too late to count (see plan::dropped).
 struct dropped_result {
   std::string worker_id;
   attempt_ref ref;
-  /// Why, for the log: "the task is no longer kept", "it was given up ...".
+  /// Why, for the log: "the attempt was given up (LOST: ...); the task is
+  /// RUNNING after 2 attempts", and the like.
   std::string why;
 };
 
+/// Everything one call into the core decided. The actor shell carries it out:
+/// journal the changed tasks, send assignments and kills, acknowledge durable
+/// results, publish the changes.
 struct plan {
   std::vector<std::pair<std::string, assignment>> assignments;
   std::vector<std::pair<std::string, attempt_ref>> kills;
@@ -316,14 +317,16 @@ public:
   }
 
   /// Workers an earlier master may have sent attempts it never journaled
-  /// and that are not back yet, until dispatching gives up on them (see
-  /// plan::workers_not_back). A master that stops keeps waiting for them:
-  /// it dispatches nothing more, and the next start must wait in its turn.
+  /// and that are not back yet, until the restored tasks stop waiting for
+  /// them (see plan::workers_not_back). A master that stops keeps waiting
+  /// for them: it dispatches nothing more, and the next start must wait in
+  /// its turn.
   std::vector<std::string> awaited_after_restart() const {
     return {awaited_after_restart_.begin(), awaited_after_restart_.end()};
   }
 
-  /// When dispatching gives up on awaited_after_restart() at the latest.
+  /// When the restored tasks stop waiting for awaited_after_restart() at the
+  /// latest.
   time_ms restart_hold_until() const {
     return hold_dispatch_until_;
   }
@@ -446,6 +449,11 @@ private:
   void keep_cancelled_output(task_record& task, const attempt_result& result,
                              plan& out);
 
+  /// True when a result of `ref` from `worker_id` is one sent again (its
+  /// acknowledgement was lost): the attempt already ended with it here.
+  bool counted_before(const task_record* task, const attempt_ref& ref,
+                      const std::string& worker_id) const;
+
   /// Why a result of `ref` from `worker_id` no longer counts, for the log.
   std::string why_not_current(const task_record* task, const attempt_ref& ref,
                               const std::string& worker_id) const;
@@ -506,11 +514,12 @@ private:
   /// workers that may run its attempts have all registered again, or until
   /// hold_dispatch_until_ (restart_hold): a task the last master sent
   /// one of them but died before journaling is then adopted there, not run
-  /// a second time. Tasks submitted after the restart are dispatched as
-  /// usual meanwhile, on the workers that are back. Those are the workers the journal has tasks running on,
-  /// and those it records as connected (assignments go out before their
-  /// RUNNING state is committed): after a crash every worker that was
-  /// connected, after a clean stop only those that master still awaited.
+  /// a second time. Those awaited workers are the ones the journal has
+  /// tasks running on, and those it records as connected (assignments go
+  /// out before their RUNNING state is committed): after a crash every
+  /// worker that was connected, after a clean stop only those that master
+  /// still awaited. Tasks submitted after the restart are dispatched as
+  /// usual meanwhile, on the workers that are back.
   std::set<std::string> awaited_after_restart_;
   time_ms hold_dispatch_until_ = 0;
   /// When tick() last ran (0: never).

@@ -208,37 +208,71 @@ TEST_CASE("a cancel reaches the worker as a kill", "[actors][protocol]") {
   CHECK(w.expect(kill_atom::value) == std::vector<core::attempt_ref>{work[0].ref});
 }
 
+namespace {
+
+/// While it lives, files of this process may not grow past `path`'s size
+/// (as on a full disk, writes beyond fail with EFBIG; SIGXFSZ, which would
+/// kill the test, is ignored). A FAIL in between still restores both.
+class file_size_cap {
+public:
+  explicit file_size_cap(const std::string& path) {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &before_) == 0);
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit capped = before_;
+    capped.rlim_cur = static_cast<rlim_t>(st.st_size);
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  }
+  ~file_size_cap() {
+    ::setrlimit(RLIMIT_FSIZE, &before_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+  file_size_cap(const file_size_cap&) = delete;
+  file_size_cap& operator=(const file_size_cap&) = delete;
+
+private:
+  rlimit before_{};
+  void (*old_handler_)(int) = nullptr;
+};
+
+} // namespace
+
 TEST_CASE("with a journal that cannot write, a cancel and a submission are "
           "answered as not stored",
           "[actors][journal]") {
   in_process_master m{no_worker()};
   auto ids = submit(m, {"sleep 60"});
   m.journal().flush();
-  // The journal's log file may not grow any more (as on a full disk): the
-  // next commit fails with EFBIG (SIGXFSZ ignored, as it would kill us).
+  // The journal's log file may not grow any more: its next commit fails.
   auto wal = m.dir() / "data/taskmaster.db-wal";
-  struct stat st {};
-  REQUIRE(::stat(wal.c_str(), &st) == 0);
-  rlimit before{};
-  REQUIRE(::getrlimit(RLIMIT_FSIZE, &before) == 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit capped = before;
-  capped.rlim_cur = static_cast<rlim_t>(st.st_size);
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
   caf::scoped_actor client{m.system()};
-  client->request(m.scheduler(), 5s, cancel_atom::value, ids[0])
-    .receive(
-      [](cancel_reply& r) { CHECK(r.result == cancel_result::journal_failed); },
-      [](caf::error& err) { FAIL(caf::to_string(err)); });
-  std::vector<core::task_spec> specs(1);
-  specs[0].command = "true";
-  client->request(m.scheduler(), 5s, submit_atom::value, std::move(specs))
-    .receive(
-      [](submit_reply& r) { CHECK(r.status == submit_status::journal_failed); },
-      [](caf::error& err) { FAIL(caf::to_string(err)); });
-  ::setrlimit(RLIMIT_FSIZE, &before);
-  std::signal(SIGXFSZ, old_handler);
-  CHECK_FALSE(m.journal().failure().empty());
+  auto cancel = [&] {
+    auto result = cancel_result::cancelled;
+    client->request(m.scheduler(), 5s, cancel_atom::value, ids[0])
+      .receive([&](cancel_reply& r) { result = r.result; },
+               [](caf::error& err) { FAIL(caf::to_string(err)); });
+    return result;
+  };
+  SECTION("a cancel, and the same cancel again") {
+    {
+      file_size_cap cap{wal};
+      CHECK(cancel() == cancel_result::journal_failed);
+    }
+    CHECK_FALSE(m.journal().failure().empty());
+    // Asked again, it is not on disk any more than it was: not a success.
+    CHECK(cancel() == cancel_result::journal_failed);
+  }
+  SECTION("a submission") {
+    file_size_cap cap{wal};
+    std::vector<core::task_spec> specs(1);
+    specs[0].command = "true";
+    client->request(m.scheduler(), 5s, submit_atom::value, std::move(specs))
+      .receive(
+        [](submit_reply& r) { CHECK(r.status == submit_status::journal_failed); },
+        [](caf::error& err) { FAIL(caf::to_string(err)); });
+    CHECK_FALSE(m.journal().failure().empty());
+  }
 }
 
 TEST_CASE("when a worker's actor goes away its task is requeued for another",

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "actors/core/time.hpp"
 #include "test/support/cluster.hpp"
 #include "test/support/connect.hpp"
 #include "test/support/wait.hpp"
@@ -661,13 +662,12 @@ TEST_CASE("cancel kills a running task within a second", "[integration][cancel]"
   temp_dir dir;
   auto master = daemon::master(dir, "standalone", {}, true);
   auto api = master->api();
+  auto echoed = dir / "echoed";
   auto id = submit_batch(api, json::array({json{
-                                 {"command", "echo before the cancel; sleep 60"}}}))[0];
-  REQUIRE(eventually([&] {
-    return api.get("/tasks/" + std::to_string(id)).body["status"] == "RUNNING";
-  }));
-  // Time for the echo, so the output below is the task's, not a race.
-  std::this_thread::sleep_for(200ms);
+                                 {"command", "echo before the cancel; touch "
+                                               + echoed + "; sleep 60"}}}))[0];
+  // The echo is done (RUNNING alone would say only that it was sent).
+  REQUIRE(eventually([&] { return std::ifstream{echoed}.good(); }));
   auto start = std::chrono::steady_clock::now();
   auto c = api.post("/tasks/" + std::to_string(id) + "/cancel", "");
   CHECK(c.status == 200);
@@ -828,6 +828,21 @@ TEST_CASE("SIGTERM on a worker lets running tasks finish, hands back the rest "
   auto start = std::chrono::steady_clock::now();
   CHECK(slow->proc().stop(SIGTERM, 20s) == 0);
   CHECK(std::chrono::steady_clock::now() - start < 5s);
+  // The hand-back comes at the end of the grace, not at the next heartbeat
+  // (1 s) after it: the log's times, from "shutting down" to "grace over".
+  auto log = slow->log();
+  auto ms_at = [&](const std::string& line_text) -> int64_t {
+    auto at = log.find(line_text);
+    REQUIRE(at != std::string::npos);
+    auto line_start = log.rfind('\n', at);
+    line_start = line_start == std::string::npos ? 0 : line_start + 1;
+    return *taskmaster::core::parse_rfc3339(
+      log.substr(line_start, log.find(' ', line_start) - line_start));
+  };
+  auto grace_taken = ms_at("shutdown grace over") - ms_at("shutting down: taking");
+  WARN("shutdown grace of 500 ms taken: " << grace_taken << " ms");
+  CHECK(grace_taken >= 500);
+  CHECK(grace_taken < 900);
   auto back = api.get("/tasks/" + std::to_string(long_id)).body;
   CHECK(back["status"] == "QUEUED");
   REQUIRE(back["attempts"].size() == 1);
