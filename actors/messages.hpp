@@ -145,6 +145,10 @@ struct event_batch {
   std::vector<task_event> tasks;
   std::vector<worker_event> workers;
   cluster_summary summary;
+  /// The wait after a restart narrowed or ended (see
+  /// cluster_summary::restart_wait_for): watchers hear it now, not at the
+  /// next once-a-second stats message.
+  bool restart_wait_changed = false;
 };
 
 /// Everything a new watcher needs before the deltas.
@@ -226,7 +230,7 @@ typename Inspector::result_type inspect(Inspector& f, worker_event& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
   return f(caf::meta::type_name("event_batch"), x.seq, x.tasks, x.workers,
-           x.summary);
+           x.summary, x.restart_wait_changed);
 }
 
 template <class Inspector>

@@ -12,6 +12,11 @@ namespace {
 
 using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
 
+/// How long a long poll on a task cancelled while it ran waits for the
+/// output of its killed process: a worker's default --kill-grace (SIGTERM,
+/// then SIGKILL 5 s later) and a second for the report.
+constexpr uint32_t cancelled_output_wait_ms = 6'000;
+
 cluster_summary summarize(const core::scheduler_core& core) {
   auto s = core.stats();
   cluster_summary out;
@@ -60,7 +65,8 @@ void flush_events(self_ptr self) {
   auto& st = self->state;
   st.events_flush_queued = false;
   auto& events = st.unsent_events;
-  if (events.tasks.empty() && events.workers.empty())
+  if (events.tasks.empty() && events.workers.empty()
+      && !events.restart_wait_changed)
     return;
   events.summary = summarize(*st.core);
   events.seq = st.event_seq;
@@ -89,11 +95,40 @@ void flush_acks(self_ptr self) {
   st.unsent_acks.clear();
 }
 
+/// Answers the long polls on a task that ended, or, for one cancelled while
+/// it ran, when its output is in (a bounded wait: a worker that never
+/// reports does not hold them past cancelled_output_wait_ms).
+void answer_waiters(self_ptr self, core::task_id id) {
+  auto& st = self->state;
+  auto w = st.waiters.find(id);
+  if (w == st.waiters.end())
+    return;
+  const auto* t = st.core->find(id);
+  if (t == nullptr || !core::is_final(t->status))
+    return;
+  if (st.core->cancelled_output_pending(id)) {
+    auto latest = log::wall_clock_ms() + cancelled_output_wait_ms;
+    for (auto& waiter : w->second)
+      waiter.deadline = std::min(waiter.deadline, latest);
+    return;
+  }
+  auto full = client_view(*st.core, *t, true);
+  for (auto& waiter : w->second)
+    waiter.promise.deliver(task_lookup{true, full});
+  st.waiters.erase(w);
+}
+
 /// Carries out what the core decided.
 void carry_out(self_ptr self, core::plan& plan) {
+  auto& st = self->state;
+  if (auto awaited = st.core->awaited_after_restart().size();
+      awaited != st.awaited_seen) {
+    st.awaited_seen = awaited;
+    st.unsent_events.restart_wait_changed = true;
+    schedule_event_flush(self);
+  }
   if (plan.empty())
     return;
-  auto& st = self->state;
   // 1. Journal every changed task. New tasks were journaled when admitted.
   std::vector<core::task_record> upserts;
   std::unordered_set<core::task_id> seen;
@@ -180,6 +215,8 @@ void carry_out(self_ptr self, core::plan& plan) {
   };
   send_per_worker(kill_atom::value, plan.kills);
   send_per_worker(reclaim_atom::value, plan.reclaims);
+  for (auto id : plan.amended)
+    answer_waiters(self, id);
   // 3. Events for the monitor (batched, see schedule_event_flush), and
   // answers for long-polling clients (at once).
   if (plan.task_changes.empty() && plan.worker_changes.empty())
@@ -209,15 +246,8 @@ void carry_out(self_ptr self, core::plan& plan) {
         view.has_exit_code = false;
       }
       events.tasks.push_back(task_event{++st.event_seq, c, std::move(view)});
-      if (core::is_final(c.to)) {
-        auto w = st.waiters.find(c.id);
-        if (w != st.waiters.end()) {
-          auto full = client_view(*st.core, *t, true);
-          for (auto& waiter : w->second)
-            waiter.promise.deliver(task_lookup{true, full});
-          st.waiters.erase(w);
-        }
-      }
+      if (core::is_final(c.to))
+        answer_waiters(self, c.id);
     }
   };
   for (const auto& c : plan.worker_changes) {
@@ -352,6 +382,7 @@ scheduler(self_ptr self, scheduler_options options,
               "their workers)",
               count, stats.queued, stats.running);
     auto awaited = st.core->awaited_after_restart();
+    st.awaited_seen = awaited.size();
     if (!awaited.empty())
       log::info("worker{} {} may run attempts an earlier master sent: "
                 "the tasks it left wait up to {} ms for {} to register "
@@ -558,8 +589,14 @@ scheduler(self_ptr self, scheduler_options options,
       const auto* task = st.core->find(id);
       if (task == nullptr)
         return task_lookup{};
-      if (wait_ms == 0 || core::is_final(task->status) || st.stopping)
+      // A task cancelled while it ran ends before its output is in: a
+      // client waiting for it to end wants that output too.
+      bool output_due = st.core->cancelled_output_pending(id);
+      if (wait_ms == 0 || st.stopping
+          || (core::is_final(task->status) && !output_due))
         return task_lookup{true, client_view(*st.core, *task, true)};
+      if (output_due)
+        wait_ms = std::min<uint32_t>(wait_ms, cancelled_output_wait_ms);
       auto promise = self->make_response_promise<task_lookup>();
       st.waiters[id].push_back(
         scheduler_state::waiter{promise, log::wall_clock_ms() + wait_ms});

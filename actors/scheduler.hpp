@@ -84,6 +84,9 @@ struct scheduler_state {
   bool acks_flush_scheduled = false;
   /// Events not yet sent to the monitor.
   event_batch unsent_events;
+  /// How many workers the restart wait awaited when last told (a change is
+  /// told to watchers at once: event_batch::restart_wait_changed).
+  size_t awaited_seen = 0;
   bool events_flush_queued = false;
   std::unordered_map<core::task_id, std::vector<waiter>> waiters;
   bool stopping = false;

@@ -410,10 +410,11 @@ int api_error(const api& server, int status, const json& body) {
   auto message = body["error"]["message"].get<std::string>();
   if (status == 401)
     message += token_hint(!server.token().empty());
-  // A 503 is a master stopping or unable to store what it was asked: the
-  // same request may succeed later, as with an unreachable one, so a script
-  // tells the two apart from a refusal by the same exit code.
-  return fail(status == 503 ? client::unreachable : api_failure,
+  // A 503 is a master stopping or unable to store what it was asked, a 429
+  // one whose queue is full: the same request may succeed later, as with an
+  // unreachable one, so a script tells them from a refusal by the exit code.
+  return fail(status == 503 || status == 429 ? client::unreachable
+                                             : api_failure,
               fmt::format("{} ({})", message, status));
 }
 

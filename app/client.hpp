@@ -50,7 +50,8 @@ enum exit_code : int {
   /// Bad command line.
   usage = 2,
   /// The server could not be reached, or answered 503 (stopping, or unable
-  /// to store the change): the same request may succeed later.
+  /// to store the change) or 429 (queue full): the same request may succeed
+  /// later.
   unreachable = 3,
   /// --wait: the task TIMED_OUT (as timeout(1) does).
   timed_out = 124,

@@ -1,6 +1,7 @@
 #include "app/daemon.hpp"
 
 #include <fcntl.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -61,6 +63,46 @@ int wait_for_shutdown_signal() {
     ::_exit(128 + again);
   }}.detach();
   return sig;
+}
+
+/// True when something else listens on HOST:PORT (binding it fails with
+/// EADDRINUSE), as opposed to a port that cannot be opened for another
+/// reason: CAF's error does not tell the two apart.
+bool port_taken(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.empty() ? nullptr : host.c_str(),
+                    std::to_string(port).c_str(), &hints, &found)
+      != 0)
+    return false;
+  bool taken = false;
+  for (auto* a = found; a != nullptr && !taken; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+                      a->ai_protocol);
+    if (fd < 0)
+      continue;
+    int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    taken = ::bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE;
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  return taken;
+}
+
+/// Where a standalone master keeps the cluster port it moved to, so that
+/// workers that joined on it find it again after a restart.
+std::string moved_port_file(const taskmaster_config& cfg) {
+  return cfg.data_dir + "/cluster-port";
+}
+
+uint16_t read_moved_port(const taskmaster_config& cfg) {
+  std::ifstream in{moved_port_file(cfg)};
+  unsigned port = 0;
+  return in >> port && port > 0 && port < 65536 ? static_cast<uint16_t>(port)
+                                                : 0;
 }
 
 /// CAF settings shared by masters and workers; must run before the actor
@@ -196,22 +238,37 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
                      : sys.middleman().publish(endpoint, port,
                                                cfg.cluster_bind.c_str(), true);
   };
-  auto published = publish(cfg.cluster_port);
+  auto port_tried = cfg.cluster_port;
+  auto published = publish(port_tried);
   // A standalone master's own worker needs no cluster port, so a second one
   // on this host (another --http-port and --data-dir) must not fail for the
-  // default one; the banner below names the port it got. A port the user
-  // chose is kept or refused.
+  // default one being taken. It moves to the port it moved to last time, or
+  // any free one, and keeps that in its data directory: workers that joined
+  // there find it again after a restart. A port the user chose is kept or
+  // refused.
   if (!published && with_worker && !cfg.cluster_port_chosen()
-      && cfg.cluster_port != 0) {
-    log::warn("cluster port {} is taken; workers connect to any free port "
-              "instead (named below; --cluster-port picks one)",
-              cfg.cluster_port);
-    published = publish(0);
+      && cfg.cluster_port != 0 && port_taken(cfg.cluster_bind, cfg.cluster_port)) {
+    if (auto before = read_moved_port(cfg); before != 0)
+      published = publish(port_tried = before);
+    if (!published)
+      published = publish(port_tried = 0);
+    if (published) {
+      std::ofstream{moved_port_file(cfg)} << *published << "\n";
+      log::warn("cluster port {} is taken: workers connect to port {} "
+                "instead (kept in {} for the next start; --cluster-port "
+                "picks one)",
+                cfg.cluster_port, *published, moved_port_file(cfg));
+    }
   }
   if (!published) {
     fmt::print(stderr, "taskmasterd: cannot listen for workers on {}:{}: {}\n",
-               cfg.cluster_bind, cfg.cluster_port,
-               sys.render(published.error()));
+               cfg.cluster_bind,
+               port_tried == 0 ? std::string{"any port"}
+                               : std::to_string(port_tried),
+               port_tried != 0 && port_taken(cfg.cluster_bind, port_tried)
+                 ? std::string{"the port is in use (another taskmasterd? "
+                               "--cluster-port picks another)"}
+                 : sys.render(published.error()));
     shutdown_actors();
     return 1;
   }

@@ -504,8 +504,11 @@ int watch(const std::string& base_url, const std::string& token,
     target += sep + "task=" + task;
     sep = "&";
   }
+  // Stats messages carry the wait after a master restart, which watch
+  // reports whatever the topics (their own lines only when asked for).
   if (!topics.empty())
-    target += sep + "topics=" + topics;
+    target += sep + "topics=" + topics
+              + (stats_asked || json_output ? "" : ",stats");
   try {
     connection conn{at};
     return conn.with_stream([&](auto& ws) -> int {

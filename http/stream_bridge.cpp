@@ -21,6 +21,28 @@ std::shared_ptr<const std::string> shared(std::string text) {
   return std::make_shared<const std::string>(std::move(text));
 }
 
+/// A stats message to every session that asked for stats: the summary, and
+/// the rates since the last one.
+void publish_stats(gateway_actor::stateful_pointer<stream_bridge_state> self,
+                   const cluster_summary& summary) {
+  auto& st = self->state;
+  if (st.hub->session_count() == 0)
+    return;
+  auto now = log::wall_clock_ms();
+  double seconds = std::max<double>(0.001, (now - st.last_tick) / 1000.0);
+  json msg{{"type", "stats"},
+           {"summary", encode_summary(summary)},
+           {"finished_per_second", st.finished / seconds},
+           {"submitted_per_second", st.submitted / seconds},
+           {"at", core::format_rfc3339(now)}};
+  st.finished = 0;
+  st.submitted = 0;
+  st.last_tick = now;
+  // Stats are not part of the event sequence: every live session takes them.
+  st.hub->publish({stream_event{std::numeric_limits<uint64_t>::max(),
+                                stream_event::stats, 0, shared(msg)}});
+}
+
 } // namespace
 
 gateway_actor::behavior_type
@@ -62,7 +84,11 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
                          [](const stream_event& a, const stream_event& b) {
                            return a.seq < b.seq;
                          });
-      st.hub->publish(std::move(events));
+      if (!events.empty())
+        st.hub->publish(std::move(events));
+      // After the events (the worker whose return ended it joins first).
+      if (batch.restart_wait_changed)
+        publish_stats(self, batch.summary);
     },
     [self](snapshot_atom, uint64_t session, core::task_id only,
            uint8_t topics) {
@@ -100,22 +126,7 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
                   stats_atom::value)
         .then(
           [self](const cluster_summary& summary) {
-            auto& st = self->state;
-            auto now = log::wall_clock_ms();
-            double seconds = std::max<double>(0.001, (now - st.last_tick) / 1000.0);
-            json msg{{"type", "stats"},
-                     {"summary", encode_summary(summary)},
-                     {"finished_per_second", st.finished / seconds},
-                     {"submitted_per_second", st.submitted / seconds},
-                     {"at", core::format_rfc3339(now)}};
-            st.finished = 0;
-            st.submitted = 0;
-            st.last_tick = now;
-            // Stats are not part of the event sequence: every live session
-            // takes them.
-            st.hub->publish({stream_event{std::numeric_limits<uint64_t>::max(),
-                                          stream_event::stats, 0,
-                                          shared(msg)}});
+            publish_stats(self, summary);
           },
           [](caf::error&) {});
     },

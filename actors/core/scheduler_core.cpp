@@ -362,6 +362,8 @@ void scheduler_core::take_results(const std::string& worker_id,
 void scheduler_core::keep_cancelled_output(task_record& task,
                                            const attempt_result& result,
                                            plan& out) {
+  // Amended even without output: whoever waits for it learns it is over.
+  out.amended.push_back(task.id);
   if (result.started_at == 0)
     return; // cancelled before it started: no output
   task.stdout_tail = result.stdout_tail;
@@ -371,7 +373,15 @@ void scheduler_core::keep_cancelled_output(task_record& task,
   auto& attempt = task.attempts.back();
   if (attempt.started_at == 0)
     attempt.started_at = result.started_at;
-  out.amended.push_back(task.id);
+}
+
+bool scheduler_core::cancelled_output_pending(task_id id) const {
+  const auto* task = find(id);
+  if (task == nullptr || task->status != task_status::cancelled
+      || task->attempts.empty())
+    return false;
+  const auto* worker = cluster_.find(task->worker_id);
+  return worker != nullptr && worker->running.count(task->current_ref()) > 0;
 }
 
 bool scheduler_core::counted_before(const task_record* task,
@@ -398,7 +408,10 @@ std::string scheduler_core::why_not_current(const task_record* task,
     if (a.number == ref.attempt && a.epoch == ref.epoch)
       attempt = &a;
   std::string why;
-  if (attempt == nullptr)
+  if (attempt == nullptr && ref.epoch < settings_.epoch)
+    why = "it was sent before the master restarted, and the master has no "
+          "record of it";
+  else if (attempt == nullptr)
     why = "the master has no such attempt";
   else if (attempt->worker_id != worker_id)
     why = fmt::format("the attempt is {}'s", attempt->worker_id);

@@ -348,6 +348,10 @@ public:
 
   const task_record* find(task_id id) const;
 
+  /// True for a CANCELLED task whose killed process its worker has not
+  /// reported gone yet: its output (plan::amended) is still to come.
+  bool cancelled_output_pending(task_id id) const;
+
   /// Why a QUEUED task is not running yet (empty for other statuses).
   std::string reason_of(const task_record& task) const;
 

@@ -624,6 +624,14 @@ TEST_CASE("a standalone master whose default cluster port is taken moves "
     auto done = api.get("/tasks/" + std::to_string(id) + "?wait=20");
     CHECK(done.body["status"] == "SUCCEEDED");
   }
+  // Restarted, it takes the same port again: the worker that joined there
+  // comes back.
+  auto moved_to = master->cluster_port();
+  REQUIRE(master->proc().stop(SIGTERM, 20s) == 0);
+  master = daemon::master(dir, "standalone", {"--cluster-port=default"}, true);
+  CHECK(master->cluster_port() == moved_to);
+  api = master->api();
+  CHECK(wait_for_workers(api, 2, 20s));
   // Asked for by name, the taken port is an error, as any port in use is.
   CHECK(run_taskmasterd(dir,
                         {"--data-dir=" + (dir / "other"), "--http-port=0",

@@ -443,8 +443,10 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
   REQUIRE(master->proc().wait(30s));
   master = daemon::master(dir, "master", restarted);
   check_held();
-  // watch says why nothing runs, and when that ends.
-  process watch{{taskmasterd_path(), "watch", "--server=" + master->http_url()},
+  // watch says why nothing runs, and when that ends, right after the
+  // worker's return (not at the next stats tick), whatever the topics.
+  process watch{{taskmasterd_path(), "watch", "--topics=tasks,workers",
+                 "--server=" + master->http_url()},
                 dir / "watch.out", dir / "watch.err"};
   REQUIRE(eventually([&] {
     return read_file(dir / "watch.out")
@@ -459,6 +461,23 @@ TEST_CASE("kill -9 of the master before a dispatch is journaled: the task "
            != std::string::npos;
   }));
   watch.signal(SIGTERM);
+  {
+    auto said = read_file(dir / "watch.out");
+    auto joined = said.find("worker " + holder + " joined");
+    auto over = said.find("the wait after the master's restart is over");
+    REQUIRE(joined != std::string::npos);
+    // Both lines carry their time (HH:MM:SS.mmm): the same moment, give or
+    // take the scheduling of two messages, not a stats tick (1 s) apart.
+    auto ms_of_line = [&](size_t at) {
+      auto start = said.rfind('\n', at);
+      start = start == std::string::npos ? 0 : start + 1;
+      auto clock = said.substr(start, 12);
+      return (std::stoi(clock.substr(0, 2)) * 3600 + std::stoi(clock.substr(3, 2)) * 60
+              + std::stoi(clock.substr(6, 2))) * 1000 + std::stoi(clock.substr(9, 3));
+    };
+    CHECK(joined < over);
+    CHECK(ms_of_line(over) - ms_of_line(joined) < 500);
+  }
   auto t = api.wait_final(id);
   CHECK(t["status"] == "SUCCEEDED");
   CHECK(t["worker_id"] == holder);
@@ -668,9 +687,18 @@ TEST_CASE("cancel kills a running task within a second", "[integration][cancel]"
                                                + echoed + "; sleep 60"}}}))[0];
   // The echo is done (RUNNING alone would say only that it was sent).
   REQUIRE(eventually([&] { return std::ifstream{echoed}.good(); }));
+  // A client waiting for the task to end (as submit --wait does).
+  auto waiting = std::async(std::launch::async, [&] {
+    return api.get("/tasks/" + std::to_string(id) + "?wait=30");
+  });
+  std::this_thread::sleep_for(300ms); // for its poll to reach the master
   auto start = std::chrono::steady_clock::now();
   auto c = api.post("/tasks/" + std::to_string(id) + "/cancel", "");
   CHECK(c.status == 200);
+  // It hears of the end with the output the killed process wrote.
+  auto heard = waiting.get().body;
+  CHECK(heard["status"] == "CANCELLED");
+  CHECK(heard["stdout"] == "before the cancel\n");
   REQUIRE(eventually([&] {
     return api.get("/stats").body["slots_used"] == 0;
   }));
@@ -744,6 +772,12 @@ TEST_CASE("the queue bound answers 429 with Retry-After; an idempotency key "
   CHECK(refused.status == 429);
   CHECK(refused.retry_after == "1");
   CHECK(refused.body["error"]["code"] == "queue_full");
+  // The client exits 3 on it, as for anything that may work a moment later.
+  CHECK(run_taskmasterd(dir, {"submit", "--cmd=one too many",
+                              "--server=" + master->http_url()},
+                        "full")
+        == 3);
+  CHECK(read_file(dir / "full.err").find("(429)") != std::string::npos);
   CHECK(api.get("/stats").body["queued"] == 50);
   // The bound counts queued tasks only; a deduplicated resubmission is fine.
   master->proc().stop(SIGTERM, 15s);
