@@ -147,6 +147,10 @@ void carry_out(self_ptr self, core::plan& plan) {
   for (const auto& d : plan.dropped)
     log::warn("worker {}: the result of task {} attempt {} is dropped: {}",
               d.worker_id, d.ref.task, d.ref.attempt, d.why);
+  for (const auto& [worker, ref] : plan.unclaimed)
+    log::warn("task {} attempt {}: worker {} did not claim it within {} ms "
+              "of the restart or stall; the task goes back to the queue",
+              ref.task, ref.attempt, worker, st.options.settings.reconcile_grace);
   if (!upserts.empty() || !plan.removed.empty() || !plan.acks.empty()) {
     store::task_journal::commit_callback done;
     if (!plan.acks.empty()) {

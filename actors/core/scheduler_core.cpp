@@ -579,13 +579,15 @@ time_ms scheduler_core::tick(time_ms now, plan& out) {
     orphans_.erase(ref);
     auto* task = find_mutable(ref.task);
     if (task != nullptr && task->status == task_status::running
-        && task->current_ref() == ref)
+        && task->current_ref() == ref) {
+      out.unclaimed.emplace_back(task->worker_id, ref);
       requeue_attempt(
         *task, attempt_outcome::lost,
         fmt::format("worker {} did not reclaim the attempt within {} ms of "
                     "the master restarting or stalling",
                     task->worker_id, settings_.reconcile_grace),
         now, out);
+    }
   }
   prune(now, out);
   dispatch(now, out);

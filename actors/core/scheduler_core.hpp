@@ -150,12 +150,16 @@ struct plan {
   /// and dropped (to log: the output is lost). Results of cancelled
   /// attempts are not among them.
   std::vector<dropped_result> dropped;
+  /// RUNNING attempts no worker claimed within reconcile_grace after a
+  /// restart or stall, with the worker they were on (to log: their tasks
+  /// run again, which a worker still running them would make twice).
+  std::vector<std::pair<std::string, attempt_ref>> unclaimed;
 
   bool empty() const {
     return assignments.empty() && kills.empty() && reclaims.empty()
            && acks.empty() && task_changes.empty() && worker_changes.empty()
            && removed.empty() && workers_not_back.empty() && amended.empty()
-           && dropped.empty();
+           && dropped.empty() && unclaimed.empty();
   }
 };
 

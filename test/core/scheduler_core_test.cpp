@@ -1000,6 +1000,16 @@ TEST_CASE("after a restart, the master waits for its workers restart_hold "
   CHECK(p.assignments.empty());
   CHECK(hold_ends_at(after, after.now + test_settings().restart_hold)
         == std::vector<task_id>{queued});
+  // "a" never claims its task: at the end of the grace it runs again, and
+  // the plan names it for the log.
+  auto later = after.now + test_settings().reconcile_grace;
+  CHECK(after.core.heartbeat("other", 7, 0, later) == heartbeat_outcome::ok);
+  plan grace_over;
+  after.core.tick(later, grace_over);
+  REQUIRE(grace_over.unclaimed.size() == 1);
+  CHECK(grace_over.unclaimed[0]
+        == std::make_pair(std::string{"a"}, before.task(running).current_ref()));
+  CHECK(after.task(running).status == task_status::queued);
 }
 
 TEST_CASE("after a crash, the master waits for every worker that was "
@@ -1190,6 +1200,7 @@ TEST_CASE("after a crash, the worker an unjournaled next attempt went to "
     plan tick;
     after.core.tick(later, tick);
     CHECK(tick.assignments.empty());
+    CHECK(tick.unclaimed.empty());
     CHECK(after.task(id).attempts.size() == 2);
     CHECK(after.task(id).worker_id == "b");
   }
