@@ -124,8 +124,11 @@ void carry_out(self_ptr self, core::plan& plan) {
   if (auto awaited = st.core->awaited_after_restart().size();
       awaited != st.awaited_seen) {
     st.awaited_seen = awaited;
-    st.unsent_events.restart_wait_changed = true;
-    schedule_event_flush(self);
+    // A stopping master dispatches nothing: no wait ends there.
+    if (!st.stopping) {
+      st.unsent_events.restart_wait_changed = true;
+      schedule_event_flush(self);
+    }
   }
   if (plan.empty())
     return;
@@ -149,7 +152,7 @@ void carry_out(self_ptr self, core::plan& plan) {
               d.worker_id, d.ref.task, d.ref.attempt, d.why);
   for (const auto& [worker, ref] : plan.unclaimed)
     log::warn("task {} attempt {}: worker {} did not claim it within {} ms "
-              "of the restart or stall; the task goes back to the queue",
+              "of the restart or stall; the attempt ends LOST",
               ref.task, ref.attempt, worker, st.options.settings.reconcile_grace);
   if (!upserts.empty() || !plan.removed.empty() || !plan.acks.empty()) {
     store::task_journal::commit_callback done;
@@ -312,8 +315,12 @@ void expire_waiters(self_ptr self, core::time_ms now) {
   for (auto i = st.waiters.begin(); i != st.waiters.end();) {
     auto& list = i->second;
     auto* task = st.core->find(i->first);
+    // A task cancelled while it ran whose worker went away without a word:
+    // its output will not come.
+    bool ended = task != nullptr && core::is_final(task->status)
+                 && !st.core->cancelled_output_pending(task->id);
     for (auto w = list.begin(); w != list.end();) {
-      if (w->deadline <= now || task == nullptr) {
+      if (w->deadline <= now || task == nullptr || ended) {
         w->promise.deliver(task == nullptr
                              ? task_lookup{}
                              : task_lookup{true,
@@ -527,8 +534,10 @@ scheduler(self_ptr self, scheduler_options options,
         st.cancels.erase(i);
         // The cancellation stands in memory all the same (the task's process
         // is killed), but the user must know a restart may undo it.
-        if (!ok)
+        if (!ok) {
           reply.result = cancel_result::journal_failed;
+          st.unstored_cancels.insert(reply.task.id);
+        }
         promise.deliver(std::move(reply));
         return;
       }
@@ -651,15 +660,15 @@ scheduler(self_ptr self, scheduler_options options,
         reply.task = client_view(*st.core, *t, false);
       // The user is told once a restart cannot bring the task back (state
       // changes otherwise wait --journal-group-delay for company); a second
-      // cancel waits for the first one's commit if it is still pending. With
-      // the journal failed (for good, until a restart) it is answered as the
-      // first was: retrying must not turn a cancel that is not on disk into
-      // a success.
+      // cancel waits for the first one's commit if it is still pending. One
+      // the journal failed to store is tried again (a failed journal fails
+      // it at once, until a restart): retrying must not turn a cancel that
+      // is not on disk into a success.
       bool pending = std::any_of(
         st.cancels.begin(), st.cancels.end(),
         [id](const auto& c) { return c.second.second.task.id == id; });
       bool unsure = outcome == core::cancel_outcome::already_cancelled
-                    && (pending || !st.journal->failure().empty());
+                    && (pending || st.unstored_cancels.count(id) > 0);
       if (outcome != core::cancel_outcome::cancelled && !unsure)
         return reply;
       auto token = ++st.next_token;

@@ -79,6 +79,9 @@ struct scheduler_state {
                                            cancel_reply>,
                                          cancel_reply>>
     cancels;
+  /// Tasks whose cancellation the journal failed to store: asked again,
+  /// they are answered the same way, not as a success.
+  std::unordered_set<core::task_id> unstored_cancels;
   /// Journaled results not yet acknowledged to their worker.
   std::map<std::string, std::vector<core::attempt_ref>> unsent_acks;
   bool acks_flush_scheduled = false;

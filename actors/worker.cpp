@@ -80,7 +80,7 @@ void check_shutdown(self_ptr self) {
     return;
   auto now = log::wall_clock_ms();
   if (!st.running.empty()) {
-    if (now >= st.stop_deadline && !st.handed_back) {
+    if ((st.grace_over || now >= st.stop_deadline) && !st.handed_back) {
       st.handed_back = true;
       log::info("shutdown grace over: handing back {} running task(s)",
                 st.running.size());
@@ -414,7 +414,10 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       check_shutdown(self);
       return result;
     },
-    [self](tick_atom) { check_shutdown(self); },
+    [self](tick_atom) {
+      self->state.grace_over = true;
+      check_shutdown(self);
+    },
   };
 }
 

@@ -56,6 +56,9 @@ struct worker_node_state {
   std::mt19937_64 rng;
   bool stopping = false;
   core::time_ms stop_deadline = 0;
+  /// Set by the timer of the grace itself (CAF's steady clock), so a wall
+  /// clock stepped back cannot stretch the grace.
+  bool grace_over = false;
   bool handed_back = false;
   /// Stopping with results the master has not acknowledged, while the master
   /// is away: said once in the log.

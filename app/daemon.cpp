@@ -105,6 +105,21 @@ uint16_t read_moved_port(const taskmaster_config& cfg) {
                                                 : 0;
 }
 
+/// Writes the file whole or not at all (a crash mid-write must not leave
+/// another port number in it); false when it could not.
+bool keep_moved_port(const taskmaster_config& cfg, uint16_t port) {
+  auto path = moved_port_file(cfg);
+  auto temp = path + ".new";
+  {
+    std::ofstream out{temp, std::ios::trunc};
+    out << port << "\n";
+    out.flush();
+    if (!out)
+      return false;
+  }
+  return std::rename(temp.c_str(), path.c_str()) == 0;
+}
+
 /// CAF settings shared by masters and workers; must run before the actor
 /// system exists.
 void configure_actor_system(taskmaster_config& cfg) {
@@ -238,26 +253,44 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
                      : sys.middleman().publish(endpoint, port,
                                                cfg.cluster_bind.c_str(), true);
   };
-  auto port_tried = cfg.cluster_port;
-  auto published = publish(port_tried);
   // A standalone master's own worker needs no cluster port, so a second one
   // on this host (another --http-port and --data-dir) must not fail for the
-  // default one being taken. It moves to the port it moved to last time, or
-  // any free one, and keeps that in its data directory: workers that joined
-  // there find it again after a restart. A port the user chose is kept or
-  // refused.
-  if (!published && with_worker && !cfg.cluster_port_chosen()
-      && cfg.cluster_port != 0 && port_taken(cfg.cluster_bind, cfg.cluster_port)) {
-    if (auto before = read_moved_port(cfg); before != 0)
-      published = publish(port_tried = before);
-    if (!published)
-      published = publish(port_tried = 0);
+  // default one being taken. It moves to any free port and keeps it in its
+  // data directory, and takes that port first from then on: workers that
+  // joined there find it again after a restart. A port the user chose is
+  // kept or refused.
+  bool may_move = with_worker && !cfg.cluster_port_chosen()
+                  && cfg.cluster_port != 0;
+  auto moved_before = may_move ? read_moved_port(cfg) : uint16_t{0};
+  auto port_tried = moved_before != 0 ? moved_before : cfg.cluster_port;
+  auto published = publish(port_tried);
+  if (published && moved_before != 0)
+    log::info("cluster port {}, as at the last start (kept in {}: delete it "
+              "to go back to {})",
+              *published, moved_port_file(cfg), cfg.cluster_port);
+  if (!published && moved_before != 0) {
+    published = publish(port_tried = cfg.cluster_port);
     if (published) {
-      std::ofstream{moved_port_file(cfg)} << *published << "\n";
-      log::warn("cluster port {} is taken: workers connect to port {} "
-                "instead (kept in {} for the next start; --cluster-port "
-                "picks one)",
-                cfg.cluster_port, *published, moved_port_file(cfg));
+      std::remove(moved_port_file(cfg).c_str());
+      log::warn("cluster port {}, kept from the last start, is taken: back "
+                "on {} (workers that joined on {} must be pointed here)",
+                moved_before, cfg.cluster_port, moved_before);
+    }
+  }
+  if (!published && may_move && port_taken(cfg.cluster_bind, port_tried)) {
+    published = publish(port_tried = 0);
+    if (published) {
+      bool kept = keep_moved_port(cfg, *published);
+      log::warn("cluster port {} is taken{}: workers connect to port {} "
+                "instead ({}; --cluster-port picks one)",
+                cfg.cluster_port,
+                moved_before != 0
+                  ? fmt::format(", and so is {}, kept from the last start",
+                                moved_before)
+                  : std::string{},
+                *published,
+                kept ? "kept in " + moved_port_file(cfg) + " for the next start"
+                     : "it could not be kept in " + moved_port_file(cfg));
     }
   }
   if (!published) {

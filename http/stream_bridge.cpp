@@ -22,9 +22,10 @@ std::shared_ptr<const std::string> shared(std::string text) {
 }
 
 /// A stats message to every session that asked for stats: the summary, and
-/// the rates since the last one.
+/// the rates since the last tick. Only the tick (`new_window`) starts the
+/// next window: one sent in between would make it a few milliseconds long.
 void publish_stats(gateway_actor::stateful_pointer<stream_bridge_state> self,
-                   const cluster_summary& summary) {
+                   const cluster_summary& summary, bool new_window) {
   auto& st = self->state;
   if (st.hub->session_count() == 0)
     return;
@@ -35,9 +36,11 @@ void publish_stats(gateway_actor::stateful_pointer<stream_bridge_state> self,
            {"finished_per_second", st.finished / seconds},
            {"submitted_per_second", st.submitted / seconds},
            {"at", core::format_rfc3339(now)}};
-  st.finished = 0;
-  st.submitted = 0;
-  st.last_tick = now;
+  if (new_window) {
+    st.finished = 0;
+    st.submitted = 0;
+    st.last_tick = now;
+  }
   // Stats are not part of the event sequence: every live session takes them.
   st.hub->publish({stream_event{std::numeric_limits<uint64_t>::max(),
                                 stream_event::stats, 0, shared(msg)}});
@@ -88,7 +91,7 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
         st.hub->publish(std::move(events));
       // After the events (the worker whose return ended it joins first).
       if (batch.restart_wait_changed)
-        publish_stats(self, batch.summary);
+        publish_stats(self, batch.summary, false);
     },
     [self](snapshot_atom, uint64_t session, core::task_id only,
            uint8_t topics) {
@@ -126,7 +129,7 @@ stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
                   stats_atom::value)
         .then(
           [self](const cluster_summary& summary) {
-            publish_stats(self, summary);
+            publish_stats(self, summary, true);
           },
           [](caf::error&) {});
     },

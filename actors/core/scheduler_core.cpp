@@ -341,7 +341,7 @@ void scheduler_core::take_results(const std::string& worker_id,
       continue;
     }
     if (!current || task->status != task_status::running) {
-      if (result.started_at != 0 && !counted_before(task, result.ref, worker_id))
+      if (result.started_at != 0 && !counted_before(task, result, worker_id))
         out.dropped.push_back({worker_id, result.ref,
                                why_not_current(task, result.ref, worker_id)});
       continue;
@@ -362,10 +362,9 @@ void scheduler_core::take_results(const std::string& worker_id,
 void scheduler_core::keep_cancelled_output(task_record& task,
                                            const attempt_result& result,
                                            plan& out) {
-  // Amended even without output: whoever waits for it learns it is over.
-  out.amended.push_back(task.id);
   if (result.started_at == 0)
     return; // cancelled before it started: no output
+  out.amended.push_back(task.id);
   task.stdout_tail = result.stdout_tail;
   task.stderr_tail = result.stderr_tail;
   task.stdout_bytes = result.stdout_bytes;
@@ -385,16 +384,16 @@ bool scheduler_core::cancelled_output_pending(task_id id) const {
 }
 
 bool scheduler_core::counted_before(const task_record* task,
-                                    const attempt_ref& ref,
+                                    const attempt_result& result,
                                     const std::string& worker_id) const {
-  // Only finished tasks are forgotten: that one's results all counted.
   if (task == nullptr)
-    return true;
+    return false; // forgotten: whether it counted is not known any more
+  // The attempt's record was written from this very result.
   for (const auto& a : task->attempts)
-    if (a.number == ref.attempt && a.epoch == ref.epoch)
-      return a.worker_id == worker_id && a.outcome != attempt_outcome::running
-             && a.outcome != attempt_outcome::lost
-             && a.outcome != attempt_outcome::returned;
+    if (a.number == result.ref.attempt && a.epoch == result.ref.epoch)
+      return a.worker_id == worker_id && a.outcome == result.outcome
+             && a.started_at == result.started_at
+             && a.finished_at == result.finished_at;
   return false;
 }
 
@@ -402,7 +401,8 @@ std::string scheduler_core::why_not_current(const task_record* task,
                                             const attempt_ref& ref,
                                             const std::string& worker_id) const {
   if (task == nullptr)
-    return "the task is no longer kept";
+    return "the task is no longer kept (forgotten by retention; the result "
+           "may have counted before)";
   const attempt_record* attempt = nullptr;
   for (const auto& a : task->attempts)
     if (a.number == ref.attempt && a.epoch == ref.epoch)

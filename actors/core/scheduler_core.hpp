@@ -151,8 +151,8 @@ struct plan {
   /// attempts are not among them.
   std::vector<dropped_result> dropped;
   /// RUNNING attempts no worker claimed within reconcile_grace after a
-  /// restart or stall, with the worker they were on (to log: their tasks
-  /// run again, which a worker still running them would make twice).
+  /// restart or stall, with the worker they were on (to log: they end LOST,
+  /// and a worker still running one would run its task twice).
   std::vector<std::pair<std::string, attempt_ref>> unclaimed;
 
   bool empty() const {
@@ -457,9 +457,9 @@ private:
   void keep_cancelled_output(task_record& task, const attempt_result& result,
                              plan& out);
 
-  /// True when a result of `ref` from `worker_id` is one sent again (its
+  /// True when `result` from `worker_id` is one sent again (its
   /// acknowledgement was lost): the attempt already ended with it here.
-  bool counted_before(const task_record* task, const attempt_ref& ref,
+  bool counted_before(const task_record* task, const attempt_result& result,
                       const std::string& worker_id) const;
 
   /// Why a result of `ref` from `worker_id` no longer counts, for the log.

@@ -355,6 +355,18 @@ TEST_CASE_METHOD(fixture,
   CHECK(again.acks.size() == 1);
   CHECK(again.dropped.empty());
   CHECK(task(id).status == task_status::queued);
+  // So is a started attempt its worker handed back (a shutdown grace over).
+  join("b", 1);
+  now += 2'000;
+  auto handed = submit("long");
+  auto ref = task(handed).current_ref();
+  auto worker = task(handed).worker_id;
+  report(worker, result(ref, attempt_outcome::returned));
+  REQUIRE(task(handed).attempts[0].outcome == attempt_outcome::returned);
+  CHECK(report(worker, result(ref, attempt_outcome::returned)).dropped.empty());
+  // A result that differs from what the attempt ended with is dropped.
+  auto other = result(ref, attempt_outcome::succeeded);
+  CHECK(report(worker, other).dropped.size() == 1);
 }
 
 TEST_CASE_METHOD(fixture,
