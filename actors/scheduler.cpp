@@ -95,6 +95,35 @@ void flush_acks(self_ptr self) {
   st.unsent_acks.clear();
 }
 
+/// Answers long polls on `id` with the task as it is now.
+void deliver(self_ptr self, core::task_id id,
+             std::vector<scheduler_state::waiter>& waiters) {
+  auto& st = self->state;
+  const auto* t = st.core->find(id);
+  auto answer = t == nullptr ? task_lookup{}
+                             : task_lookup{true, client_view(*st.core, *t, true)};
+  for (auto& waiter : waiters)
+    waiter.promise.deliver(answer);
+}
+
+/// Answers long polls on a task that ended: at once, or once that is on
+/// disk (scheduler_options::answers_wait_for_disk).
+void answer_ended(self_ptr self, core::task_id id,
+                  std::vector<scheduler_state::waiter> waiters) {
+  auto& st = self->state;
+  if (!st.options.answers_wait_for_disk || st.stopping) {
+    deliver(self, id, waiters);
+    return;
+  }
+  auto token = ++st.next_token;
+  st.answers_after_barrier.emplace(token,
+                                   std::make_pair(id, std::move(waiters)));
+  auto me = caf::actor_cast<scheduler_actor>(self);
+  st.journal->barrier([me, token](bool ok) {
+    caf::anon_send(me, committed_atom::value, token, ok);
+  });
+}
+
 /// Answers the long polls on a task that ended, or, for one cancelled while
 /// it ran, when its output is in (a bounded wait: a worker that never
 /// reports does not hold them past cancelled_output_wait_ms).
@@ -112,10 +141,9 @@ void answer_waiters(self_ptr self, core::task_id id) {
       waiter.deadline = std::min(waiter.deadline, latest);
     return;
   }
-  auto full = client_view(*st.core, *t, true);
-  for (auto& waiter : w->second)
-    waiter.promise.deliver(task_lookup{true, full});
+  auto waiters = std::move(w->second);
   st.waiters.erase(w);
+  answer_ended(self, id, std::move(waiters));
 }
 
 /// Carries out what the core decided.
@@ -312,15 +340,20 @@ register_reply admit_worker(self_ptr self, const register_request& req,
 /// Answers long polls whose time is up.
 void expire_waiters(self_ptr self, core::time_ms now) {
   auto& st = self->state;
+  std::vector<core::task_id> ended;
   for (auto i = st.waiters.begin(); i != st.waiters.end();) {
     auto& list = i->second;
     auto* task = st.core->find(i->first);
     // A task cancelled while it ran whose worker went away without a word:
     // its output will not come.
-    bool ended = task != nullptr && core::is_final(task->status)
-                 && !st.core->cancelled_output_pending(task->id);
+    if (task != nullptr && core::is_final(task->status)
+        && !st.core->cancelled_output_pending(task->id)) {
+      ended.push_back(task->id);
+      ++i;
+      continue;
+    }
     for (auto w = list.begin(); w != list.end();) {
-      if (w->deadline <= now || task == nullptr || ended) {
+      if (w->deadline <= now || task == nullptr) {
         w->promise.deliver(task == nullptr
                              ? task_lookup{}
                              : task_lookup{true,
@@ -331,6 +364,12 @@ void expire_waiters(self_ptr self, core::time_ms now) {
       }
     }
     i = list.empty() ? st.waiters.erase(i) : std::next(i);
+  }
+  for (auto id : ended) {
+    auto w = st.waiters.find(id);
+    auto waiters = std::move(w->second);
+    st.waiters.erase(w);
+    answer_ended(self, id, std::move(waiters));
   }
 }
 
@@ -595,6 +634,14 @@ scheduler(self_ptr self, scheduler_options options,
         i->second.deliver(ok);
         st.barriers.erase(i);
       }
+      // On disk (or the journal failed, which the log says: the answer is
+      // what this master knows all the same).
+      if (auto i = st.answers_after_barrier.find(token);
+          i != st.answers_after_barrier.end()) {
+        auto [id, waiters] = std::move(i->second);
+        st.answers_after_barrier.erase(i);
+        deliver(self, id, waiters);
+      }
     },
     [self](lookup_atom, core::task_id id,
            uint32_t wait_ms) -> caf::result<task_lookup> {
@@ -605,9 +652,15 @@ scheduler(self_ptr self, scheduler_options options,
       // A task cancelled while it ran ends before its output is in: a
       // client waiting for it to end wants that output too.
       bool output_due = st.core->cancelled_output_pending(id);
-      if (wait_ms == 0 || st.stopping
-          || (core::is_final(task->status) && !output_due))
+      if (wait_ms == 0 || st.stopping)
         return task_lookup{true, client_view(*st.core, *task, true)};
+      if (core::is_final(task->status) && !output_due) {
+        // Ended a moment ago, maybe not on disk yet.
+        auto promise = self->make_response_promise<task_lookup>();
+        answer_ended(self, id,
+                     {scheduler_state::waiter{promise, log::wall_clock_ms()}});
+        return promise;
+      }
       if (output_due)
         wait_ms = std::min<uint32_t>(wait_ms, cancelled_output_wait_ms);
       auto promise = self->make_response_promise<task_lookup>();

@@ -39,6 +39,12 @@ struct scheduler_options {
   /// two); idle, this is how much longer a worker holds a result.
   caf::timespan ack_delay = std::chrono::milliseconds(5);
   uint32_t heartbeat_interval_ms = 1000;
+  /// A long poll tells a task ended only once that is on disk. A standalone
+  /// master needs it: its worker, which keeps a result until the master has
+  /// it on disk, dies with it. A master of worker processes does not (only
+  /// both dying within --journal-group-delay could undo what a client was
+  /// told), and answers at once.
+  bool answers_wait_for_disk = false;
 };
 
 struct scheduler_state {
@@ -92,6 +98,10 @@ struct scheduler_state {
   size_t awaited_seen = 0;
   bool events_flush_queued = false;
   std::unordered_map<core::task_id, std::vector<waiter>> waiters;
+  /// Long polls answered once a journal barrier is through (see
+  /// scheduler_options::answers_wait_for_disk), by barrier token.
+  std::unordered_map<uint64_t, std::pair<core::task_id, std::vector<waiter>>>
+    answers_after_barrier;
   bool stopping = false;
   /// Sequence number of the last event sent to the monitor.
   uint64_t event_seq = 0;

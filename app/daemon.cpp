@@ -235,6 +235,8 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   auto monitor_handle = sys.spawn(monitor, metrics);
   scheduler_options sched_opts;
   sched_opts.settings = cfg.scheduler_settings();
+  // Its own worker dies with it, and the results it holds with it.
+  sched_opts.answers_wait_for_disk = with_worker;
   sched_opts.heartbeat_interval_ms = static_cast<uint32_t>(
     millis(cfg.heartbeat_interval));
   auto scheduler_handle = sys.spawn(scheduler, sched_opts, journal,

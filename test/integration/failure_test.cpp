@@ -519,6 +519,39 @@ TEST_CASE("an answered cancellation survives a kill -9 of the master right "
   CHECK(api.get(path).body["status"] == "CANCELLED");
 }
 
+TEST_CASE("a standalone daemon answers a long poll with an end that is on "
+          "disk: a kill -9 right after does not undo it",
+          "[integration][failure][durability]") {
+  temp_dir dir;
+  // State changes wait 10 s for company: only an end committed before the
+  // answer is on disk when the daemon dies (with its worker and the result
+  // the worker kept until then).
+  auto extra = std::vector<std::string>{"--journal-group-delay=10s"};
+  auto master = daemon::master(dir, "standalone", extra, true);
+  auto api = master->api();
+  auto ids = submit_batch(api, json::array({json{{"command", "echo first"}},
+                                            json{{"command", "echo second"}}}));
+  // One waited for while it runs, one asked for once it has ended.
+  auto first = api.get("/tasks/" + std::to_string(ids[0]) + "?wait=20").body;
+  REQUIRE(first["status"] == "SUCCEEDED");
+  REQUIRE(eventually([&] {
+    return api.get("/tasks/" + std::to_string(ids[1])).body["status"]
+           == "SUCCEEDED";
+  }));
+  auto second = api.get("/tasks/" + std::to_string(ids[1]) + "?wait=20").body;
+  REQUIRE(second["status"] == "SUCCEEDED");
+  auto ports = same_ports(*master);
+  master->proc().signal(SIGKILL);
+  REQUIRE(master->proc().wait(10s));
+  master = daemon::master(dir, "standalone", with(ports, extra), true);
+  for (auto [id, out] : {std::pair{ids[0], "first\n"}, std::pair{ids[1], "second\n"}}) {
+    auto t = api.get("/tasks/" + std::to_string(id)).body;
+    CHECK(t["status"] == "SUCCEEDED");
+    CHECK(t["stdout"] == out);
+    CHECK(t["attempts"].size() == 1);
+  }
+}
+
 TEST_CASE("a master restart while tasks run: the worker keeps running them "
           "and reports after it reconnects",
           "[integration][failure][durability]") {
