@@ -61,6 +61,9 @@ task_metrics::task_metrics()
                        "Task slots of UP and DRAINING workers")),
     slots_used_(gauge(*registry_, "taskmaster_slots_used",
                       "Task slots occupied by running attempts")),
+    journal_failed_(gauge(*registry_, "taskmaster_journal_failed",
+                          "1 once the journal failed to store a change (the "
+                          "master refuses work until it is restarted)")),
     execution_seconds_(
       BuildHistogram()
         .Name("taskmaster_task_execution_seconds")

@@ -27,6 +27,11 @@ public:
   /// The Prometheus text exposition of everything.
   std::string render() const;
 
+  /// Whether the journal has failed (it stays so until a restart).
+  void set_journal_failed(bool failed) {
+    journal_failed_.Set(failed ? 1 : 0);
+  }
+
   const std::shared_ptr<prometheus::Registry>& registry() const {
     return registry_;
   }
@@ -51,6 +56,7 @@ private:
   std::array<prometheus::Gauge*, 4> workers_by_state_{};
   prometheus::Gauge& slots_total_;
   prometheus::Gauge& slots_used_;
+  prometheus::Gauge& journal_failed_;
   prometheus::Histogram& execution_seconds_;
   prometheus::Histogram& queue_wait_seconds_;
 };

@@ -804,7 +804,13 @@ post_submission(api& server, const std::string& payload, const std::string& key,
     std::string why;
     if (res) {
       auto status = res->first;
-      if (status != 503 && (status != 429 || !retrying)) {
+      // A journal that refused the task settles it: nothing was accepted.
+      bool settled_503 = status == 503 && res->second.is_object()
+                         && res->second.contains("error")
+                         && res->second["error"].is_object()
+                         && res->second["error"].value("code", "")
+                              == "journal_failed";
+      if ((status != 503 || settled_503) && (status != 429 || !retrying)) {
         if (retrying)
           fmt::print(stderr, "taskmasterd: the server answered\n");
         return res;

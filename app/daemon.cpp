@@ -322,6 +322,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gw.routes.limits.max_env = cfg.max_env;
   gw.routes.limits.max_env_value_bytes = cfg.max_env_bytes;
   gw.routes.api_token = cfg.api_token;
+  gw.routes.journal_problem = [journal] { return journal->failure(); };
   gw.routes.max_header_bytes = cfg.max_header_bytes;
   gw.websocket.max_message_bytes = cfg.ws_max_message_bytes;
   gw.websocket.max_sessions_per_address = cfg.ws_max_clients_per_address;

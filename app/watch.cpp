@@ -146,10 +146,23 @@ void note_restart_wait_change(const json& msg, json& seen) {
   if (now == seen)
     return;
   auto prefix = clock_of(str(msg, "at")) + " ";
+  // Past the deadline, the workers still awaited did not come back (RFC 3339
+  // UTC times of one format compare as text).
+  std::string missing;
+  if (now.is_null() && seen.is_object() && str(msg, "at") >= str(seen, "until")) {
+    auto workers = seen.value("workers", json::array());
+    for (size_t i = 0; workers.is_array() && i < workers.size(); ++i)
+      missing += (i == 0 ? "" : ", ")
+                 + (workers[i].is_string()
+                      ? printable(workers[i].get<std::string>())
+                      : workers[i].dump());
+  }
   if (now.is_null())
-    fmt::print("{}the wait after the master's restart is over: dispatching "
+    fmt::print("{}the wait after the master's restart is over{}: dispatching "
                "the tasks queued before it\n",
-               prefix);
+               prefix,
+               missing.empty() ? std::string{}
+                               : " (not back in time: " + missing + ")");
   else
     print_restart_wait(now, prefix);
   seen = std::move(now);

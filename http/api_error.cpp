@@ -20,6 +20,7 @@ constexpr entry table[] = {
   {"headers_too_large", 431},
   {"queue_full", 429},           {"too_many_connections", 429},
   {"unavailable", 503},          {"internal", 500},
+  {"journal_failed", 503},
 };
 
 } // namespace

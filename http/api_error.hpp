@@ -21,6 +21,10 @@ enum class api_errc {
   too_many_connections,
   unavailable,
   internal,
+  /// 503 as well, but settled: the journal refused the change, so nothing
+  /// of it happened for good (a client need not wonder, nor retry before the
+  /// master is restarted).
+  journal_failed,
 };
 
 struct api_error {

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -76,9 +77,11 @@ std::variant<uint16_t, std::string> gateway::start() {
   server_->set_tcp_nodelay(true);
   // httplib's default sets SO_REUSEPORT, which lets a second daemon bind the
   // same port silently. Allow quick restarts (SO_REUSEADDR), nothing more.
-  server_->set_socket_options([](socket_t sock) {
+  auto listening = std::make_shared<socket_t>(INVALID_SOCKET);
+  server_->set_socket_options([listening](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    *listening = sock; // the last one tried is the one that binds
   });
   api_.install(*server_);
   server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
@@ -103,6 +106,12 @@ std::variant<uint16_t, std::string> gateway::start() {
     return fmt::format("cannot listen for HTTP on {}:{}{}{}", options_.bind,
                        options_.port, errno != 0 ? ": " : "",
                        errno != 0 ? std::strerror(errno) : "");
+  // httplib listens with a backlog of 5 (compiled into Debian's library):
+  // a burst of clients connecting at once overflows it, and the kernel
+  // drops their SYNs, to be sent again a second later. Listening again
+  // raises it.
+  if (*listening != INVALID_SOCKET)
+    ::listen(*listening, SOMAXCONN);
   // The HTTP pool's threads inherit this name.
   thread_ = std::thread{[this] {
     ::pthread_setname_np(::pthread_self(), "tm.http");

@@ -137,8 +137,17 @@ void rest_api::install(httplib::Server& server) {
   server.Get("/workers", [this](const auto& req, auto& res) { workers(req, res); });
   server.Get("/stats", [this](const auto& req, auto& res) { stats(req, res); });
   server.Get("/metrics", [this](const auto& req, auto& res) { metrics(req, res); });
-  server.Get("/healthz", [](const auto&, auto& res) {
-    reply(res, 200, json{{"status", "ok"}});
+  // A master whose journal failed refuses every change until a restart:
+  // not healthy, whatever else works.
+  server.Get("/healthz", [this](const auto&, auto& res) {
+    auto problem = journal_problem();
+    if (problem.empty())
+      return reply(res, 200, json{{"status", "ok"}});
+    reply(res, 503,
+          json{{"status", "journal_failed"},
+               {"message", "the journal failed (" + problem
+                             + "): every change is refused until the master "
+                               "is restarted"}});
   });
 }
 
@@ -162,9 +171,9 @@ void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
                                   "later",
                                   1});
     case submit_status::journal_failed:
-      return reply(res, api_error{api_errc::unavailable,
+      return reply(res, api_error{api_errc::journal_failed,
                                   "the journal could not store the task; "
-                                  "nothing was accepted",
+                                  "nothing was accepted (see GET /healthz)",
                                   5});
     case submit_status::stopping:
       return reply(res, api_error{api_errc::unavailable,
@@ -293,7 +302,7 @@ void rest_api::cancel_task(const httplib::Request& req,
     case cancel_result::not_found:
       return reply(res, not_found(text));
     case cancel_result::journal_failed:
-      return reply(res, api_error{api_errc::unavailable,
+      return reply(res, api_error{api_errc::journal_failed,
                                   fmt::format("task {} was cancelled, but the "
                                               "journal could not store it: a "
                                               "restart of the master may run "
@@ -324,7 +333,12 @@ void rest_api::stats(const httplib::Request&, httplib::Response& res) {
   reply(res, 200, encode_summary(std::get<cluster_summary>(answer)));
 }
 
+std::string rest_api::journal_problem() const {
+  return options_.journal_problem ? options_.journal_problem() : std::string{};
+}
+
 void rest_api::metrics(const httplib::Request&, httplib::Response& res) {
+  metrics_->set_journal_failed(!journal_problem().empty());
   res.status = 200;
   res.set_content(metrics_->render(), "text/plain; version=0.0.4");
 }

@@ -31,6 +31,9 @@ struct route_options {
   std::string api_token;
   /// Request line plus headers beyond this answer 431.
   size_t max_header_bytes = 16 * 1024;
+  /// Why the journal failed, or empty while it works (GET /healthz answers
+  /// 503 then, and /metrics says so). Unset: it always works.
+  std::function<std::string()> journal_problem;
 };
 
 class rest_api {
@@ -45,6 +48,9 @@ public:
   static void reply(httplib::Response& res, const api_error& err);
 
 private:
+  /// options_.journal_problem, or empty without one.
+  std::string journal_problem() const;
+
   void submit(const httplib::Request& req, httplib::Response& res);
   void get_task(const httplib::Request& req, httplib::Response& res);
   void list_tasks(const httplib::Request& req, httplib::Response& res);

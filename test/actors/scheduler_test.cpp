@@ -1,10 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include <sys/resource.h>
-#include <sys/stat.h>
 
-#include <csignal>
-
+#include "test/support/file_size_cap.hpp"
 #include "test/support/in_process_master.hpp"
 
 using namespace taskmaster;
@@ -208,35 +205,6 @@ TEST_CASE("a cancel reaches the worker as a kill", "[actors][protocol]") {
   CHECK(w.expect(kill_atom::value) == std::vector<core::attempt_ref>{work[0].ref});
 }
 
-namespace {
-
-/// While it lives, files of this process may not grow past `path`'s size
-/// (as on a full disk, writes beyond fail with EFBIG; SIGXFSZ, which would
-/// kill the test, is ignored). A FAIL in between still restores both.
-class file_size_cap {
-public:
-  explicit file_size_cap(const std::string& path) {
-    struct stat st {};
-    REQUIRE(::stat(path.c_str(), &st) == 0);
-    REQUIRE(::getrlimit(RLIMIT_FSIZE, &before_) == 0);
-    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit capped = before_;
-    capped.rlim_cur = static_cast<rlim_t>(st.st_size);
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
-  }
-  ~file_size_cap() {
-    ::setrlimit(RLIMIT_FSIZE, &before_);
-    std::signal(SIGXFSZ, old_handler_);
-  }
-  file_size_cap(const file_size_cap&) = delete;
-  file_size_cap& operator=(const file_size_cap&) = delete;
-
-private:
-  rlimit before_{};
-  void (*old_handler_)(int) = nullptr;
-};
-
-} // namespace
 
 TEST_CASE("with a journal that cannot write, a cancel and a submission are "
           "answered as not stored",

@@ -9,6 +9,7 @@
 
 #include "test/support/cluster.hpp"
 #include "test/support/connect.hpp"
+#include "test/support/file_size_cap.hpp"
 #include "test/support/in_process_master.hpp"
 #include "test/support/wait.hpp"
 
@@ -206,7 +207,7 @@ TEST_CASE("workers, metrics, health and the dashboard are served",
         "taskmaster_tasks_by_priority_total{priority=\"CRITICAL\"} 1",
         "taskmaster_task_queue_length_by_priority{priority=\"LOW\"}",
         "taskmaster_task_queue_wait_seconds_bucket", "taskmaster_slots_total 3",
-        "taskmaster_slots_used"})
+        "taskmaster_slots_used", "taskmaster_journal_failed 0"})
     CHECK(raw.find(name) != std::string::npos);
   auto health = api.get("/healthz");
   CHECK(health.status == 200);
@@ -217,6 +218,30 @@ TEST_CASE("workers, metrics, health and the dashboard are served",
   auto page = api.get("/");
   CHECK(page.status == 200);
   CHECK(page.raw.find("<html") != std::string::npos);
+}
+
+TEST_CASE("a master whose journal failed says so in /healthz and /metrics",
+          "[http][endpoints][journal]") {
+  in_process_master m{with_http(0)};
+  api_client api{m.url()};
+  REQUIRE(api.post("/tasks", json{{"command", "true"}}).status == 201);
+  m.journal().flush();
+  {
+    // The journal cannot grow any more, as on a full disk.
+    file_size_cap cap{m.dir() / "data/taskmaster.db-wal"};
+    check_error(api.post("/tasks", json{{"command", "true"}}), 503,
+                "journal_failed", "nothing was accepted");
+  }
+  // It stays failed (what is in memory is not all on disk any more).
+  check_error(api.post("/tasks", json{{"command", "true"}}), 503,
+              "journal_failed", "nothing was accepted");
+  auto health = api.get("/healthz");
+  CHECK(health.status == 503);
+  CHECK(health.body["status"] == "journal_failed");
+  CHECK(health.body["message"].get<std::string>().find("restarted")
+        != std::string::npos);
+  CHECK(api.get("/metrics").raw.find("taskmaster_journal_failed 1")
+        != std::string::npos);
 }
 
 TEST_CASE("bad requests get a clear JSON error and lose nothing",

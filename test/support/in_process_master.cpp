@@ -29,6 +29,10 @@ in_process_master::in_process_master(options opts) {
   }
   if (opts.http) {
     opts.gateway.port = 0;
+    if (!opts.gateway.routes.journal_problem)
+      opts.gateway.routes.journal_problem = [j = journal_] {
+        return j->failure();
+      };
     gateway_ = std::make_unique<http::gateway>(*sys_, scheduler_, monitor_,
                                                metrics_, opts.gateway);
     auto bound = gateway_->start();
