@@ -123,7 +123,10 @@ public:
     to_spoil_ = n;
   }
 
-  void replace_next(int n) {
+  /// `code` is the error code of the 503's JSON body.
+  void replace_next(int n, std::string code = "unavailable") {
+    std::lock_guard<std::mutex> guard{mtx_};
+    replace_code_ = std::move(code);
     replace_ = true;
     to_spoil_ = n;
   }
@@ -173,8 +176,17 @@ private:
     read_message(server);
     ++spoiled_;
     if (replace_) {
-      std::string body = R"({"error":{"code":"unavailable","message":)"
-                         R"("the scheduler did not answer"}})";
+      std::string code;
+      {
+        std::lock_guard<std::mutex> guard{mtx_};
+        code = replace_code_;
+      }
+      std::string body = R"({"error":{"code":")" + code + R"(","message":")"
+                         + (code == "journal_failed"
+                              ? "the journal could not store the task; "
+                                "nothing was accepted"
+                              : "the scheduler did not answer")
+                         + R"("}})";
       send_all(client, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
                        "application/json\r\nContent-Length: "
                          + std::to_string(body.size())
@@ -237,6 +249,7 @@ private:
   std::atomic<bool> stopping_{false};
   std::atomic<int> to_spoil_{0};
   std::atomic<bool> replace_{false};
+  std::string replace_code_ = "unavailable";
   std::atomic<int> spoiled_{0};
   std::thread acceptor_;
   std::mutex mtx_;
@@ -1055,6 +1068,15 @@ TEST_CASE("a submission whose answer is lost runs once: submit --wait "
                 "--idempotency-key=taskmasterd-submit-")
         != std::string::npos);
   REQUIRE(eventually([&] { return tasks_with_command(api, "echo late too") == 1; }));
+  // A 503 saying the journal refused the task settles it: no "may or may
+  // not", no retry (the proxy passed the request on: the master did take
+  // it, which a real journal failure would not have).
+  proxy.replace_next(1, "journal_failed");
+  CHECK(run({"submit", "--cmd=echo refused", "--wait", server}, "refused") == 3);
+  CHECK(read_file(dir / "refused.err")
+        == "taskmasterd: the journal could not store the task; nothing was "
+           "accepted (503)\n");
+  CHECK(proxy.spoiled() == 5);
   // Any other command answered 503 exits 3 as well (try again later), not 1
   // as for a refusal; the repeat does what was asked.
   auto queued = submit_batch(api, json::array({json{{"command", "true"},
