@@ -171,10 +171,11 @@ void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
                                   "later",
                                   1});
     case submit_status::journal_failed:
+      // No Retry-After: the journal stays failed until a restart.
       return reply(res, api_error{api_errc::journal_failed,
                                   "the journal could not store the task; "
                                   "nothing was accepted (see GET /healthz)",
-                                  5});
+                                  0});
     case submit_status::stopping:
       return reply(res, api_error{api_errc::unavailable,
                                   "the master is shutting down", 5});
