@@ -333,6 +333,13 @@ register_reply admit_worker(self_ptr self, const register_request& req,
             req.info.labels.empty() ? "" : ", labels ",
             core::format_labels(req.info.labels), req.running.size(),
             req.results.size());
+  // Kills in a registration's plan are its stale claims: processes of
+  // attempts given up meanwhile (their results, when they come, are logged
+  // as dropped).
+  for (const auto& [worker, ref] : plan.kills)
+    log::warn("worker {} still runs task {} attempt {}, which no longer "
+              "counts: killing it",
+              worker, ref.task, ref.attempt);
   carry_out(self, plan);
   return {true, {}, st.options.heartbeat_interval_ms};
 }
