@@ -607,6 +607,14 @@ std::string answer_text(int status, const json& body) {
            : fmt::format("HTTP {}", status);
 }
 
+/// The error code of an API answer ("journal_failed", ...), or "".
+std::string error_code_of(const json& body) {
+  auto e = body.find("error");
+  return e != body.end() && e->is_object() && e->contains("code")
+           ? text(*e, "code")
+           : std::string{};
+}
+
 /// Long-polls GET /tasks/{id}?wait= until the task is final.
 ///
 /// The task is in the master's journal, so a master that restarts (an
@@ -805,11 +813,8 @@ post_submission(api& server, const std::string& payload, const std::string& key,
     if (res) {
       auto status = res->first;
       // A journal that refused the task settles it: nothing was accepted.
-      bool settled_503 = status == 503 && res->second.is_object()
-                         && res->second.contains("error")
-                         && res->second["error"].is_object()
-                         && res->second["error"].value("code", "")
-                              == "journal_failed";
+      bool settled_503 = status == 503
+                         && error_code_of(res->second) == "journal_failed";
       if ((status != 503 || settled_503) && (status != 429 || !retrying)) {
         if (retrying)
           fmt::print(stderr, "taskmasterd: the server answered\n");

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -116,23 +117,29 @@ json restart_wait_of(const json& summary) {
   return w == summary.end() || !w->is_object() ? json(nullptr) : *w;
 }
 
+/// The first `named` of a restart wait's workers, printable, and how many
+/// more ("a, b and 2 more"); empty without any.
+std::string names_of(const json& workers, size_t named) {
+  std::string who;
+  for (size_t i = 0; workers.is_array() && i < workers.size() && i < named; ++i)
+    who += (i == 0 ? "" : ", ")
+           + (workers[i].is_string() ? printable(workers[i].get<std::string>())
+                                     : workers[i].dump());
+  if (workers.is_array() && workers.size() > named)
+    who += fmt::format(" and {} more", workers.size() - named);
+  return who;
+}
+
 /// After a master restart the tasks it left wait for a while: say why
 /// (`wait` as restart_wait_of gives it), after `prefix` (a time, or nothing).
 void print_restart_wait(const json& wait, const std::string& prefix = {}) {
   if (!wait.is_object())
     return;
-  // Worded as a waiting task's reason, naming a few as it does.
-  constexpr size_t named = 3;
   auto workers = wait.value("workers", json::array());
   if (!workers.is_array())
     return;
-  std::string who;
-  for (size_t i = 0; i < workers.size() && i < named; ++i)
-    who += (i == 0 ? "" : ", ")
-           + (workers[i].is_string() ? printable(workers[i].get<std::string>())
-                                     : workers[i].dump());
-  if (workers.size() > named)
-    who += fmt::format(" and {} more", workers.size() - named);
+  // Worded as a waiting task's reason, naming a few as it does.
+  auto who = names_of(workers, 3);
   fmt::print("{}the master restarted: tasks queued before it wait until "
              "worker{} {} {} back, or {} at the latest\n",
              prefix, workers.size() == 1 ? "" : "s", who,
@@ -149,14 +156,9 @@ void note_restart_wait_change(const json& msg, json& seen) {
   // Past the deadline, the workers still awaited did not come back (RFC 3339
   // UTC times of one format compare as text).
   std::string missing;
-  if (now.is_null() && seen.is_object() && str(msg, "at") >= str(seen, "until")) {
-    auto workers = seen.value("workers", json::array());
-    for (size_t i = 0; workers.is_array() && i < workers.size(); ++i)
-      missing += (i == 0 ? "" : ", ")
-                 + (workers[i].is_string()
-                      ? printable(workers[i].get<std::string>())
-                      : workers[i].dump());
-  }
+  if (now.is_null() && seen.is_object() && str(msg, "at") >= str(seen, "until"))
+    missing = names_of(seen.value("workers", json::array()),
+                       std::numeric_limits<size_t>::max());
   if (now.is_null())
     fmt::print("{}the wait after the master's restart is over{}: dispatching "
                "the tasks queued before it\n",

@@ -389,12 +389,10 @@ bool scheduler_core::counted_before(const task_record* task,
   if (task == nullptr)
     return false; // forgotten: whether it counted is not known any more
   // The attempt's record was written from this very result.
-  for (const auto& a : task->attempts)
-    if (a.number == result.ref.attempt && a.epoch == result.ref.epoch)
-      return a.worker_id == worker_id && a.outcome == result.outcome
-             && a.started_at == result.started_at
-             && a.finished_at == result.finished_at;
-  return false;
+  const auto* a = task->find_attempt(result.ref);
+  return a != nullptr && a->worker_id == worker_id
+         && a->outcome == result.outcome && a->started_at == result.started_at
+         && a->finished_at == result.finished_at;
 }
 
 std::string scheduler_core::why_not_current(const task_record* task,
@@ -403,10 +401,7 @@ std::string scheduler_core::why_not_current(const task_record* task,
   if (task == nullptr)
     return "the task is no longer kept (forgotten by retention; the result "
            "may have counted before)";
-  const attempt_record* attempt = nullptr;
-  for (const auto& a : task->attempts)
-    if (a.number == ref.attempt && a.epoch == ref.epoch)
-      attempt = &a;
+  const auto* attempt = task->find_attempt(ref);
   std::string why;
   if (attempt == nullptr && ref.epoch < settings_.epoch)
     why = "it was sent before the master restarted, and the master has no "

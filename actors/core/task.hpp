@@ -179,6 +179,13 @@ struct task_record {
       return {id, 0, 0};
     return {id, attempts.back().number, attempts.back().epoch};
   }
+  /// The attempt `ref` names (number and epoch), if this task has it.
+  const attempt_record* find_attempt(const attempt_ref& ref) const {
+    for (const auto& a : attempts)
+      if (a.number == ref.attempt && a.epoch == ref.epoch)
+        return &a;
+    return nullptr;
+  }
 };
 
 /// What a worker reports when an attempt ends.
