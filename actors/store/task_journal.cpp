@@ -29,6 +29,9 @@ using nlohmann::json;
 /// them, so the positional INSERT fits both).
 constexpr int schema_version = 2;
 
+/// SQLite's default: a checkpoint once the WAL holds this many pages.
+constexpr int checkpoint_frames = 1000;
+
 constexpr const char* schema = R"sql(
 CREATE TABLE IF NOT EXISTS tasks (
   id INTEGER PRIMARY KEY,
@@ -319,6 +322,7 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
                         sqlite3_errmsg(db));
     return nullptr;
   }
+  sqlite3_wal_hook(db, &task_journal::note_wal_size, journal.get());
   journal->writer_ = std::thread{[j = journal.get()] {
     ::pthread_setname_np(::pthread_self(), "tm.journal");
     j->run();
@@ -444,6 +448,30 @@ void task_journal::insert(std::vector<core::task_record> fresh,
     batch{std::move(fresh), {}, {}, {}, {}, std::move(committed), true, true});
 }
 
+std::optional<bool>
+task_journal::insert_now(std::vector<core::task_record>& fresh) {
+  if (options_.fsync_commits)
+    return std::nullopt;
+  std::unique_lock<std::mutex> db_guard{db_mtx_, std::try_to_lock};
+  if (!db_guard)
+    return std::nullopt;
+  std::deque<batch> work;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!failure_.empty() || stopping_)
+      return false;
+    // The writer waits for the database to checkpoint: its turn first, or
+    // a caller committing in a loop would keep the WAL growing.
+    if (checkpoint_due_)
+      return std::nullopt;
+    // What is queued was queued first: it commits first, in this commit.
+    work.swap(queue_);
+    work.push_back(batch{std::move(fresh), {}, {}, {}, {}, {}, true, true});
+    ++queued_;
+  }
+  return commit_and_report(work);
+}
+
 void task_journal::note_workers(std::vector<std::string> joined,
                                 std::vector<std::string> gone,
                                 commit_callback committed) {
@@ -523,43 +551,81 @@ void task_journal::run() {
   for (;;) {
     {
       std::unique_lock<std::mutex> guard{mtx_};
-      cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
+      cv_.wait(guard,
+               [&] { return !queue_.empty() || stopping_ || checkpoint_due_; });
       if (queue_.empty() && stopping_)
         break;
       // State changes wait a little for company, counted from the first of
       // them: one commit (its WAL writes, its wake-ups) then serves many.
       // What queued during the last commit has had its company already.
-      if (!urgent_ && !stopping_ && options_.group_delay.count() > 0)
+      if (!queue_.empty() && !urgent_ && !stopping_
+          && options_.group_delay.count() > 0)
         cv_.wait_until(guard, first_queued_at_ + options_.group_delay,
                        [&] { return urgent_ || stopping_; });
+    }
+    // An insert_now() may be committing: the queue is taken only with the
+    // database held, so commits keep the order of the queue.
+    std::lock_guard<std::mutex> db_guard{db_mtx_};
+    bool checkpoint = false;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
       urgent_ = false;
+      checkpoint = checkpoint_due_;
+      checkpoint_due_ = false;
       work.swap(queue_);
     }
-    auto ok = commit(work);
-    {
-      // Counted before the callbacks run, so whoever a callback wakes sees
-      // this commit (and its failure) in commits() and failure().
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (ok)
-        ++commits_;
-      else if (failure_.empty())
-        failure_ = sqlite3_errmsg(db_);
-    }
-    for (auto& b : work)
-      if (b.committed)
-        b.committed(ok);
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      written_ += work.size();
-    }
-    flushed_cv_.notify_all();
+    if (!work.empty())
+      commit_and_report(work);
     work.clear();
+    if (checkpoint || wal_frames_ >= checkpoint_frames) {
+      // PASSIVE: copies what it can and never blocks; a failure here loses
+      // nothing (the WAL keeps every commit) and is tried again later.
+      if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                    nullptr, nullptr)
+          == SQLITE_OK)
+        wal_frames_ = 0;
+    }
   }
   {
     std::lock_guard<std::mutex> guard{mtx_};
     writer_done_ = true;
   }
   flushed_cv_.notify_all();
+}
+
+bool task_journal::commit_and_report(std::deque<batch>& work) {
+  auto ok = commit(work);
+  {
+    // Counted before the callbacks run, so whoever a callback wakes sees
+    // this commit (and its failure) in commits() and failure().
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (ok)
+      ++commits_;
+    else if (failure_.empty())
+      failure_ = sqlite3_errmsg(db_);
+  }
+  for (auto& b : work)
+    if (b.committed)
+      b.committed(ok);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    written_ += work.size();
+    // The writer checkpoints after its own commits; after one on another
+    // thread it is woken for it.
+    if (wal_frames_ >= checkpoint_frames
+        && std::this_thread::get_id() != writer_.get_id()) {
+      checkpoint_due_ = true;
+      cv_.notify_one();
+    }
+  }
+  flushed_cv_.notify_all();
+  return ok;
+}
+
+int task_journal::note_wal_size(void* journal, sqlite3*, const char*,
+                                int frames) {
+  static_cast<task_journal*>(journal)->wal_frames_ = frames;
+  return SQLITE_OK;
 }
 
 bool task_journal::write_row(const core::task_record& t,

@@ -21,7 +21,10 @@ struct sqlite3_stmt;
 /// in SQLite (WAL). Writes are queued and committed by one writer thread in
 /// batches (group commit), so the scheduler never waits on the disk and many
 /// submissions share one commit. Callers learn that their writes are durable
-/// through a callback that runs on the writer thread after the commit.
+/// through a callback that runs after the commit. A caller with nothing else
+/// to do may commit a few new tasks on its own thread instead (insert_now):
+/// on an idle master that saves the two thread hand-offs a queued commit
+/// costs on the way from a submission to its dispatch.
 namespace taskmaster::store {
 
 struct journal_options {
@@ -66,8 +69,9 @@ public:
   /// Reads everything back. Call before the first `write`.
   journal_contents load();
 
-  /// Called on the writer thread with `true` once a write (and everything
-  /// queued before it) is durable, or `false` when the commit failed.
+  /// Called with `true` once a write (and everything queued before it) is
+  /// durable, or `false` when the commit failed; on the writer thread, or on
+  /// the thread of an insert_now() that committed it.
   using commit_callback = std::function<void(bool)>;
 
   /// Queues upserts and deletes; they may wait group_delay for company. A
@@ -82,6 +86,14 @@ public:
   /// commits at once.
   void insert(std::vector<core::task_record> fresh,
               commit_callback committed = {});
+
+  /// Commits `fresh` as insert() would, with everything queued before it,
+  /// on the calling thread, and returns whether the commit succeeded. Returns
+  /// nullopt, leaving `fresh` untouched, when the writer thread is busy with
+  /// a commit or checkpoint of its own, or commits are fsynced (the caller
+  /// would wait on the disk): queue them with insert() then. Callbacks of the queued
+  /// writes it takes along run on the calling thread.
+  std::optional<bool> insert_now(std::vector<core::task_record>& fresh);
 
   /// Records workers that connected (`joined`, committed at once: a worker
   /// is given nothing before its row is durable) and workers that left or
@@ -145,7 +157,14 @@ private:
 
   void run();
 
+  /// Commits `work` and tells its callbacks; with `db_mtx_` held.
+  bool commit_and_report(std::deque<batch>& work);
+
   bool commit(std::deque<batch>& batches);
+
+  /// WAL frames after the last commit (sqlite3_wal_hook).
+  static int note_wal_size(void* journal, sqlite3* db, const char* name,
+                           int frames);
 
   bool exec(const char* sql);
 
@@ -170,6 +189,14 @@ private:
   /// The last_id the database holds.
   core::task_id saved_last_id_ = 0;
 
+  /// Held while the database is used: by the writer thread for its commits
+  /// and checkpoints, by insert_now() for its commit. Taken before `mtx_`.
+  std::mutex db_mtx_;
+  /// Frames in the WAL (under `db_mtx_`). SQLite's automatic checkpoint is
+  /// off: the writer thread checkpoints once its callbacks have run, so no
+  /// answer waits for the database file to be rewritten.
+  int wal_frames_ = 0;
+
   mutable std::mutex mtx_;
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
@@ -184,6 +211,9 @@ private:
   /// The writer thread has ended (flush() stops waiting for it).
   bool writer_done_ = false;
   bool stopping_ = false;
+  /// insert_now() left the WAL past the checkpoint size: the writer
+  /// checkpoints.
+  bool checkpoint_due_ = false;
   std::string failure_;
   std::thread writer_;
 };

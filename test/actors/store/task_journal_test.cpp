@@ -5,8 +5,10 @@
 #include <vector>
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "actors/store/task_journal.hpp"
+#include "test/support/file_size_cap.hpp"
 #include "test/support/temp_dir.hpp"
 #include "test/support/wait.hpp"
 
@@ -429,6 +431,113 @@ TEST_CASE("a lone state change commits after the group delay, unprompted",
   CHECK(took_ms.load() >= 50);
   CHECK(took_ms.load() < 5000);
   CHECK(j->commits() == 1);
+}
+
+TEST_CASE("a new task committed on the caller's thread takes what was "
+          "queued along, first",
+          "[store][journal]") {
+  temp_dir dir;
+  {
+    auto j = open_loaded(dir, std::chrono::seconds(30));
+    REQUIRE(j);
+    j->insert({sample(1)});
+    j->flush();
+    auto before = j->commits();
+    // A state change waiting for company (30 s) ...
+    auto changed = sample(1);
+    changed.status = core::task_status::succeeded;
+    std::atomic<bool> told{false};
+    std::thread::id told_on;
+    j->write({changed}, {}, [&](bool ok) {
+      told_on = std::this_thread::get_id();
+      told = ok;
+    });
+    // ... goes with the new task, in the same commit, told on this thread.
+    std::vector<core::task_record> fresh{sample(2)};
+    auto ok = j->insert_now(fresh);
+    REQUIRE(ok.has_value());
+    CHECK(*ok);
+    CHECK(told.load());
+    CHECK(told_on == std::this_thread::get_id());
+    CHECK(j->commits() == before + 1);
+  }
+  std::string error;
+  auto j = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(j);
+  auto back = j->load();
+  REQUIRE(back.tasks.size() == 2);
+  CHECK(back.tasks[0].status == core::task_status::succeeded);
+  CHECK(back.tasks[1].spec.command == "echo 2");
+  CHECK(back.last_id == 2);
+}
+
+TEST_CASE("a journal that fsyncs its commits leaves them to its writer",
+          "[store][journal]") {
+  temp_dir dir;
+  store::journal_options options;
+  options.fsync_commits = true;
+  std::string error;
+  auto j = store::task_journal::open(dir.path(), options, error);
+  REQUIRE(j);
+  j->load();
+  std::vector<core::task_record> fresh{sample(1)};
+  CHECK_FALSE(j->insert_now(fresh).has_value());
+  // Untouched, for insert().
+  REQUIRE(fresh.size() == 1);
+  CHECK(fresh[0].spec.command == "echo 1");
+  CHECK(j->commits() == 0);
+}
+
+TEST_CASE("a failed commit on the caller's thread fails the journal",
+          "[store][journal]") {
+  temp_dir dir;
+  auto j = open_loaded(dir, std::chrono::milliseconds(10));
+  REQUIRE(j);
+  j->insert({sample(1)});
+  j->flush();
+  {
+    file_size_cap cap{dir / "taskmaster.db-wal"};
+    std::vector<core::task_record> fresh{sample(2)};
+    auto ok = j->insert_now(fresh);
+    REQUIRE(ok.has_value());
+    CHECK_FALSE(*ok);
+  }
+  CHECK_FALSE(j->failure().empty());
+  std::vector<core::task_record> more{sample(3)};
+  auto ok = j->insert_now(more);
+  REQUIRE(ok.has_value());
+  CHECK_FALSE(*ok);
+}
+
+TEST_CASE("the WAL is checkpointed when commits run on the caller's thread",
+          "[store][journal]") {
+  temp_dir dir;
+  auto j = open_loaded(dir, std::chrono::milliseconds(10));
+  REQUIRE(j);
+  // A commit of one task writes a few pages; 3,000 of them fill a WAL of
+  // several times the checkpoint size (1,000 pages) unless the writer
+  // thread checkpoints in between.
+  int on_caller = 0;
+  for (core::task_id id = 1; id <= 3000; ++id) {
+    std::vector<core::task_record> fresh{sample(id)};
+    if (auto ok = j->insert_now(fresh)) {
+      REQUIRE(*ok);
+      ++on_caller;
+    } else {
+      j->insert(std::move(fresh));
+    }
+  }
+  j->flush();
+  CHECK(on_caller > 0);
+  struct stat st {};
+  REQUIRE(::stat((dir / "taskmaster.db-wal").c_str(), &st) == 0);
+  // About 1,000 pages of 4 KiB once checkpointed, reused from the start.
+  CHECK(st.st_size < 8 * 1024 * 1024);
+  j.reset();
+  std::string error;
+  auto again = store::task_journal::open(dir.path(), {}, error);
+  REQUIRE(again);
+  CHECK(again->load().tasks.size() == 3000);
 }
 
 TEST_CASE("a data directory serves one master at a time", "[store][journal]") {
