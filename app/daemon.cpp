@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <string_view>
 #include <thread>
 
 #include <caf/io/middleman.hpp>
@@ -98,11 +100,30 @@ std::string moved_port_file(const taskmaster_config& cfg) {
   return cfg.data_dir + "/cluster-port";
 }
 
+/// The port an earlier start moved to, or 0 without one. A file that holds
+/// no port number (edited by hand, cut short by a full disk) is named in the
+/// log and ignored: the default port is tried, and moved from again if taken.
 uint16_t read_moved_port(const taskmaster_config& cfg) {
-  std::ifstream in{moved_port_file(cfg)};
+  auto path = moved_port_file(cfg);
+  std::ifstream in{path};
+  if (!in)
+    return 0;
+  std::string text;
+  std::getline(in, text);
+  auto first = text.find_first_not_of(" \t\r");
+  auto last = text.find_last_not_of(" \t\r");
+  auto digits = first == std::string::npos
+                  ? std::string_view{}
+                  : std::string_view{text}.substr(first, last - first + 1);
   unsigned port = 0;
-  return in >> port && port > 0 && port < 65536 ? static_cast<uint16_t>(port)
-                                                : 0;
+  auto [end, ec] = std::from_chars(digits.data(),
+                                   digits.data() + digits.size(), port);
+  if (ec == std::errc{} && end == digits.data() + digits.size() && port > 0
+      && port < 65536)
+    return static_cast<uint16_t>(port);
+  log::warn("{} holds no port number ('{}'): ignored, trying port {}", path,
+            text.substr(0, 40), cfg.cluster_port);
+  return 0;
 }
 
 /// Writes the file whole or not at all (a crash mid-write must not leave

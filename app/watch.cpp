@@ -200,13 +200,19 @@ bool is_final(const json& t) {
   return status && core::is_final(*status);
 }
 
+/// Why a server declined a stream: "MESSAGE (STATUS)", and the status.
+struct refusal {
+  std::string text;
+  unsigned status = 0;
+};
+
 /// Why the server declined the upgrade: Beast 1.74 drops a declined
 /// handshake's response, so ask again on `stream` (a fresh connection) with a
 /// plain HTTP request carrying the same upgrade headers and read the answer.
-/// Returns "MESSAGE (STATUS)", or "" when the answer is not TaskMaster's.
+/// The text is empty when the answer is not TaskMaster's.
 template <class Stream>
-std::string refusal_of(Stream& stream, const std::string& hostport,
-                       const std::string& target, const std::string& token) {
+refusal refusal_of(Stream& stream, const std::string& hostport,
+                   const std::string& target, const std::string& token) {
   namespace http = beast::http;
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, hostport);
@@ -225,10 +231,11 @@ std::string refusal_of(Stream& stream, const std::string& hostport,
   if (body.is_discarded() || !body.is_object() || !body.contains("error")
       || !body["error"].contains("message"))
     return {}; // not TaskMaster's answer
-  return fmt::format("{} ({}){}",
-                     body["error"]["message"].get<std::string>(),
-                     res.result_int(),
-                     res.result_int() == 401 ? token_hint(!token.empty()) : "");
+  return {fmt::format("{} ({}){}", body["error"]["message"].get<std::string>(),
+                      res.result_int(),
+                      res.result_int() == 401 ? token_hint(!token.empty())
+                                              : ""),
+          res.result_int()};
 }
 
 /// How often the server pings, from its upgrade answer; nullopt when it
@@ -540,7 +547,7 @@ int watch(const std::string& base_url, const std::string& token,
         // Some servers serve one connection at a time: let this one go.
         conn.close();
         connection again{at};
-        std::string why;
+        refusal why;
         try {
           why = again.with_stream([&](auto& other) {
             return refusal_of(other.next_layer(), at.hostport, target, token);
@@ -550,7 +557,7 @@ int watch(const std::string& base_url, const std::string& token,
             throw beast::system_error{asio::error::timed_out};
           throw;
         }
-        if (why.empty()) {
+        if (why.text.empty()) {
           fmt::print(stderr,
                      "taskmasterd: {} answered the stream request with "
                      "something other than TaskMaster's; is it a TaskMaster "
@@ -559,8 +566,11 @@ int watch(const std::string& base_url, const std::string& token,
           return unreachable;
         }
         fmt::print(stderr, "taskmasterd: the server refused the stream: {}\n",
-                   why);
-        return api_failure;
+                   why.text);
+        // Too many streams, or a stopping server: as for any command, one
+        // that may succeed later.
+        return why.status == 429 || why.status == 503 ? unreachable
+                                                      : api_failure;
       }
       if (ec && conn.timed_out())
         throw beast::system_error{asio::error::timed_out};

@@ -650,6 +650,17 @@ TEST_CASE("a standalone master whose default cluster port is taken moves "
     CHECK(master->cluster_port() == moved_to);
     CHECK(master->log_contains("as at the last start"));
   }
+  // A file that holds no port is said to be ignored; the master starts.
+  REQUIRE(master->proc().stop(SIGTERM, 20s) == 0);
+  {
+    std::ofstream garbage{dir / "standalone-data/cluster-port",
+                          std::ios::trunc};
+    garbage << "port 80\n";
+  }
+  master = daemon::master(dir, "standalone", {"--cluster-port=default"}, true);
+  CHECK(master->log_contains("cluster-port holds no port number ('port "
+                             "80'): ignored, trying port 50051"));
+  CHECK(master->cluster_port() != 0);
   if (holder >= 0)
     ::close(holder);
 }

@@ -451,6 +451,14 @@ TEST_CASE("every request limit is configurable and enforced with a clear "
   CHECK(status_of(refused) == 429);
   CHECK(refused.find("the limit is 3 (--ws-max-clients-per-address)")
         != std::string::npos);
+  // `watch` turned away alike exits 3, as any command that may succeed
+  // later does.
+  CHECK(run_taskmasterd(dir, {"watch", "--server=" + master->http_url()},
+                        "watch-refused")
+        == 3);
+  CHECK(read_file(dir / "watch-refused.err")
+          .find("the server refused the stream: 3 WebSocket sessions")
+        != std::string::npos);
   beast::error_code ec;
   // A message over the limit closes that session with "message too big".
   auto& first = *sessions.front();
