@@ -18,8 +18,8 @@ using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
 constexpr uint32_t cancelled_output_wait_ms = 6'000;
 
 /// The most new tasks a submission may commit on the scheduler's own thread
-/// (task_journal::insert_now): measured here, one row takes about 20 us and
-/// 64 rows about 120 us.
+/// (task_journal::insert_now, which also bounds the bytes): measured here,
+/// one row takes about 20 us and 64 rows about 120 us.
 constexpr size_t inline_commit_rows = 64;
 
 cluster_summary summarize(const core::scheduler_core& core) {
@@ -592,13 +592,20 @@ scheduler(self_ptr self, scheduler_options options,
       for (size_t i = 0; i < admitted.ids.size(); ++i)
         if (admitted.created[i])
           fresh.push_back(*st.core->find(admitted.ids[i]));
-      // With nothing else in the mailbox the commit runs here: a few rows
-      // take tens of microseconds, less than handing them to the writer
-      // thread and back. Busy, or many rows: the writer thread groups them
-      // with others while this goes on with the mailbox.
-      if (fresh.size() <= inline_commit_rows && self->mailbox().empty())
-        if (auto ok = st.journal->insert_now(fresh))
+      // Idle, the commit runs here: a few rows take tens of microseconds,
+      // less than handing them to the writer thread and back. Busy, or
+      // many rows: the writer thread groups them with others while this
+      // goes on with the mailbox. Not while an earlier submission or
+      // registration waits for its commit either: commits are acted on in
+      // their order (tasks activated first are dispatched first).
+      if (fresh.size() <= inline_commit_rows && st.submits.empty()
+          && st.registrations.empty() && self->mailbox().empty()) {
+        if (auto ok = st.journal->insert_now(fresh)) {
+          if (!*ok)
+            log::error("journal commit failed: {}", st.journal->failure());
           return finish_submit(self, admitted, *ok);
+        }
+      }
       auto token = ++st.next_token;
       auto promise = self->make_response_promise<submit_reply>();
       st.submits.emplace(token,

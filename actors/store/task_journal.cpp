@@ -32,6 +32,18 @@ constexpr int schema_version = 2;
 /// SQLite's default: a checkpoint once the WAL holds this many pages.
 constexpr int checkpoint_frames = 1000;
 
+/// What insert_now() writes on its caller's thread at most, queued writes
+/// and new tasks together (see batch_bytes): about 0.1 ms of SQLite work
+/// here. More goes to the writer thread.
+constexpr size_t inline_bytes = 64 * 1024;
+
+/// Roughly what a task's row costs to write.
+size_t row_bytes(const core::task_record& t) {
+  return 256 + t.spec.command.size() + t.spec.name.size()
+         + t.spec.description.size() + t.stdout_tail.size()
+         + t.stderr_tail.size() + t.reason.size();
+}
+
 constexpr const char* schema = R"sql(
 CREATE TABLE IF NOT EXISTS tasks (
   id INTEGER PRIMARY KEY,
@@ -322,6 +334,9 @@ std::unique_ptr<task_journal> task_journal::open(const std::string& dir,
                         sqlite3_errmsg(db));
     return nullptr;
   }
+  // This hook replaces SQLite's automatic checkpoint (which is one, so a
+  // later PRAGMA wal_autocheckpoint would replace it in turn): run() does
+  // the checkpoints, on the writer thread.
   sqlite3_wal_hook(db, &task_journal::note_wal_size, journal.get());
   journal->writer_ = std::thread{[j = journal.get()] {
     ::pthread_setname_np(::pthread_self(), "tm.journal");
@@ -448,9 +463,22 @@ void task_journal::insert(std::vector<core::task_record> fresh,
     batch{std::move(fresh), {}, {}, {}, {}, std::move(committed), true, true});
 }
 
+size_t task_journal::batch_bytes(const batch& b) {
+  size_t n = 64 * (b.deletes.size() + b.workers_joined.size()
+                   + b.workers_gone.size());
+  for (const auto& t : b.upserts)
+    n += row_bytes(t);
+  return n;
+}
+
 std::optional<bool>
 task_journal::insert_now(std::vector<core::task_record>& fresh) {
   if (options_.fsync_commits)
+    return std::nullopt;
+  size_t fresh_bytes = 0;
+  for (const auto& t : fresh)
+    fresh_bytes += row_bytes(t);
+  if (fresh_bytes > inline_bytes)
     return std::nullopt;
   std::unique_lock<std::mutex> db_guard{db_mtx_, std::try_to_lock};
   if (!db_guard)
@@ -461,15 +489,18 @@ task_journal::insert_now(std::vector<core::task_record>& fresh) {
     if (!failure_.empty() || stopping_)
       return false;
     // The writer waits for the database to checkpoint: its turn first, or
-    // a caller committing in a loop would keep the WAL growing.
-    if (checkpoint_due_)
+    // a caller committing in a loop would keep the WAL growing. Much queued
+    // (outputs of finished tasks): the writer's, off the caller's thread.
+    if (checkpoint_due_ || queued_bytes_ + fresh_bytes > inline_bytes)
       return std::nullopt;
     // What is queued was queued first: it commits first, in this commit.
     work.swap(queue_);
+    queued_bytes_ = 0;
+    urgent_ = false;
     work.push_back(batch{std::move(fresh), {}, {}, {}, {}, {}, true, true});
     ++queued_;
   }
-  return commit_and_report(work);
+  return commit_and_report(work, false);
 }
 
 void task_journal::note_workers(std::vector<std::string> joined,
@@ -505,6 +536,7 @@ void task_journal::enqueue(batch b) {
   if (queue_.empty())
     first_queued_at_ = std::chrono::steady_clock::now();
   urgent_ = urgent_ || b.urgent;
+  queued_bytes_ += batch_bytes(b);
   queue_.push_back(std::move(b));
   ++queued_;
   if (wake)
@@ -561,7 +593,7 @@ void task_journal::run() {
       if (!queue_.empty() && !urgent_ && !stopping_
           && options_.group_delay.count() > 0)
         cv_.wait_until(guard, first_queued_at_ + options_.group_delay,
-                       [&] { return urgent_ || stopping_; });
+                       [&] { return urgent_ || stopping_ || checkpoint_due_; });
     }
     // An insert_now() may be committing: the queue is taken only with the
     // database held, so commits keep the order of the queue.
@@ -573,13 +605,15 @@ void task_journal::run() {
       checkpoint = checkpoint_due_;
       checkpoint_due_ = false;
       work.swap(queue_);
+      queued_bytes_ = 0;
     }
     if (!work.empty())
-      commit_and_report(work);
+      commit_and_report(work, true);
     work.clear();
     if (checkpoint || wal_frames_ >= checkpoint_frames) {
       // PASSIVE: copies what it can and never blocks; a failure here loses
-      // nothing (the WAL keeps every commit) and is tried again later.
+      // nothing (the WAL keeps every commit) and is tried again after the
+      // next commit.
       if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                     nullptr, nullptr)
           == SQLITE_OK)
@@ -593,8 +627,19 @@ void task_journal::run() {
   flushed_cv_.notify_all();
 }
 
-bool task_journal::commit_and_report(std::deque<batch>& work) {
-  auto ok = commit(work);
+bool task_journal::commit_and_report(std::deque<batch>& work, bool on_writer) {
+  bool ok = false;
+  try {
+    ok = commit(work);
+  } catch (const std::exception& e) {
+    // Nothing here should throw (the API refuses what JSON cannot encode);
+    // if it does, the commit fails as a disk error would, on any thread.
+    step(rollback_);
+    saved_last_id_ = 0;
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (failure_.empty())
+      failure_ = fmt::format("cannot encode a task: {}", e.what());
+  }
   {
     // Counted before the callbacks run, so whoever a callback wakes sees
     // this commit (and its failure) in commits() and failure().
@@ -612,8 +657,7 @@ bool task_journal::commit_and_report(std::deque<batch>& work) {
     written_ += work.size();
     // The writer checkpoints after its own commits; after one on another
     // thread it is woken for it.
-    if (wal_frames_ >= checkpoint_frames
-        && std::this_thread::get_id() != writer_.get_id()) {
+    if (wal_frames_ >= checkpoint_frames && !on_writer) {
       checkpoint_due_ = true;
       cv_.notify_one();
     }

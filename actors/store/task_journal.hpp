@@ -19,12 +19,12 @@ struct sqlite3_stmt;
 
 /// The master's durable memory: every accepted task and every state change,
 /// in SQLite (WAL). Writes are queued and committed by one writer thread in
-/// batches (group commit), so the scheduler never waits on the disk and many
-/// submissions share one commit. Callers learn that their writes are durable
-/// through a callback that runs after the commit. A caller with nothing else
-/// to do may commit a few new tasks on its own thread instead (insert_now):
-/// on an idle master that saves the two thread hand-offs a queued commit
-/// costs on the way from a submission to its dispatch.
+/// batches (group commit), so a busy scheduler does not wait on the disk and
+/// many submissions share one commit. Callers learn that their writes are
+/// durable through a callback that runs after the commit. A caller with
+/// nothing else to do may commit a few new tasks on its own thread instead
+/// (insert_now): on an idle master that saves the two thread hand-offs a
+/// queued commit costs on the way from a submission to its dispatch.
 namespace taskmaster::store {
 
 struct journal_options {
@@ -71,7 +71,8 @@ public:
 
   /// Called with `true` once a write (and everything queued before it) is
   /// durable, or `false` when the commit failed; on the writer thread, or on
-  /// the thread of an insert_now() that committed it.
+  /// the thread of an insert_now() that committed it. It runs with the
+  /// database held: it must not call into the journal.
   using commit_callback = std::function<void(bool)>;
 
   /// Queues upserts and deletes; they may wait group_delay for company. A
@@ -88,11 +89,14 @@ public:
               commit_callback committed = {});
 
   /// Commits `fresh` as insert() would, with everything queued before it,
-  /// on the calling thread, and returns whether the commit succeeded. Returns
-  /// nullopt, leaving `fresh` untouched, when the writer thread is busy with
-  /// a commit or checkpoint of its own, or commits are fsynced (the caller
-  /// would wait on the disk): queue them with insert() then. Callbacks of the queued
-  /// writes it takes along run on the calling thread.
+  /// on the calling thread, and returns whether the commit succeeded (false
+  /// without trying once the journal has failed or is closing). Returns
+  /// nullopt, leaving `fresh` untouched, when it would wait or write much:
+  /// the writer thread holds the database (a commit, its callbacks, a
+  /// checkpoint) or wants it for a checkpoint; commits are fsynced; or
+  /// `fresh` and the queue together exceed about 64 KiB. Queue them with
+  /// insert() then. Callbacks of the queued writes it takes along run on the
+  /// calling thread.
   std::optional<bool> insert_now(std::vector<core::task_record>& fresh);
 
   /// Records workers that connected (`joined`, committed at once: a worker
@@ -144,6 +148,9 @@ private:
 
   void enqueue(batch b);
 
+  /// Roughly what `b` costs to write, in bytes.
+  static size_t batch_bytes(const batch& b);
+
   /// Writes a whole row (insert, or replace an existing one): the spec and
   /// creation time of `t`, and the fields that change after admission of
   /// `now` (the same task, maybe later).
@@ -157,8 +164,9 @@ private:
 
   void run();
 
-  /// Commits `work` and tells its callbacks; with `db_mtx_` held.
-  bool commit_and_report(std::deque<batch>& work);
+  /// Commits `work` and tells its callbacks; with `db_mtx_` held, on the
+  /// writer thread or not.
+  bool commit_and_report(std::deque<batch>& work, bool on_writer);
 
   bool commit(std::deque<batch>& batches);
 
@@ -201,6 +209,8 @@ private:
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
   std::deque<batch> queue_;
+  /// batch_bytes of what `queue_` holds.
+  size_t queued_bytes_ = 0;
   uint64_t queued_ = 0;
   uint64_t written_ = 0;
   uint64_t commits_ = 0;
