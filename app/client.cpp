@@ -1101,6 +1101,11 @@ int run(const std::string& command, const std::vector<std::string>& args) {
     else
       (a.rfind("-", 0) == 0 ? options : positional).push_back(a);
   }
+  auto given = options; // as typed, for repeated_option below
+  auto flags = take_flag_values(options, o.options());
+  if (!flags.error.empty())
+    return fail(usage, fmt::format("{}: {} (see taskmasterd {} --help)",
+                                   command, flags.error, command));
   if (auto err = o.parse(options)) {
     auto what = describe_option_error(err, o.options());
     return fail(usage, fmt::format("{}: {} (see taskmasterd {} --help)",
@@ -1110,7 +1115,8 @@ int run(const std::string& command, const std::vector<std::string>& args) {
   }
   // A second --cmd is more likely a mistake (an unquoted command) than a
   // correction.
-  if (auto name = repeated_option(options); !name.empty())
+  unset_flags(flags);
+  if (auto name = repeated_option(given); !name.empty())
     return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
                                    "--help)",
                                    command, name, command));

@@ -330,8 +330,12 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
     if (auto problem = check_config_file(file, custom_options_);
         !problem.empty())
       return problem;
+  auto flags = take_flag_values(list, custom_options_);
+  if (!flags.error.empty())
+    return flags.error + " (see --help)";
   if (auto err = parse(std::move(list)))
     return describe(err, file, custom_options_);
+  unset_flags(flags);
   if (!remainder.empty())
     return fmt::format("unexpected argument '{}' (see --help)", remainder[0]);
   return {};
@@ -552,6 +556,42 @@ uint32_t taskmaster_config::effective_slots() const {
   if (slots > 0)
     return slots;
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+flag_values take_flag_values(std::vector<std::string>& args,
+                             const caf::config_option_set& options) {
+  flag_values result;
+  std::vector<std::string> kept;
+  for (auto& a : args) {
+    auto eq = a.find('=');
+    const caf::config_option* opt = nullptr;
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos)
+      opt = options.cli_long_name_lookup(a.substr(2, eq - 2));
+    if (opt == nullptr || !opt->is_flag()) {
+      kept.push_back(std::move(a));
+      continue;
+    }
+    auto value = a.substr(eq + 1);
+    std::transform(value.begin(), value.end(), value.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (value == "true" || value == "1" || value == "yes" || value == "on") {
+      kept.push_back(a.substr(0, eq));
+    } else if (value == "false" || value == "0" || value == "no"
+               || value == "off") {
+      result.off.push_back(opt);
+    } else if (result.error.empty()) {
+      result.error = fmt::format("invalid value in {} (expected true or "
+                                 "false)",
+                                 a);
+    }
+  }
+  args = std::move(kept);
+  return result;
+}
+
+void unset_flags(const flag_values& flags) {
+  for (const auto* opt : flags.off)
+    opt->store(caf::config_value{false});
 }
 
 std::string repeated_option(const std::vector<std::string>& args) {

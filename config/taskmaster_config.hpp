@@ -135,6 +135,24 @@ public:
 /// option silently; the daemon and the client both refuse it instead.
 std::string repeated_option(const std::vector<std::string>& args);
 
+/// What take_flag_values() found: true/false options set to false, to be
+/// applied after CAF's parse (unset_flags), or why a value is not one.
+struct flag_values {
+  std::vector<const caf::config_option*> off;
+  std::string error;
+};
+
+/// CAF 0.17 takes a true/false option only bare ("--insecure"). This takes
+/// "--name=true" and "--name=false" too (or 1/0, yes/no, on/off, any case):
+/// the first becomes "--name"; the second leaves `args` and is returned for
+/// unset_flags(), which sets it after CAF's parse (so it also overrides a
+/// config file). Any other value is an error.
+flag_values take_flag_values(std::vector<std::string>& args,
+                             const caf::config_option_set& options);
+
+/// Sets the options take_flag_values() found given as false.
+void unset_flags(const flag_values& flags);
+
 /// One line for CAF's error from parsing command-line options
 /// (`parser_error(code, {"argument" = "--x=y"})`): the unknown option, or the
 /// option and the form of value it takes. Empty when `err` names no argument.

@@ -83,6 +83,43 @@ TEST_CASE("options come from the command line and from a config file",
   std::remove(file.c_str());
 }
 
+TEST_CASE("a true/false option takes =true and =false, on the command line "
+          "over the config file",
+          "[config]") {
+  taskmaster_config bare;
+  REQUIRE(bare.parse_args({"--journal-fsync", "--insecure"}).empty());
+  CHECK(bare.journal_fsync);
+  CHECK(bare.insecure);
+  taskmaster_config valued;
+  REQUIRE(valued.parse_args({"--journal-fsync=true", "--insecure=On"}).empty());
+  CHECK(valued.journal_fsync);
+  CHECK(valued.insecure);
+  auto file = std::string{"/tmp/taskmaster-config-flag-test-"}
+              + std::to_string(::getpid()) + ".ini";
+  {
+    std::ofstream out{file};
+    out << "[global]\njournal-fsync=true\ninsecure=true\n";
+  }
+  taskmaster_config overridden;
+  REQUIRE(overridden
+            .parse_args({"--config-file=" + file, "--journal-fsync=false",
+                         "--insecure=0"})
+            .empty());
+  CHECK_FALSE(overridden.journal_fsync);
+  CHECK_FALSE(overridden.insecure);
+  taskmaster_config from_file;
+  REQUIRE(from_file.parse_args({"--config-file=" + file}).empty());
+  CHECK(from_file.journal_fsync);
+  std::remove(file.c_str());
+  taskmaster_config bad;
+  CHECK(bad.parse_args({"--journal-fsync=maybe"})
+        == "invalid value in --journal-fsync=maybe (expected true or false) "
+           "(see --help)");
+  taskmaster_config twice;
+  CHECK(twice.parse_args({"--journal-fsync=true", "--journal-fsync=false"})
+        == "--journal-fsync given twice");
+}
+
 TEST_CASE("a cluster port given on the command line or in the file is "
           "known as chosen",
           "[config]") {
