@@ -400,6 +400,13 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gateway.stop();
   shutdown_actors();
   journal->close();
+  // A supervisor should hear of it: what changed since is not on disk.
+  if (auto failure = journal->failure(); !failure.empty()) {
+    log::error("stopped; the journal had failed ({}): changes since then "
+               "are lost",
+               failure);
+    return 1;
+  }
   log::info("stopped");
   return 0;
 }

@@ -4,10 +4,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <thread>
 
@@ -1116,6 +1118,52 @@ TEST_CASE("SIGTERM on a master answers open long polls at once, dispatches "
   master = daemon::master(dir, "master");
   CHECK(master->api().get("/tasks/" + std::to_string(id)).body["status"]
         == "QUEUED");
+}
+
+TEST_CASE("a master whose journal failed refuses submissions and exits 1 "
+          "on SIGTERM; what it accepted before is kept",
+          "[integration][shutdown][journal]") {
+  temp_dir dir;
+  // Files this master writes may not grow past 400 KB (a full disk): its
+  // WAL reaches that after some hundred submissions. SIGXFSZ is ignored,
+  // as the limit, inherited by the master.
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &before) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit capped = before;
+  capped.rlim_cur = 400 * 1024;
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  std::unique_ptr<taskmaster::test::daemon> master;
+  try {
+    master = daemon::master(dir, "master");
+  } catch (...) {
+    ::setrlimit(RLIMIT_FSIZE, &before);
+    std::signal(SIGXFSZ, old_handler);
+    throw;
+  }
+  ::setrlimit(RLIMIT_FSIZE, &before);
+  std::signal(SIGXFSZ, old_handler);
+  auto api = master->api();
+  std::vector<uint64_t> accepted;
+  int status = 0;
+  // One task at a time with a long description: each commit adds pages.
+  for (int i = 0; i < 2000 && status != 503; ++i) {
+    auto r = api.post("/tasks", json{{"command", "true"},
+                                     {"description", std::string(2000, 'd')}});
+    status = r.status;
+    if (status == 201)
+      accepted.push_back(r.body["id"].get<uint64_t>());
+  }
+  REQUIRE(status == 503);
+  CHECK_FALSE(accepted.empty());
+  CHECK(api.get("/healthz").status == 503);
+  CHECK(master->proc().stop(SIGTERM, 20s) == 1);
+  CHECK(master->log_contains("the journal had failed"));
+  // Restarted with room to write, it has every task it answered 201 for.
+  master = daemon::master(dir, "master");
+  auto again = master->api();
+  for (auto id : accepted)
+    CHECK(again.get("/tasks/" + std::to_string(id)).status == 200);
 }
 
 TEST_CASE("a worker stopped while its master is down keeps its finished "
