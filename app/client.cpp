@@ -1113,9 +1113,9 @@ int run(const std::string& command, const std::vector<std::string>& args) {
                                    what.empty() ? caf::to_string(err) : what,
                                    command));
   }
+  unset_flags(flags);
   // A second --cmd is more likely a mistake (an unquoted command) than a
   // correction.
-  unset_flags(flags);
   if (auto name = repeated_option(given); !name.empty())
     return fail(usage, fmt::format("{}: {} given twice (see taskmasterd {} "
                                    "--help)",

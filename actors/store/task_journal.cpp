@@ -632,13 +632,14 @@ bool task_journal::commit_and_report(std::deque<batch>& work, bool on_writer) {
   try {
     ok = commit(work);
   } catch (const std::exception& e) {
-    // Nothing here should throw (the API refuses what JSON cannot encode);
-    // if it does, the commit fails as a disk error would, on any thread.
+    // Nothing here should throw (the API refuses what JSON cannot encode;
+    // memory could run out); if it does, the commit fails as a disk error
+    // would, on whichever thread runs it.
     step(rollback_);
     saved_last_id_ = 0;
     std::lock_guard<std::mutex> guard{mtx_};
     if (failure_.empty())
-      failure_ = fmt::format("cannot encode a task: {}", e.what());
+      failure_ = fmt::format("the commit failed: {}", e.what());
   }
   {
     // Counted before the callbacks run, so whoever a callback wakes sees
