@@ -72,6 +72,27 @@ fake_master(fake_master_actor::stateful_pointer<fake_master_state> self,
   };
 }
 
+/// Stops the actors it is given when the test ends, passed or not: a failed
+/// REQUIRE skips the test's last lines, and the actor system's destructor
+/// would wait for the actors for ever (the test run hung until CTest's
+/// timeout).
+class stop_at_end {
+public:
+  template <class... Handles>
+  explicit stop_at_end(const Handles&... actors)
+    : actors_{caf::actor_cast<caf::actor>(actors)...} {
+  }
+  ~stop_at_end() {
+    for (auto& a : actors_)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+  stop_at_end(const stop_at_end&) = delete;
+  stop_at_end& operator=(const stop_at_end&) = delete;
+
+private:
+  std::vector<caf::actor> actors_;
+};
+
 } // namespace
 
 TEST_CASE("a result that ends while the worker registers again is reported "
@@ -82,6 +103,7 @@ TEST_CASE("a result that ends while the worker registers again is reported "
   caf::scoped_actor test{sys};
   auto master = sys.spawn(fake_master, caf::actor{test});
   auto worker = spawn_worker(sys, master);
+  stop_at_end stop{worker, master};
   // The second registration: the attempt still runs, no result yet.
   test->receive(
     [](register_atom, const register_request& req) {
@@ -103,8 +125,6 @@ TEST_CASE("a result that ends while the worker registers again is reported "
     },
     caf::after(5s) >> [] {});
   CHECK(reported);
-  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
 }
 
 namespace {
@@ -155,6 +175,7 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
                                   job(2, "echo never"), job(3, "echo never"),
                                   job(4, "echo never"), job(5, "echo never")});
   auto worker = spawn_worker(sys, master);
+  stop_at_end stop{worker, master};
   std::map<core::task_id, core::attempt_result> results;
   auto collect = [&](std::chrono::milliseconds limit) {
     bool got = false;
@@ -189,8 +210,6 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
   REQUIRE(results.count(1) == 1);
   CHECK(results[1].outcome == core::attempt_outcome::succeeded);
   CHECK(results[1].stdout_tail == "ran\n");
-  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
 }
 
 namespace {
@@ -251,6 +270,7 @@ TEST_CASE("a stopping worker that the master forgot registers again to hand "
   caf::scoped_actor test{sys};
   auto master = sys.spawn(forgetful_master, caf::actor{test});
   auto worker = spawn_worker(sys, master);
+  stop_at_end stop{worker, master};
   std::this_thread::sleep_for(100ms);
   // Asked as the daemon asks (a request: the answer comes once it has left).
   auto stopped = std::async(std::launch::async, [&] {
@@ -277,6 +297,4 @@ TEST_CASE("a stopping worker that the master forgot registers again to hand "
   CHECK(left);
   REQUIRE(stopped.wait_for(10s) == std::future_status::ready);
   CHECK(stopped.get());
-  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(master, caf::exit_reason::user_shutdown);
 }
