@@ -225,6 +225,16 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
+/// The field every successful TaskMaster answer to `method path` has: the
+/// task's "id", or the list asked for.
+const char* answer_key(const std::string& method, const std::string& path) {
+  if (path.rfind("/workers", 0) == 0)
+    return "workers";
+  if (method == "GET" && (path == "/tasks" || path.rfind("/tasks?", 0) == 0))
+    return "tasks";
+  return "id";
+}
+
 /// One HTTP exchange with the API: the JSON answer or an exit code.
 class api {
 public:
@@ -267,7 +277,12 @@ public:
       return std::nullopt;
     }
     json parsed = json::parse(res->body, nullptr, false);
-    if (parsed.is_discarded() || !parsed.is_object()) {
+    // A success without the field TaskMaster's answer to this request has
+    // is another JSON service at this address, not a task "-" submitted.
+    bool ours = parsed.is_object()
+                && (res->status < 200 || res->status >= 300
+                    || parsed.contains(answer_key(method, path)));
+    if (!ours) {
       // Some other server (a web server, a proxy's error page): TaskMaster
       // is not reachable at this address.
       unreachable_ = true;

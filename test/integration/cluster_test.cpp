@@ -391,6 +391,33 @@ TEST_CASE("the client submits, waits and reports exit codes",
   CHECK(read_file(dir / "other-watch.err").find("is it a TaskMaster API?")
         != std::string::npos);
   other.stop();
+  other_thread.join();
+  // Another JSON service answering 200 to anything: not a task submitted,
+  // and no endless wait (it printed "submitted task -" and exited 0, and
+  // --wait never returned).
+  httplib::Server json_service;
+  auto hello = [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"hello":1})", "application/json");
+  };
+  json_service.Get(".*", hello);
+  json_service.Post(".*", hello);
+  auto json_port = json_service.bind_to_any_port("127.0.0.1");
+  std::thread json_thread{[&] { json_service.listen_after_bind(); }};
+  auto json_server = "--server=http://127.0.0.1:" + std::to_string(json_port);
+  for (auto args : std::vector<std::vector<std::string>>{
+         {"submit", "--cmd=true", json_server},
+         {"submit", "--cmd=true", "--wait", json_server},
+         {"task", "1", json_server},
+         {"tasks", json_server},
+         {"workers", json_server},
+         {"cancel", "1", json_server}}) {
+    auto name = "json-" + args[0] + std::to_string(args.size());
+    CHECK(run(args, name) == 3);
+    CHECK(read_file(dir / (name + ".err")).find("is it a TaskMaster API?")
+          != std::string::npos);
+  }
+  json_service.stop();
+  json_thread.join();
   // A server that accepts connections and never answers: watch gives up
   // after its handshake limit (10 s) instead of hanging.
   uint16_t silent_port = 0;
@@ -427,7 +454,6 @@ TEST_CASE("the client submits, waits and reports exit codes",
            "1 to 65535\n");
   CHECK(run({"watch", "--server=http://127.0.0.1:96483"}, "port-wrap-watch")
         == 2);
-  other_thread.join();
   CHECK(read_file(dir / "other.err").find("is it a TaskMaster API?")
         != std::string::npos);
   // A stream the server refuses: its reason, not the WebSocket library's.
