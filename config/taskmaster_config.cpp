@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -93,8 +94,46 @@ std::string describe(const caf::error& err, const std::string& config_file,
 /// key, a misspelled section, a value of the wrong type or out of range. A
 /// typo would then give a master on the wrong port. Every entry is checked
 /// here first, and the first bad one is the error.
+/// The first key set twice in one section of `file`, as "config file F:
+/// KEY given twice in [SECTION] (lines A and B)", or "". CAF keeps one of the
+/// two silently (the first when the second is not valid), so a line added
+/// at the end of a copied file could be ignored without a word.
+std::string repeated_config_key(const std::string& file) {
+  std::ifstream in{file};
+  std::string line;
+  std::string section = "global";
+  std::map<std::string, int> seen; // "section.key" -> line
+  for (int number = 1; std::getline(in, line); ++number) {
+    auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos)
+      continue;
+    if (line[start] == '[') {
+      auto end = line.find(']', start);
+      if (end != std::string::npos)
+        section = line.substr(start + 1, end - start - 1);
+      continue;
+    }
+    // A key starts a line; list items and comments do not.
+    auto eq = line.find('=', start);
+    if (eq == std::string::npos || !std::isalnum(static_cast<unsigned char>(line[start])))
+      continue;
+    auto key = line.substr(start, eq - start);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (key.find_first_of(" \t\"") != std::string::npos)
+      continue;
+    auto [at, fresh] = seen.emplace(section + "." + key, number);
+    if (!fresh)
+      return fmt::format("config file {}: {} given twice in [{}] (lines {} "
+                         "and {})",
+                         file, key, section, at->second, number);
+  }
+  return {};
+}
+
 std::string check_config_file(const std::string& file,
                               const caf::config_option_set& options) {
+  if (auto twice = repeated_config_key(file); !twice.empty())
+    return twice;
   auto parsed = caf::actor_system_config::parse_config_file(file.c_str());
   if (!parsed)
     return {}; // a syntax error: CAF's own parse reports it with its line

@@ -88,6 +88,24 @@ std::optional<api_error> only_params(const httplib::Request& req,
   return std::nullopt;
 }
 
+/// For routes that take no query parameters: `POST /tasks?wait=30` would
+/// otherwise submit without waiting, and say nothing. The request target is
+/// read, not `params`, which httplib also fills from a form-encoded body.
+std::optional<api_error> no_params(const httplib::Request& req) {
+  auto query = req.target.find('?');
+  if (query == std::string::npos || query + 1 == req.target.size())
+    return std::nullopt;
+  auto end = req.target.find_first_of("=&", query + 1);
+  auto name = req.target.substr(query + 1, end == std::string::npos
+                                             ? std::string::npos
+                                             : end - query - 1);
+  return api_error{api_errc::invalid_request,
+                   fmt::format("unknown query parameter '{}' (this route "
+                               "takes none)",
+                               name),
+                   0};
+}
+
 /// An optional query parameter naming one of an enum's values.
 template <class Parse>
 std::optional<api_error> enum_param(const httplib::Request& req,
@@ -152,6 +170,8 @@ void rest_api::install(httplib::Server& server) {
 }
 
 void rest_api::submit(const httplib::Request& req, httplib::Response& res) {
+  if (auto err = no_params(req))
+    return reply(res, *err);
   auto decoded = decode_submission(req.body, options_.limits,
                                    log::wall_clock_ms());
   if (auto* err = std::get_if<api_error>(&decoded))
@@ -285,6 +305,8 @@ void rest_api::cancel_task(const httplib::Request& req,
   auto id = parse_id(text);
   if (!id)
     return reply(res, not_found(text));
+  if (auto err = no_params(req))
+    return reply(res, *err);
   auto answer = scheduler_.ask<cancel_reply>(cancel_atom::value, *id);
   if (auto* err = std::get_if<api_error>(&answer))
     return reply(res, *err);
@@ -316,7 +338,9 @@ void rest_api::cancel_task(const httplib::Request& req,
   }
 }
 
-void rest_api::workers(const httplib::Request&, httplib::Response& res) {
+void rest_api::workers(const httplib::Request& req, httplib::Response& res) {
+  if (auto err = no_params(req))
+    return reply(res, *err);
   auto answer = scheduler_.ask<std::vector<worker_view>>(workers_atom::value);
   if (auto* err = std::get_if<api_error>(&answer))
     return reply(res, *err);
@@ -327,7 +351,9 @@ void rest_api::workers(const httplib::Request&, httplib::Response& res) {
   reply(res, 200, json{{"workers", std::move(list)}});
 }
 
-void rest_api::stats(const httplib::Request&, httplib::Response& res) {
+void rest_api::stats(const httplib::Request& req, httplib::Response& res) {
+  if (auto err = no_params(req))
+    return reply(res, *err);
   auto answer = scheduler_.ask<cluster_summary>(stats_atom::value);
   if (auto* err = std::get_if<api_error>(&answer))
     return reply(res, *err);

@@ -255,6 +255,17 @@ TEST_CASE("a config file entry CAF would drop silently is an error",
   CHECK(parse_file("[global]\nlabels=gpu\n")
         == " at line 2, column 9 (string values must be quoted: "
            "key=\"value\")");
+  // A key set twice: CAF kept the first when the second was not valid, so
+  // a line added at the end of a copied file was ignored without a word.
+  CHECK(parse_file("[global]\nhttp-port=8081\n; a comment = no key\n"
+                   "http-port=70000\n")
+        == ": http-port given twice in [global] (lines 2 and 4)");
+  CHECK(parse_file("http-port=8081\n[global]\nhttp-port=8082\n")
+        == ": http-port given twice in [global] (lines 1 and 3)");
+  // The same key in two sections is two keys.
+  CHECK(parse_file("[scheduler]\nmax-threads=2\n[middleman]\nworkers=0\n"
+                   "[global]\nworkers=0\n")
+          .find("given twice") == std::string::npos);
   // CAF's own sections, including those of modules loaded later, still work.
   CHECK(parse_file("[scheduler]\nmax-threads=2\n[middleman]\nworkers=0\n"
                    "[global]\nhttp-port=8081\nkill-grace=2s\n")

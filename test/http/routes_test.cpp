@@ -335,6 +335,18 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
   check_error(api.get("/tasks/1?wiat=5"), 400, "invalid_request",
               "unknown query parameter 'wiat'");
   check_error(api.get("/nowhere"), 404, "not_found", "no route for GET /nowhere");
+  // Routes that take none say so (POST /tasks?wait=30 submitted without
+  // waiting, silently).
+  check_error(api.post("/tasks?wait=30", json{{"command", "true"}}), 400,
+              "invalid_request",
+              "unknown query parameter 'wait' (this route takes none)");
+  check_error(api.post("/tasks/" + std::to_string(id_of(kept)) + "/cancel?now",
+                       json::object()),
+              400, "invalid_request", "unknown query parameter 'now'");
+  check_error(api.get("/workers?x=1"), 400, "invalid_request",
+              "unknown query parameter 'x'");
+  check_error(api.get("/stats?x=1"), 400, "invalid_request",
+              "unknown query parameter 'x'");
 
   // Still serving, and the accepted task is intact.
   CHECK(api.get("/healthz").status == 200);
