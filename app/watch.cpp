@@ -188,11 +188,13 @@ void print_stats(const json& msg) {
     return i != msg.end() && i->is_number() ? fmt::format("{:.1f}", i->get<double>())
                                             : std::string{"-"};
   };
-  fmt::print("{} stats: {} queued, {} running, slots {}/{}, {} workers up, {} "
-             "finished/s, {} submitted/s\n",
+  auto up = str(s, "workers_up");
+  fmt::print("{} stats: {} queued, {} running, slots {}/{}, {} worker{} up, "
+             "{} finished/s, {} submitted/s\n",
              clock_of(str(msg, "at")), str(s, "queued"), str(s, "running"),
-             str(s, "slots_used"), str(s, "slots_total"), str(s, "workers_up"),
-             rate("finished_per_second"), rate("submitted_per_second"));
+             str(s, "slots_used"), str(s, "slots_total"), up,
+             up == "1" ? "" : "s", rate("finished_per_second"),
+             rate("submitted_per_second"));
 }
 
 bool is_final(const json& t) {

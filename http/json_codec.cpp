@@ -199,6 +199,10 @@ decode_task_spec(const json& j, const request_limits& limits,
                                  limits.max_label_bytes, limits.max_label_bytes,
                                  false, where, spec.labels))
     return *err;
+  // A label no worker may carry would keep the task QUEUED for good.
+  if (auto why = core::worker_labels_problem(spec.labels); !why.empty())
+    return invalid(fmt::format("{}: {} (no worker can have such a label)",
+                               field(where, "labels"), why));
   if (auto err = read_string_map(j, "env", limits.max_env,
                                  limits.max_label_bytes,
                                  limits.max_env_value_bytes, true, where,

@@ -77,6 +77,13 @@ TEST_CASE("limits name the field and the bound", "[http][codec]") {
   CHECK(decode_error(R"({"command": "x", "labels": {"a": "1\u0000"}})")
           .find("must not contain NUL")
         != std::string::npos);
+  // What no worker's label may hold, no task's may (it stayed QUEUED).
+  CHECK(decode_error(R"({"command": "x", "labels": {"a": "\u0001"}})")
+        == "'labels': the value of label 'a' holds a control character (no "
+           "worker can have such a label)");
+  CHECK(decode_error(R"({"command": "x", "labels": {"a\u200bb": "1"}})")
+        == "'labels': a label key holds an invisible character (no worker "
+           "can have such a label)");
   // Labels may hold ',' and '=' (a worker's --labels escapes them).
   auto odd = decode_ok(R"({"command": "x", "labels": {"p": "/a,/b", "k=1": "v"}})");
   CHECK(odd.labels.at("p") == "/a,/b");
