@@ -458,6 +458,9 @@ std::string taskmaster_config::validate() {
     return "--ws-ping-interval must be between 1s and 1h";
   if (max_batch_tasks == 0)
     return "--max-batch-tasks must be at least 1";
+  // Below that not even one task with a short command fits.
+  if (max_body_bytes < 1024)
+    return "--max-body-bytes must be at least 1024";
   if (aging_interval.count() <= 0)
     return "--aging-interval must be positive";
   if (!api_token_file.empty()) {

@@ -160,6 +160,9 @@ TEST_CASE("bad options are one clear line", "[config]") {
   taskmaster_config d;
   REQUIRE(d.parse_args({"--role=boss"}).empty());
   CHECK(d.validate() == "unknown role 'boss' (standalone, master or worker)");
+  taskmaster_config body;
+  REQUIRE(body.parse_args({"--max-body-bytes=0"}).empty());
+  CHECK(body.validate() == "--max-body-bytes must be at least 1024");
   taskmaster_config e;
   REQUIRE(e.parse_args({"--labels=novalue"}).empty());
   CHECK(e.validate()
