@@ -90,10 +90,6 @@ std::string describe(const caf::error& err, const std::string& config_file,
   return text;
 }
 
-/// CAF itself drops a config-file entry it cannot use, silently: an unknown
-/// key, a misspelled section, a value of the wrong type or out of range. A
-/// typo would then give a master on the wrong port. Every entry is checked
-/// here first, and the first bad one is the error.
 /// The first key set twice in one section of `file`, as "config file F:
 /// KEY given twice in [SECTION] (lines A and B)", or "". CAF keeps one of the
 /// two silently (the first when the second is not valid), so a line added
@@ -115,7 +111,8 @@ std::string repeated_config_key(const std::string& file) {
     }
     // A key starts a line; list items and comments do not.
     auto eq = line.find('=', start);
-    if (eq == std::string::npos || !std::isalnum(static_cast<unsigned char>(line[start])))
+    if (eq == std::string::npos
+        || !std::isalnum(static_cast<unsigned char>(line[start])))
       continue;
     auto key = line.substr(start, eq - start);
     key.erase(key.find_last_not_of(" \t") + 1);
@@ -130,6 +127,10 @@ std::string repeated_config_key(const std::string& file) {
   return {};
 }
 
+/// CAF itself drops a config-file entry it cannot use, silently: an unknown
+/// key, a misspelled section, a value of the wrong type or out of range. A
+/// typo would then give a master on the wrong port. Every entry is checked
+/// here first, and the first bad one is the error.
 std::string check_config_file(const std::string& file,
                               const caf::config_option_set& options) {
   if (auto twice = repeated_config_key(file); !twice.empty())
