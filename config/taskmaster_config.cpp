@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -63,6 +64,91 @@ std::string expected_form(caf::string_view type) {
   return std::string{type.begin(), type.end()};
 }
 
+/// One `key = value` line of a config file.
+struct file_entry {
+  std::string section;
+  std::string key;
+  /// As written, without surrounding blanks.
+  std::string value;
+  int line = 0;
+};
+
+/// The key = value lines of `file`, in order, each with its section
+/// ("global" before the first header). Comments, headers and the lines of a
+/// list or dictionary that spans several are not entries.
+std::vector<file_entry> config_entries(const std::string& file) {
+  std::vector<file_entry> result;
+  std::ifstream in{file};
+  std::string line;
+  std::string section = "global";
+  for (int number = 1; std::getline(in, line); ++number) {
+    auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos)
+      continue;
+    if (line[start] == '[') {
+      auto end = line.find(']', start);
+      if (end != std::string::npos)
+        section = line.substr(start + 1, end - start - 1);
+      continue;
+    }
+    auto eq = line.find('=', start);
+    if (eq == std::string::npos
+        || !std::isalnum(static_cast<unsigned char>(line[start])))
+      continue;
+    auto key = line.substr(start, eq - start);
+    trim_trailing_space(key);
+    if (key.find_first_of(" \t\"") != std::string::npos)
+      continue;
+    auto value = line.substr(eq + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    trim_trailing_space(value);
+    result.push_back({section, std::move(key), std::move(value), number});
+  }
+  return result;
+}
+
+/// The first key set twice in one section of `file`, as "config file F:
+/// KEY given twice in [SECTION] (lines A and B)", or "". CAF keeps one of the
+/// two silently (the first when the second is not valid), so a line added
+/// at the end of a copied file could be ignored without a word.
+std::string repeated_config_key(const std::string& file) {
+  std::map<std::string, int> seen; // "section.key" -> line
+  for (const auto& e : config_entries(file)) {
+    auto [at, fresh] = seen.emplace(e.section + "." + e.key, e.line);
+    if (!fresh)
+      return fmt::format("config file {}: {} given twice in [{}] (lines {} "
+                         "and {})",
+                         file, e.key, e.section, at->second, e.line);
+  }
+  return {};
+}
+
+/// When CAF cannot parse `file` at all it names a line and column (not
+/// always the right line) and no key: this names the first entry whose
+/// value is none of what a config file holds (a quoted string, a number, a
+/// duration with its unit, true or false, a list or a dictionary), and what
+/// its key expects. "" when every value looks right.
+std::string first_unreadable_value(const std::string& file,
+                                   const caf::config_option_set& options) {
+  static const std::regex readable{
+    R"(^("([^"\\]|\\.)*"|'[^']*'|-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]+)?)"
+    R"(|[0-9]{1,18}(ns|us|ms|s|min|h)|true|false|\[.*|\{.*)(\s*[;#].*)?$)"};
+  for (const auto& e : config_entries(file)) {
+    if (std::regex_match(e.value, readable))
+      continue;
+    auto opt = options.qualified_name_lookup(e.section, e.key);
+    return fmt::format("config file {}, line {}: {}={} is not a value "
+                       "(expected {})",
+                       file, e.line, e.key, e.value,
+                       opt != nullptr
+                         ? expected_form(opt->type_name())
+                         : std::string{"a string in quotes, a number, a "
+                                       "duration such as 5s, or true or "
+                                       "false"});
+  }
+  return {};
+}
+
 /// CAF reports parse errors as `parser_error(code, {"argument" = "--x"})`;
 /// users get one line instead.
 std::string describe(const caf::error& err, const std::string& config_file,
@@ -73,6 +159,8 @@ std::string describe(const caf::error& err, const std::string& config_file,
   if (text.find("not_an_option") != std::string::npos)
     return "unknown option (see --help)";
   if (text.find("line") != std::string::npos && !config_file.empty()) {
+    if (auto bad = first_unreadable_value(config_file, options); !bad.empty())
+      return bad;
     // parser_error(unexpected_character, ({"column" = 9, "line" = 2}))
     auto number_after = [&](const char* field) -> std::string {
       auto at = text.find(field);
@@ -88,43 +176,6 @@ std::string describe(const caf::error& err, const std::string& config_file,
                        number_after("\"column\""));
   }
   return text;
-}
-
-/// The first key set twice in one section of `file`, as "config file F:
-/// KEY given twice in [SECTION] (lines A and B)", or "". CAF keeps one of the
-/// two silently (the first when the second is not valid), so a line added
-/// at the end of a copied file could be ignored without a word.
-std::string repeated_config_key(const std::string& file) {
-  std::ifstream in{file};
-  std::string line;
-  std::string section = "global";
-  std::map<std::string, int> seen; // "section.key" -> line
-  for (int number = 1; std::getline(in, line); ++number) {
-    auto start = line.find_first_not_of(" \t");
-    if (start == std::string::npos)
-      continue;
-    if (line[start] == '[') {
-      auto end = line.find(']', start);
-      if (end != std::string::npos)
-        section = line.substr(start + 1, end - start - 1);
-      continue;
-    }
-    // A key starts a line; list items and comments do not.
-    auto eq = line.find('=', start);
-    if (eq == std::string::npos
-        || !std::isalnum(static_cast<unsigned char>(line[start])))
-      continue;
-    auto key = line.substr(start, eq - start);
-    key.erase(key.find_last_not_of(" \t") + 1);
-    if (key.find_first_of(" \t\"") != std::string::npos)
-      continue;
-    auto [at, fresh] = seen.emplace(section + "." + key, number);
-    if (!fresh)
-      return fmt::format("config file {}: {} given twice in [{}] (lines {} "
-                         "and {})",
-                         file, key, section, at->second, number);
-  }
-  return {};
 }
 
 /// CAF itself drops a config-file entry it cannot use, silently: an unknown

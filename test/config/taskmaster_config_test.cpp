@@ -255,9 +255,25 @@ TEST_CASE("a config file entry CAF would drop silently is an error",
   CHECK(parse_file("[glbal]\nhttp-port=8081\n") == ": unknown section [glbal]");
   CHECK(parse_file("[scheduler]\nmax-thread=2\n")
         == ": unknown key 'max-thread' in [scheduler]");
+  // Values CAF cannot read at all: it named a line (not always the right
+  // one) and no key, and told to quote durations too.
   CHECK(parse_file("[global]\nlabels=gpu\n")
-        == " at line 2, column 9 (string values must be quoted: "
-           "key=\"value\")");
+        == ", line 2: labels=gpu is not a value (expected a quoted string)");
+  CHECK(parse_file("[global]\n; durations\nhttp-port=8081\n\n"
+                   "kill-grace = 5x  \n")
+        == ", line 5: kill-grace=5x is not a value (expected a duration with "
+           "its unit, e.g. 250ms, 5s, 2min, 1h)");
+  CHECK(parse_file("[global]\nretention=7d\n")
+        == ", line 2: retention=7d is not a value (expected a duration with "
+           "its unit, e.g. 250ms, 5s, 2min, 1h)");
+  CHECK(parse_file("[global]\nslots=abc\n")
+        == ", line 2: slots=abc is not a value (expected a whole number, 0 "
+           "or more)");
+  // What CAF reads is left to it (and to the checks above).
+  CHECK(parse_file("[global]\nlabels=\"gpu=1\" ; a comment\nkill-grace=2s\n"
+                   "http-port=8081\nmax-body-bytes=-1\n")
+        == ": invalid value for max-body-bytes: -1 (expected a whole number, "
+           "0 or more)");
   // A key set twice: CAF kept the first when the second was not valid, so
   // a line added at the end of a copied file was ignored without a word.
   CHECK(parse_file("[global]\nhttp-port=8081\n; a comment = no key\n"
