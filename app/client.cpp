@@ -1015,6 +1015,12 @@ int list_tasks(const client_options& o, api& server) {
     query += "&status=" + upper(o.status);
   if (!o.priority.empty())
     query += "&priority=" + upper(o.priority);
+  // A cursor is what an earlier page said: a whole number. Anything else
+  // is a typo, caught here like the other options (exit 2).
+  if (!o.cursor.empty() && (!is_number(o.cursor) || o.cursor.size() > 20))
+    return fail(usage, fmt::format("--cursor={}: expected a number, as a "
+                                   "listing prints it: (more: --cursor=N)",
+                                   o.cursor));
   if (!o.cursor.empty())
     query += "&cursor=" + o.cursor;
   int failure = ok;

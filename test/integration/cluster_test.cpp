@@ -470,6 +470,12 @@ TEST_CASE("the client submits, waits and reports exit codes",
         == "taskmasterd: the command comes first, its options after it: "
            "taskmasterd workers [options]\n");
   CHECK(run({"tasks", "--limit=0", server}, "limit-zero") == 2);
+  // A mistyped cursor is a usage error like the others (it was the server's
+  // 400, exit 1).
+  CHECK(run({"tasks", "--cursor=abc", server}, "bad-cursor") == 2);
+  CHECK(read_file(dir / "bad-cursor.err")
+        == "taskmasterd: --cursor=abc: expected a number, as a listing "
+           "prints it: (more: --cursor=N)\n");
   // A command line that is not UTF-8 cannot travel in JSON: exit 2, naming
   // the option (the client used to abort).
   CHECK(run({"submit", "--cmd=echo \xe9t\xe9", server}, "latin1") == 2);
