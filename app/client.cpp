@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
@@ -1010,19 +1011,25 @@ int list_tasks(const client_options& o, api& server) {
     return *bad;
   if (o.limit < 1 || o.limit > 1000)
     return fail(usage, fmt::format("--limit={}: must be 1 to 1000", o.limit));
+  // A cursor is what an earlier page printed: a number. Anything else is a
+  // typo, caught here like the other options (exit 2).
+  uint64_t cursor = 0;
+  if (!o.cursor.empty()) {
+    auto end = o.cursor.data() + o.cursor.size();
+    auto [stop, ec] = std::from_chars(o.cursor.data(), end, cursor);
+    if (ec != std::errc{} || stop != end)
+      return fail(usage, fmt::format("--cursor={}: expected a number, as a "
+                                     "listing prints it in '(more: "
+                                     "--cursor=N)'",
+                                     o.cursor));
+  }
   std::string query = fmt::format("/tasks?limit={}", o.limit);
   if (!o.status.empty())
     query += "&status=" + upper(o.status);
   if (!o.priority.empty())
     query += "&priority=" + upper(o.priority);
-  // A cursor is what an earlier page said: a whole number. Anything else
-  // is a typo, caught here like the other options (exit 2).
-  if (!o.cursor.empty() && (!is_number(o.cursor) || o.cursor.size() > 20))
-    return fail(usage, fmt::format("--cursor={}: expected a number, as a "
-                                   "listing prints it: (more: --cursor=N)",
-                                   o.cursor));
   if (!o.cursor.empty())
-    query += "&cursor=" + o.cursor;
+    query += fmt::format("&cursor={}", cursor);
   int failure = ok;
   auto page = server.expect_ok("GET", query, failure);
   if (!page)

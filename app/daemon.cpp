@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string_view>
@@ -101,13 +102,18 @@ std::string moved_port_file(const taskmaster_config& cfg) {
 }
 
 /// The port an earlier start moved to, or 0 without one. A file that holds
-/// no port number (edited by hand, cut short by a full disk) is named in the
-/// log and ignored: the default port is tried, and moved from again if taken.
+/// no port number (edited by hand) is named in the log and removed, and one
+/// that cannot be read is named: the default port is tried then, and moved
+/// from again if taken.
 uint16_t read_moved_port(const taskmaster_config& cfg) {
   auto path = moved_port_file(cfg);
   std::ifstream in{path};
-  if (!in)
+  if (!in) {
+    if (errno != ENOENT)
+      log::warn("cannot read {} ({}): trying port {}", path,
+                std::strerror(errno), cfg.cluster_port);
     return 0;
+  }
   std::string text;
   std::getline(in, text);
   auto first = text.find_first_not_of(" \t\r");
@@ -121,7 +127,8 @@ uint16_t read_moved_port(const taskmaster_config& cfg) {
   if (ec == std::errc{} && end == digits.data() + digits.size() && port > 0
       && port < 65536)
     return static_cast<uint16_t>(port);
-  log::warn("{} holds no port number ('{}'): ignored, trying port {}", path,
+  std::remove(path.c_str());
+  log::warn("{} held no port number ('{}'): removed, trying port {}", path,
             text.substr(0, 40), cfg.cluster_port);
   return 0;
 }

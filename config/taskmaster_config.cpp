@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -73,22 +72,56 @@ struct file_entry {
   int line = 0;
 };
 
+/// How much deeper in lists and dictionaries `text` ends than it starts:
+/// brackets inside quotes and after a `;` comment do not count.
+int bracket_depth_change(std::string_view text) {
+  int change = 0;
+  bool quoted = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = text[i];
+    if (quoted) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        quoted = false;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ';') {
+      break;
+    } else if (c == '[' || c == '{') {
+      ++change;
+    } else if (c == ']' || c == '}') {
+      --change;
+    }
+  }
+  return change;
+}
+
 /// The key = value lines of `file`, in order, each with its section
-/// ("global" before the first header). Comments, headers and the lines of a
-/// list or dictionary that spans several are not entries.
+/// ("global" before the first header). Comments, headers and the inner
+/// lines of a list or dictionary that spans several are not entries.
 std::vector<file_entry> config_entries(const std::string& file) {
   std::vector<file_entry> result;
   std::ifstream in{file};
   std::string line;
   std::string section = "global";
+  int depth = 0;
   for (int number = 1; std::getline(in, line); ++number) {
+    if (depth > 0) {
+      depth = std::max(0, depth + bracket_depth_change(line));
+      continue;
+    }
     auto start = line.find_first_not_of(" \t");
     if (start == std::string::npos)
       continue;
     if (line[start] == '[') {
       auto end = line.find(']', start);
-      if (end != std::string::npos)
+      if (end != std::string::npos) {
+        // CAF reads "[ global ]" as [global].
         section = line.substr(start + 1, end - start - 1);
+        section.erase(0, section.find_first_not_of(" \t"));
+        trim_trailing_space(section);
+      }
       continue;
     }
     auto eq = line.find('=', start);
@@ -102,6 +135,7 @@ std::vector<file_entry> config_entries(const std::string& file) {
     auto value = line.substr(eq + 1);
     value.erase(0, value.find_first_not_of(" \t"));
     trim_trailing_space(value);
+    depth = std::max(0, bracket_depth_change(value));
     result.push_back({section, std::move(key), std::move(value), number});
   }
   return result;
@@ -123,29 +157,45 @@ std::string repeated_config_key(const std::string& file) {
   return {};
 }
 
-/// When CAF cannot parse `file` at all it names a line and column (not
-/// always the right line) and no key: this names the first entry whose
-/// value is none of what a config file holds (a quoted string, a number, a
-/// duration with its unit, true or false, a list or a dictionary), and what
-/// its key expects. "" when every value looks right.
-std::string first_unreadable_value(const std::string& file,
-                                   const caf::config_option_set& options) {
-  static const std::regex readable{
-    R"(^("([^"\\]|\\.)*"|'[^']*'|-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]+)?)"
-    R"(|[0-9]{1,18}(ns|us|ms|s|min|h)|true|false|\[.*|\{.*)(\s*[;#].*)?$)"};
-  for (const auto& e : config_entries(file)) {
-    if (std::regex_match(e.value, readable))
-      continue;
-    auto opt = options.qualified_name_lookup(e.section, e.key);
-    return fmt::format("config file {}, line {}: {}={} is not a value "
-                       "(expected {})",
-                       file, e.line, e.key, e.value,
-                       opt != nullptr
-                         ? expected_form(opt->type_name())
-                         : std::string{"a string in quotes, a number, a "
-                                       "duration such as 5s, or true or "
-                                       "false"});
+/// Whether a value that opens a quote closes it again.
+bool quote_closed(std::string_view value) {
+  for (size_t i = 1; i < value.size(); ++i) {
+    if (value[i] == '\\')
+      ++i;
+    else if (value[i] == '"')
+      return true;
   }
+  return false;
+}
+
+/// CAF names only a line and column when it cannot read a config file at
+/// all, and its hint (quote strings) is wrong for a number or a duration:
+/// this names the entry and the form its key expects. CAF stops where the
+/// value ends: on its line, or at column 1 of the next line when the value
+/// ran to the end of its own; an unclosed quote runs to the end of the
+/// file. "" when no entry fits.
+std::string unreadable_entry(const std::string& file, int line, int column,
+                             const caf::config_option_set& options) {
+  auto entries = config_entries(file);
+  auto describe_entry = [&](const file_entry& e, std::string hint) {
+    if (hint.empty()) {
+      auto opt = options.qualified_name_lookup(e.section, e.key);
+      hint = opt != nullptr ? "expected " + expected_form(opt->type_name())
+                            : std::string{"strings go in quotes: "
+                                          "key=\"value\""};
+    }
+    if (e.value.find('#') != std::string::npos)
+      hint += "; comments start with ;";
+    return fmt::format("config file {}, line {}: {}={} is not a value ({})",
+                       file, e.line, e.key, e.value, hint);
+  };
+  for (const auto& e : entries)
+    if (!e.value.empty() && e.value.front() == '"' && !quote_closed(e.value))
+      return describe_entry(e, "its closing quote is missing");
+  auto at = column == 1 ? line - 1 : line;
+  for (const auto& e : entries)
+    if (e.line == at)
+      return describe_entry(e, {});
   return {};
 }
 
@@ -159,8 +209,6 @@ std::string describe(const caf::error& err, const std::string& config_file,
   if (text.find("not_an_option") != std::string::npos)
     return "unknown option (see --help)";
   if (text.find("line") != std::string::npos && !config_file.empty()) {
-    if (auto bad = first_unreadable_value(config_file, options); !bad.empty())
-      return bad;
     // parser_error(unexpected_character, ({"column" = 9, "line" = 2}))
     auto number_after = [&](const char* field) -> std::string {
       auto at = text.find(field);
@@ -170,6 +218,13 @@ std::string describe(const caf::error& err, const std::string& config_file,
       auto end = text.find_first_not_of("0123456789", start);
       return start == std::string::npos ? "?" : text.substr(start, end - start);
     };
+    auto line = number_after("\"line\"");
+    auto column = number_after("\"column\"");
+    if (line != "?" && line.size() < 9 && column != "?" && column.size() < 9)
+      if (auto bad = unreadable_entry(config_file, std::stoi(line),
+                                      std::stoi(column), options);
+          !bad.empty())
+        return bad;
     return fmt::format("cannot parse config file {} at line {}, column {} "
                        "(string values must be quoted: key=\"value\")",
                        config_file, number_after("\"line\""),

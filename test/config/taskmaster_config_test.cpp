@@ -269,6 +269,25 @@ TEST_CASE("a config file entry CAF would drop silently is an error",
   CHECK(parse_file("[global]\nslots=abc\n")
         == ", line 2: slots=abc is not a value (expected a whole number, 0 "
            "or more)");
+  // The entry CAF stopped at is the one named, whatever comes before it
+  // (a long string made a regex crash; an earlier hexadecimal number was
+  // blamed instead).
+  CHECK(parse_file("[global]\napi-token=\"" + std::string(30000, 't')
+                   + "\"\nmax-queued=0x100\nhttp-port=80a\n")
+        == ", line 4: http-port=80a is not a value (expected a whole number "
+           "from 0 to 65535)");
+  CHECK(parse_file("[global]\nhttp-port=8080 # the port\n")
+        == ", line 2: http-port=8080 # the port is not a value (expected a "
+           "whole number from 0 to 65535; comments start with ;)");
+  CHECK(parse_file("[global]\nlabels=\"gpu=1\nhttp-port=8081\n")
+        == ", line 2: labels=\"gpu=1 is not a value (its closing quote is "
+           "missing)");
+  // Lines inside a dictionary that spans several are not keys; "[ global ]"
+  // is [global].
+  CHECK(parse_file("[global]\nlabels=\"a=1\"\n[ global ]\nlabels=\"b\"\n")
+        == ": labels given twice in [global] (lines 2 and 4)");
+  CHECK(parse_file("[middleman]\nx={\n  a=1,\n}\ny={\n  a=1\n}\n")
+          .find("given twice") == std::string::npos);
   // What CAF reads is left to it (and to the checks above).
   CHECK(parse_file("[global]\nlabels=\"gpu=1\" ; a comment\nkill-grace=2s\n"
                    "http-port=8081\nmax-body-bytes=-1\n")
