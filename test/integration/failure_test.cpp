@@ -4,12 +4,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <mutex>
 #include <thread>
 
@@ -22,6 +20,7 @@
 #include "actors/core/time.hpp"
 #include "test/support/cluster.hpp"
 #include "test/support/connect.hpp"
+#include "test/support/file_size_cap.hpp"
 #include "test/support/wait.hpp"
 
 using namespace taskmaster::test;
@@ -1125,24 +1124,13 @@ TEST_CASE("a master whose journal failed refuses submissions and exits 1 "
           "[integration][shutdown][journal]") {
   temp_dir dir;
   // Files this master writes may not grow past 400 KB (a full disk): its
-  // WAL reaches that after some hundred submissions. SIGXFSZ is ignored,
-  // as the limit, inherited by the master.
-  rlimit before{};
-  REQUIRE(::getrlimit(RLIMIT_FSIZE, &before) == 0);
-  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit capped = before;
-  capped.rlim_cur = 400 * 1024;
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  // WAL reaches that after some hundred submissions. The master inherits
+  // the cap while it is started.
   std::unique_ptr<taskmaster::test::daemon> master;
-  try {
+  {
+    file_size_cap cap{400 * 1024};
     master = daemon::master(dir, "master");
-  } catch (...) {
-    ::setrlimit(RLIMIT_FSIZE, &before);
-    std::signal(SIGXFSZ, old_handler);
-    throw;
   }
-  ::setrlimit(RLIMIT_FSIZE, &before);
-  std::signal(SIGXFSZ, old_handler);
   auto api = master->api();
   std::vector<uint64_t> accepted;
   int status = 0;
