@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <caf/all.hpp>
+#include <caf/io/typed_broker.hpp>
 
 #include "actors/core/cluster_view.hpp"
 #include "actors/core/scheduler_core.hpp"
@@ -426,6 +427,22 @@ using worker_node_actor = worker_actor::extend<
   // The shutdown grace is over: hand back what still runs.
   caf::reacts_to<tick_atom>,
   caf::replies_to<shutdown_atom, uint32_t>::with<bool>>;
+
+namespace detail {
+template <class Handle>
+struct broker_of_impl;
+template <class... Sigs>
+struct broker_of_impl<caf::typed_actor<Sigs...>> {
+  using type = caf::io::typed_broker<Sigs...>;
+};
+} // namespace detail
+
+/// The implementation type of an actor with interface `Handle` that runs on
+/// the middleman's network thread (a CAF typed broker) instead of an actor
+/// thread. A message from another node reaches it without waking a second
+/// thread, and what it sends to another node is written by the same thread.
+template <class Handle>
+using broker_of = typename detail::broker_of_impl<Handle>::type;
 
 } // namespace taskmaster
 

@@ -2,11 +2,12 @@
 
 #include <algorithm>
 
+#include <caf/io/middleman.hpp>
+
 namespace taskmaster {
 
-monitor_actor::behavior_type
-monitor(monitor_actor::stateful_pointer<monitor_state> self,
-        std::shared_ptr<task_metrics> metrics) {
+monitor_actor::behavior_type monitor(monitor_broker* self,
+                                     std::shared_ptr<task_metrics> metrics) {
   self->state.metrics = std::move(metrics);
   self->set_down_handler([=](const caf::down_msg& msg) {
     auto& subs = self->state.subscribers;
@@ -34,6 +35,11 @@ monitor(monitor_actor::stateful_pointer<monitor_state> self,
       subs.erase(std::remove(subs.begin(), subs.end(), s), subs.end());
     },
   };
+}
+
+monitor_actor spawn_monitor(caf::actor_system& sys,
+                            std::shared_ptr<task_metrics> metrics) {
+  return sys.middleman().spawn_broker(monitor, std::move(metrics));
 }
 
 } // namespace taskmaster

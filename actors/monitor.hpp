@@ -19,8 +19,14 @@ struct monitor_state {
   std::vector<subscriber_actor> subscribers;
 };
 
-monitor_actor::behavior_type
-monitor(monitor_actor::stateful_pointer<monitor_state> self,
-        std::shared_ptr<task_metrics> metrics);
+using monitor_broker
+  = caf::stateful_actor<monitor_state, broker_of<monitor_actor>>;
+
+monitor_actor::behavior_type monitor(monitor_broker* self,
+                                     std::shared_ptr<task_metrics> metrics);
+
+/// Spawns the monitor on the network thread (see broker_of).
+monitor_actor spawn_monitor(caf::actor_system& sys,
+                            std::shared_ptr<task_metrics> metrics);
 
 } // namespace taskmaster

@@ -13,7 +13,7 @@ namespace taskmaster {
 
 namespace {
 
-using self_ptr = worker_node_actor::stateful_pointer<worker_node_state>;
+using self_ptr = worker_node_broker*;
 
 constexpr auto request_timeout = std::chrono::seconds(10);
 
@@ -238,7 +238,7 @@ void connect(self_ptr self) {
 
 } // namespace
 
-executor_actor::behavior_type executor(executor_actor::pointer self,
+executor_actor::behavior_type executor(broker_of<executor_actor>* self,
                                        worker_node_actor parent,
                                        runner_options options) {
   auto runner = std::make_shared<process_runner>(
@@ -273,9 +273,9 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
   st.local_master = std::move(local_master);
   st.rng.seed(std::random_device{}());
   st.options.runner.slots = st.options.info.slots;
-  st.executor = self->spawn<caf::linked>(executor,
-                                         caf::actor_cast<worker_node_actor>(self),
-                                         st.options.runner);
+  st.executor = self->system().middleman().spawn_broker(
+    executor, caf::actor_cast<worker_node_actor>(self), st.options.runner);
+  self->link_to(st.executor);
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
     if (st.master && msg.source == st.master.address()) {
@@ -419,6 +419,13 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
       check_shutdown(self);
     },
   };
+}
+
+worker_node_actor spawn_worker_node(caf::actor_system& sys,
+                                    worker_options options,
+                                    cluster_actor local_master) {
+  return sys.middleman().spawn_broker(worker_node, std::move(options),
+                                      std::move(local_master));
 }
 
 } // namespace taskmaster

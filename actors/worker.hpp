@@ -75,13 +75,21 @@ struct worker_node_state {
   std::vector<caf::typed_response_promise<bool>> also_stopped;
 };
 
+using worker_node_broker
+  = caf::stateful_actor<worker_node_state, broker_of<worker_node_actor>>;
+
 /// `local_master` is invalid unless master and worker share the process.
-worker_node_actor::behavior_type
-worker_node(worker_node_actor::stateful_pointer<worker_node_state> self,
-            worker_options options, cluster_actor local_master);
+worker_node_actor::behavior_type worker_node(worker_node_broker* self,
+                                             worker_options options,
+                                             cluster_actor local_master);
+
+/// Spawns the worker actor on the network thread (see broker_of).
+worker_node_actor spawn_worker_node(caf::actor_system& sys,
+                                    worker_options options,
+                                    cluster_actor local_master);
 
 /// Runs attempts through a process_runner and reports each end to `parent`.
-executor_actor::behavior_type executor(executor_actor::pointer self,
+executor_actor::behavior_type executor(broker_of<executor_actor>* self,
                                        worker_node_actor parent,
                                        runner_options options);
 

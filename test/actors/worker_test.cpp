@@ -17,7 +17,7 @@ worker_node_actor spawn_worker(caf::actor_system& sys, const Master& master) {
   options.info.id = "w";
   options.info.slots = 1;
   options.info.incarnation = 9;
-  return sys.spawn(worker_node, options, caf::actor_cast<cluster_actor>(master));
+  return spawn_worker_node(sys, options, caf::actor_cast<cluster_actor>(master));
 }
 
 /// A master played by the test: it accepts the first registration, hands

@@ -12,20 +12,20 @@ in_process_master::in_process_master(options opts) {
     throw std::runtime_error(error);
   auto restored = journal_->load();
   metrics_ = std::make_shared<task_metrics>();
-  monitor_ = sys_->spawn(taskmaster::monitor, metrics_);
+  monitor_ = spawn_monitor(*sys_, metrics_);
   scheduler_options sched;
   sched.settings = opts.settings;
   sched.ack_delay = opts.ack_delay;
-  scheduler_ = sys_->spawn(taskmaster::scheduler, sched, journal_, std::move(restored),
-                           monitor_);
-  endpoint_ = sys_->spawn(cluster_endpoint, scheduler_);
+  scheduler_ = spawn_scheduler(*sys_, sched, journal_, std::move(restored),
+                               monitor_);
+  endpoint_ = spawn_cluster_endpoint(*sys_, scheduler_);
   if (opts.worker_slots > 0) {
     worker_options w;
     w.info.id = "local";
     w.info.host = "localhost";
     w.info.slots = opts.worker_slots;
     w.info.incarnation = 42;
-    worker_ = sys_->spawn(worker_node, w, endpoint_);
+    worker_ = spawn_worker_node(*sys_, w, endpoint_);
   }
   if (opts.http) {
     opts.gateway.port = 0;
@@ -50,12 +50,20 @@ in_process_master::~in_process_master() {
   caf::anon_send_exit(endpoint_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(monitor_, caf::exit_reason::user_shutdown);
+  {
+    caf::scoped_actor self{*sys_};
+    if (worker_)
+      self->wait_for(worker_);
+    self->wait_for(endpoint_, scheduler_, monitor_);
+  }
   worker_ = nullptr;
   endpoint_ = nullptr;
   scheduler_ = nullptr;
   monitor_ = nullptr;
-  sys_.reset();
+  // Before the actor system goes: the journal's last callbacks send to the
+  // scheduler, and a message to a broker reaches for the middleman.
   journal_->close();
+  sys_.reset();
 }
 
 } // namespace taskmaster::test
