@@ -340,7 +340,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   gw.bind = cfg.http_bind;
   gw.port = cfg.http_port;
   gw.threads = cfg.http_threads;
-  gw.max_body_bytes = cfg.max_body_bytes;
+  gw.routes.max_body_bytes = cfg.max_body_bytes;
   gw.request_timeout = cfg.request_timeout;
   gw.routes.limits.max_batch_tasks = cfg.max_batch_tasks;
   gw.routes.limits.max_command_bytes = cfg.max_command_bytes;

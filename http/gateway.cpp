@@ -71,7 +71,7 @@ std::variant<uint16_t, std::string> gateway::start() {
     options_.routes.max_header_bytes);
   server_->use_threads(options_.threads);
   server_->set_slow_request_limit(options_.slow_request_limit);
-  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_payload_max_length(options_.routes.max_body_bytes);
   server_->set_keep_alive_max_count(100'000);
   // Idle keep-alive connections hold a pool thread each: let them go soon.
   server_->set_keep_alive_timeout(5);

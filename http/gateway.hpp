@@ -23,7 +23,6 @@ struct gateway_options {
   std::string bind = "127.0.0.1";
   uint16_t port = 8080;
   size_t threads = 32;
-  size_t max_body_bytes = 16 * 1024 * 1024;
   caf::timespan request_timeout = std::chrono::seconds(10);
   /// See gateway_server::set_slow_request_limit.
   std::chrono::milliseconds slow_request_limit = std::chrono::seconds(10);

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "http/api_error.hpp"
+#include "http/request_guards.hpp"
 
 namespace taskmaster::http {
 
@@ -223,11 +224,43 @@ void refuse(socket_t sock, std::string_view status_line, const api_error& err) {
   ::close(sock);
 }
 
+/// Whether the request answered last on this thread left part of its body
+/// unread (body_left_unread). httplib's logger hook sets it once the answer
+/// is written; the connection loop, on the same thread, reads it as soon as
+/// process_request returns.
+thread_local bool answered_with_body_unread = false;
+
+/// Closes a connection whose last request's body was left unread, after
+/// the answer went out. Closing a socket with unread data sends a reset,
+/// which can destroy the answer before the client reads it: stop writing,
+/// then read and drop what the client still sends, for a moment.
+void close_after_unread_body(socket_t sock) {
+  ::shutdown(sock, SHUT_WR);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  size_t budget = 4 * 1024 * 1024;
+  std::vector<char> sink(16 * 1024);
+  while (budget > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0 || !wait_readable(sock, static_cast<int>(left)))
+      break;
+    auto n = ::recv(sock, sink.data(), sink.size(), 0);
+    if (n <= 0)
+      break;
+    budget -= std::min(budget, static_cast<size_t>(n));
+  }
+  ::close(sock);
+}
+
 } // namespace
 
 gateway_server::gateway_server(upgrade_handler on_upgrade,
                                size_t max_header_bytes)
   : on_upgrade_(std::move(on_upgrade)), max_header_bytes_(max_header_bytes) {
+  set_logger([](const httplib::Request& req, const httplib::Response&) {
+    answered_with_body_unread = body_left_unread(req);
+  });
 }
 
 void gateway_server::use_threads(size_t threads) {
@@ -352,8 +385,14 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     bool connection_closed = false;
     if (count != keep_alive_max_count_)
       request_start = std::chrono::steady_clock::now();
+    answered_with_body_unread = false;
     ok = process_request(strm, count == 1 || stopping() || others_waiting(),
                          connection_closed, nullptr);
+    if (answered_with_body_unread) {
+      // Refused on its head: the rest of the connection is that body.
+      close_after_unread_body(sock);
+      return ok;
+    }
     if (!ok || connection_closed)
       break;
   }

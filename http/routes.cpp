@@ -144,7 +144,8 @@ void rest_api::reply(httplib::Response& res, const api_error& err) {
 }
 
 void rest_api::install(httplib::Server& server) {
-  install_request_guards(server, auth_, options_.max_header_bytes);
+  install_request_guards(server, auth_, options_.max_header_bytes,
+                         options_.max_body_bytes);
   install_error_handlers(server);
   server.Post("/tasks", [this](const auto& req, auto& res) { submit(req, res); });
   server.Get("/tasks", [this](const auto& req, auto& res) { list_tasks(req, res); });

@@ -31,6 +31,9 @@ struct route_options {
   std::string api_token;
   /// Request line plus headers beyond this answer 431.
   size_t max_header_bytes = 16 * 1024;
+  /// A request body beyond this answers 413 (before it is read, when its
+  /// Content-Length says so).
+  size_t max_body_bytes = 16 * 1024 * 1024;
   /// Why the journal failed, or empty while it works (GET /healthz answers
   /// 503 then, and /metrics says so). Unset: it always works.
   std::function<std::string()> journal_problem;

@@ -78,7 +78,7 @@ public:
   fuzz_server() {
     http::install_request_guards(*this,
                                  http::token_check{"fuzz-token-0123456789"},
-                                 2048);
+                                 2048, 64 * 1024);
     http::install_error_handlers(*this);
     set_payload_max_length(64 * 1024);
     Post("/tasks", [](const httplib::Request& req, httplib::Response& res) {

@@ -24,7 +24,7 @@ in_process_master::options with_http(uint32_t slots, size_t max_queued = 0,
   o.worker_slots = slots;
   o.http = true;
   o.settings.max_queued = max_queued;
-  o.gateway.max_body_bytes = max_body;
+  o.gateway.routes.max_body_bytes = max_body;
   o.gateway.routes.limits.max_batch_tasks = 500;
   return o;
 }
@@ -307,7 +307,7 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
               "a task object or an array");
   std::string big(5000, 'x');
   check_error(api.post("/tasks", json{{"command", big}}), 413,
-              "payload_too_large", "larger than the limit");
+              "payload_too_large", "bytes; the limit is 4096 (--max-body-bytes)");
   json too_many = json::array();
   for (int i = 0; i < 501; ++i)
     too_many.push_back(json{{"command", "t"}});
@@ -374,6 +374,62 @@ TEST_CASE("a batch limit and the body limit are enforced", "[http][errors]") {
   check_error(api.post("/tasks", too_many), 400, "invalid_request",
               "the batch has 501 tasks; the limit is 500");
   CHECK(api.get("/tasks").body["tasks"].empty());
+}
+
+TEST_CASE("a request refused on its head is answered at once and its body "
+          "is never read as a request",
+          "[http][errors]") {
+  auto opts = with_http(0, 0, 4096);
+  opts.gateway.routes.api_token = "0123456789abcdef-token";
+  in_process_master m{opts};
+  std::string auth = "Authorization: Bearer 0123456789abcdef-token\r\n";
+  // A body declared far over the limit, of which only a few bytes come:
+  // httplib alone would wait its 30 s read timeout for the rest.
+  auto started = std::chrono::steady_clock::now();
+  auto huge = raw_request(m.url(), "POST /tasks HTTP/1.1\r\nHost: t\r\n" + auth
+                                     + "Content-Type: application/json\r\n"
+                                       "Content-Length: 1000000000\r\n\r\n"
+                                       "{\"command\": ");
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(10));
+  INFO(huge);
+  CHECK(huge.rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(huge.find("Connection: close") != std::string::npos);
+  CHECK(huge.find("the request body is 1000000000 bytes; the limit is 4096 "
+                  "(--max-body-bytes)")
+        != std::string::npos);
+  // With Expect: 100-continue the refusal comes instead of "100 Continue".
+  auto expecting = raw_request(m.url(), "POST /tasks HTTP/1.1\r\nHost: t\r\n"
+                                          + auth
+                                          + "Expect: 100-continue\r\n"
+                                            "Content-Length: 5000\r\n\r\n");
+  INFO(expecting);
+  CHECK(expecting.rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(expecting.find("100 Continue") == std::string::npos);
+  // A body that looks like a request, behind a head that is refused (a
+  // wrong token), on a keep-alive connection: one answer, then the
+  // connection closes. Before, the body was served as a second request.
+  std::string smuggled = "GET /tasks HTTP/1.1\r\nHost: t\r\n" + auth + "\r\n";
+  auto refused = raw_request(
+    m.url(), fmt::format("POST /tasks HTTP/1.1\r\nHost: t\r\n"
+                         "Authorization: Bearer wrong-token-0123456789\r\n"
+                         "Content-Length: {}\r\n\r\n{}",
+                         smuggled.size(), smuggled));
+  INFO(refused);
+  CHECK(refused.rfind("HTTP/1.1 401", 0) == 0);
+  CHECK(refused.find("HTTP/1.1", 1) == std::string::npos);
+  // A request answered after its body was read keeps its connection.
+  auto kept = raw_request(
+    m.url(), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(kept.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(kept.find("HTTP/1.1 200", 1) != std::string::npos);
+  // The API still serves, and nothing was submitted.
+  httplib::Client client{m.url()};
+  client.set_default_headers({{"Authorization", "Bearer 0123456789abcdef-token"}});
+  auto listing = client.Get("/tasks");
+  REQUIRE(listing);
+  CHECK(listing->status == 200);
+  CHECK(nlohmann::json::parse(listing->body)["tasks"].empty());
 }
 
 TEST_CASE("an idempotency key returns the existing task", "[http][tasks]") {
