@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cmath>
 #include <iterator>
+#include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -277,8 +279,34 @@ std::variant<submission, api_error>
 decode_submission(std::string_view body, const request_limits& limits,
                   core::time_ms now) {
   json doc;
+  // nlohmann keeps the last of two equal keys in an object, silently: a
+  // client that sends "command" twice would run a command it may not mean.
+  // The parser's callback sees every key; one set of keys per open object.
+  std::vector<std::unordered_set<std::string>> open_objects;
+  size_t depth = 0;
+  std::string repeated;
+  auto no_repeated_keys = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        if (++depth > open_objects.size())
+          open_objects.emplace_back();
+        open_objects[depth - 1].clear();
+        break;
+      case json::parse_event_t::object_end:
+        --depth;
+        break;
+      case json::parse_event_t::key:
+        if (!open_objects[depth - 1].insert(parsed.get<std::string>()).second
+            && repeated.empty())
+          repeated = parsed.get<std::string>();
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
   try {
-    doc = json::parse(body);
+    doc = json::parse(body, no_repeated_keys);
   } catch (const json::exception& e) {
     // parse_error, and out_of_range for numbers beyond double's range.
     std::string what = e.what();
@@ -289,6 +317,13 @@ decode_submission(std::string_view body, const request_limits& limits,
     return api_error{api_errc::invalid_json,
                      fmt::format("the body is not valid JSON: {}", what), 0};
   }
+  if (!repeated.empty())
+    return invalid(
+      repeated.size() <= 64
+        ? fmt::format("the key {} appears twice in one object",
+                      json(repeated).dump())
+        : fmt::format("a key of {} bytes appears twice in one object",
+                      repeated.size()));
   submission result;
   if (doc.is_array()) {
     result.batch = true;

@@ -301,6 +301,14 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
               400, "invalid_request", "RFC 3339");
   check_error(api.post("/tasks", "[]"), 400, "invalid_request",
               "the task array is empty");
+  // nlohmann alone keeps the last of two equal keys.
+  check_error(api.post("/tasks", R"({"command": "true", "command": "rm -rf x"})"),
+              400, "invalid_request",
+              "the key \"command\" appears twice in one object");
+  check_error(api.post("/tasks", R"([{"command": "true"},
+                                    {"command": "true", "env": {"A": "1", "A": "2"}}])"),
+              400, "invalid_request", "the key \"A\" appears twice");
+
   check_error(api.post("/tasks", "[{\"command\": \"true\"}, 3]"), 400,
               "invalid_request", "[1] must be a JSON object, not a number");
   check_error(api.post("/tasks", "\"just a string\""), 400, "invalid_request",
@@ -363,6 +371,10 @@ TEST_CASE("bad requests get a clear JSON error and lose nothing",
                            "application/x-www-form-urlencoded");
   REQUIRE(as_form);
   CHECK(as_form->status == 201);
+  // Equal keys in different objects are fine.
+  auto apart = api.post("/tasks", R"([{"command": "true", "env": {"A": "1"}},
+                                      {"command": "true", "env": {"A": "2"}}])");
+  CHECK(apart.status == 201);
 }
 
 TEST_CASE("a batch limit and the body limit are enforced", "[http][errors]") {
