@@ -133,7 +133,9 @@ struct client_options : caf::actor_system_config {
   uint32_t wait_retry = wait_retry_unset;
   // tasks
   std::string status;
-  uint32_t limit = 20;
+  /// Read as text and checked by `tasks`, so that any wrong value gets the
+  /// same message with the range.
+  std::string limit = "20";
   std::string cursor;
   // watch
   std::string task;
@@ -1009,8 +1011,15 @@ int list_tasks(const client_options& o, api& server) {
                                    o.status));
   if (auto bad = bad_priority(o.priority))
     return *bad;
-  if (o.limit < 1 || o.limit > 1000)
-    return fail(usage, fmt::format("--limit={}: must be 1 to 1000", o.limit));
+  uint32_t limit = 0;
+  {
+    auto end = o.limit.data() + o.limit.size();
+    auto [stop, ec] = std::from_chars(o.limit.data(), end, limit);
+    if (ec != std::errc{} || stop != end || limit < 1 || limit > 1000)
+      return fail(usage, fmt::format("--limit={}: expected a whole number "
+                                     "from 1 to 1000",
+                                     o.limit));
+  }
   // A cursor is what an earlier page printed: a number. Anything else is a
   // typo, caught here like the other options (exit 2).
   uint64_t cursor = 0;
@@ -1023,7 +1032,7 @@ int list_tasks(const client_options& o, api& server) {
                                      "--cursor=N)'",
                                      o.cursor));
   }
-  std::string query = fmt::format("/tasks?limit={}", o.limit);
+  std::string query = fmt::format("/tasks?limit={}", limit);
   if (!o.status.empty())
     query += "&status=" + upper(o.status);
   if (!o.priority.empty())

@@ -60,6 +60,8 @@ std::string expected_form(caf::string_view type) {
     return "a whole number, 0 or more";
   if (type.size() > 3 && type.substr(0, 3) == "int")
     return "a whole number";
+  if (type.size() > 4 && type.substr(0, 4) == "real")
+    return "a number, e.g. 0.5";
   return std::string{type.begin(), type.end()};
 }
 

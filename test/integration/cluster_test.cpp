@@ -470,6 +470,15 @@ TEST_CASE("the client submits, waits and reports exit codes",
         == "taskmasterd: the command comes first, its options after it: "
            "taskmasterd workers [options]\n");
   CHECK(run({"tasks", "--limit=0", server}, "limit-zero") == 2);
+  // Any wrong --limit gets the range (a word got CAF's "0 or more").
+  CHECK(run({"tasks", "--limit=abc", server}, "limit-word") == 2);
+  CHECK(read_file(dir / "limit-word.err")
+        == "taskmasterd: --limit=abc: expected a whole number from 1 to "
+           "1000\n");
+  CHECK(run({"submit", "--cmd=true", "--delay=soon", server}, "delay-word")
+        == 2);
+  CHECK(read_file(dir / "delay-word.err").find("(expected a number, e.g. 0.5)")
+        != std::string::npos);
   // A mistyped cursor is a usage error like the others (it was the server's
   // 400, exit 1).
   CHECK(run({"tasks", "--cursor=abc", server}, "bad-cursor") == 2);
