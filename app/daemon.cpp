@@ -14,9 +14,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
@@ -271,11 +273,27 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   auto scheduler_handle = spawn_scheduler(sys, sched_opts, journal,
                                     std::move(restored), monitor_handle);
   auto endpoint = spawn_cluster_endpoint(sys, scheduler_handle);
+  // Stops the actors, then closes the journal, before the actor system goes
+  // (made after the journal, it would go first): the journal writer's last
+  // callbacks send to the scheduler, and a message to an actor on the
+  // network thread reaches for the middleman. Runs once, on every way out.
+  bool actors_stopped = false;
   auto shutdown_actors = [&] {
+    if (std::exchange(actors_stopped, true))
+      return;
     caf::anon_send_exit(endpoint, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(scheduler_handle, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(monitor_handle, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{sys};
+    self->wait_for(endpoint, scheduler_handle, monitor_handle);
+    journal->close();
   };
+  struct on_exit {
+    std::function<void()> run;
+    ~on_exit() {
+      run();
+    }
+  } stop_actors_on_exit{shutdown_actors};
   // With TLS configured the cluster port is published through the openssl
   // module only, so a plain connection cannot reach it.
   auto publish = [&](uint16_t port) {
@@ -407,7 +425,6 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   }
   gateway.stop();
   shutdown_actors();
-  journal->close();
   // A supervisor should hear of it: what changed since is not on disk.
   if (auto failure = journal->failure(); !failure.empty()) {
     log::error("stopped; the journal had failed ({}): changes since then "
