@@ -2,12 +2,11 @@
 
 #include <algorithm>
 
-#include <caf/io/middleman.hpp>
-
 namespace taskmaster {
 
-monitor_actor::behavior_type monitor(monitor_broker* self,
-                                     std::shared_ptr<task_metrics> metrics) {
+monitor_actor::behavior_type
+monitor(monitor_actor::stateful_pointer<monitor_state> self,
+        std::shared_ptr<task_metrics> metrics) {
   self->state.metrics = std::move(metrics);
   self->set_down_handler([=](const caf::down_msg& msg) {
     auto& subs = self->state.subscribers;
@@ -35,11 +34,6 @@ monitor_actor::behavior_type monitor(monitor_broker* self,
       subs.erase(std::remove(subs.begin(), subs.end(), s), subs.end());
     },
   };
-}
-
-monitor_actor spawn_monitor(caf::actor_system& sys,
-                            std::shared_ptr<task_metrics> metrics) {
-  return sys.middleman().spawn_broker(monitor, std::move(metrics));
 }
 
 } // namespace taskmaster

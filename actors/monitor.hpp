@@ -19,14 +19,8 @@ struct monitor_state {
   std::vector<subscriber_actor> subscribers;
 };
 
-using monitor_broker
-  = caf::stateful_actor<monitor_state, broker_of<monitor_actor>>;
-
-monitor_actor::behavior_type monitor(monitor_broker* self,
-                                     std::shared_ptr<task_metrics> metrics);
-
-/// Spawns the monitor on the network thread (see broker_of).
-monitor_actor spawn_monitor(caf::actor_system& sys,
-                            std::shared_ptr<task_metrics> metrics);
+monitor_actor::behavior_type
+monitor(monitor_actor::stateful_pointer<monitor_state> self,
+        std::shared_ptr<task_metrics> metrics);
 
 } // namespace taskmaster

@@ -4,15 +4,13 @@
 #include <limits>
 #include <unordered_set>
 
-#include <caf/io/middleman.hpp>
-
 #include "actors/log.hpp"
 
 namespace taskmaster {
 
 namespace {
 
-using self_ptr = scheduler_broker*;
+using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
 
 /// How long a long poll on a task cancelled while it ran waits for the
 /// output of its killed process: a worker's default --kill-grace (SIGTERM,
@@ -838,8 +836,8 @@ scheduler(self_ptr self, scheduler_options options,
   };
 }
 
-cluster_actor::behavior_type
-cluster_endpoint(broker_of<cluster_actor>* self, scheduler_actor scheduler) {
+cluster_actor::behavior_type cluster_endpoint(cluster_actor::pointer self,
+                                              scheduler_actor scheduler) {
   return {
     [=](register_atom a, register_request& req, worker_actor& w) {
       return self->delegate(scheduler, a, std::move(req), std::move(w));
@@ -858,21 +856,6 @@ cluster_endpoint(broker_of<cluster_actor>* self, scheduler_actor scheduler) {
       return self->delegate(scheduler, a, std::move(id));
     },
   };
-}
-
-scheduler_actor spawn_scheduler(caf::actor_system& sys,
-                                scheduler_options options,
-                                std::shared_ptr<store::task_journal> journal,
-                                store::journal_contents restored,
-                                monitor_actor monitor) {
-  return sys.middleman().spawn_broker(scheduler, std::move(options),
-                                      std::move(journal), std::move(restored),
-                                      std::move(monitor));
-}
-
-cluster_actor spawn_cluster_endpoint(caf::actor_system& sys,
-                                     scheduler_actor scheduler) {
-  return sys.middleman().spawn_broker(cluster_endpoint, std::move(scheduler));
 }
 
 } // namespace taskmaster

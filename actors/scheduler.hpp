@@ -107,31 +107,18 @@ struct scheduler_state {
   uint64_t event_seq = 0;
 };
 
-using scheduler_broker
-  = caf::stateful_actor<scheduler_state, broker_of<scheduler_actor>>;
-
 /// `restored` is what the journal held at start.
 scheduler_actor::behavior_type
-scheduler(scheduler_broker* self, scheduler_options options,
+scheduler(scheduler_actor::stateful_pointer<scheduler_state> self,
+          scheduler_options options,
           std::shared_ptr<store::task_journal> journal,
           store::journal_contents restored, monitor_actor monitor);
-
-/// Spawns the scheduler on the network thread (see broker_of).
-scheduler_actor spawn_scheduler(caf::actor_system& sys,
-                                scheduler_options options,
-                                std::shared_ptr<store::task_journal> journal,
-                                store::journal_contents restored,
-                                monitor_actor monitor);
 
 /// The actor published on the cluster port. It only forwards the worker
 /// protocol to the scheduler, so whoever reaches the port cannot submit,
 /// cancel or read tasks.
-cluster_actor::behavior_type
-cluster_endpoint(broker_of<cluster_actor>* self, scheduler_actor scheduler);
-
-/// Spawns the cluster endpoint on the network thread (see broker_of).
-cluster_actor spawn_cluster_endpoint(caf::actor_system& sys,
-                                     scheduler_actor scheduler);
+cluster_actor::behavior_type cluster_endpoint(cluster_actor::pointer self,
+                                              scheduler_actor scheduler);
 
 /// A task as clients see it: the record with its current `reason`, and
 /// without output tails and environment unless `full`.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <set>
+#include <type_traits>
 
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
@@ -13,7 +14,8 @@ namespace taskmaster {
 
 namespace {
 
-using self_ptr = worker_node_broker*;
+/// The worker's helpers take either implementation of its actor (see
+/// spawn_worker_node): `Self` is the stateful actor type.
 
 constexpr auto request_timeout = std::chrono::seconds(10);
 
@@ -25,9 +27,11 @@ std::string master_address(const worker_options& o) {
   return fmt::format("{}:{}", o.master_host, o.master_port);
 }
 
-void connect(self_ptr self);
+template <class Self>
+void connect(Self* self);
 
-void schedule_reconnect(self_ptr self, const std::string& why) {
+template <class Self>
+void schedule_reconnect(Self* self, const std::string& why) {
   auto& st = self->state;
   ++st.failures;
   auto delay = st.options.reconnect.delay(
@@ -40,7 +44,8 @@ void schedule_reconnect(self_ptr self, const std::string& why) {
                      reconnect_atom::value);
 }
 
-void forget_master(self_ptr self) {
+template <class Self>
+void forget_master(Self* self) {
   auto& st = self->state;
   if (st.master)
     self->demonitor(st.master.address());
@@ -49,14 +54,16 @@ void forget_master(self_ptr self) {
   st.connecting = false;
 }
 
-void send_report(self_ptr self, std::vector<core::attempt_result> results) {
+template <class Self>
+void send_report(Self* self, std::vector<core::attempt_result> results) {
   auto& st = self->state;
   if (st.registered && st.master && !results.empty())
     self->send(st.master, report_atom::value, st.options.info.id,
                std::move(results));
 }
 
-void finish_shutdown(self_ptr self) {
+template <class Self>
+void finish_shutdown(Self* self) {
   auto& st = self->state;
   if (st.stopped.pending())
     st.stopped.deliver(true);
@@ -74,7 +81,8 @@ bool ran_to_an_end(const core::attempt_result& r) {
 
 /// Moves a stopping worker along: hand back what still runs after the grace,
 /// wait (bounded) for the last acknowledgements, then leave.
-void check_shutdown(self_ptr self) {
+template <class Self>
+void check_shutdown(Self* self) {
   auto& st = self->state;
   if (!st.stopping || !st.stopped.pending())
     return;
@@ -132,7 +140,8 @@ void check_shutdown(self_ptr self) {
   finish_shutdown(self);
 }
 
-void do_register(self_ptr self) {
+template <class Self>
+void do_register(Self* self) {
   auto& st = self->state;
   register_request req;
   req.info = st.options.info;
@@ -189,7 +198,8 @@ void do_register(self_ptr self) {
       });
 }
 
-void connect(self_ptr self) {
+template <class Self>
+void connect(Self* self) {
   auto& st = self->state;
   if (st.connecting || st.registered)
     return;
@@ -236,10 +246,10 @@ void connect(self_ptr self) {
       });
 }
 
-} // namespace
 
-executor_actor::behavior_type executor(broker_of<executor_actor>* self,
-                                       worker_node_actor parent,
+/// Runs attempts through a process_runner and reports each end to `parent`.
+template <class Self>
+executor_actor::behavior_type executor(Self* self, worker_node_actor parent,
                                        runner_options options) {
   auto runner = std::make_shared<process_runner>(
     std::move(options), [parent](std::vector<core::attempt_result> results) {
@@ -266,16 +276,25 @@ executor_actor::behavior_type executor(broker_of<executor_actor>* self,
   };
 }
 
+/// `Self` is `worker_node_broker` or `worker_node_actor`'s stateful actor.
+template <class Self>
 worker_node_actor::behavior_type
-worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
+worker_node(Self* self, worker_options options, cluster_actor local_master) {
   auto& st = self->state;
   st.options = std::move(options);
   st.local_master = std::move(local_master);
   st.rng.seed(std::random_device{}());
   st.options.runner.slots = st.options.info.slots;
-  st.executor = self->system().middleman().spawn_broker(
-    executor, caf::actor_cast<worker_node_actor>(self), st.options.runner);
-  self->link_to(st.executor);
+  // The executor runs on the worker's thread, whichever that is.
+  auto parent = caf::actor_cast<worker_node_actor>(self);
+  if constexpr (std::is_same_v<Self, worker_node_broker>) {
+    st.executor = self->system().middleman().spawn_broker(
+      executor<broker_of<executor_actor>>, parent, st.options.runner);
+    self->link_to(st.executor);
+  } else {
+    st.executor = self->template spawn<caf::linked>(
+      executor<executor_actor::base>, parent, st.options.runner);
+  }
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
     if (st.master && msg.source == st.master.address()) {
@@ -392,12 +411,12 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
     [self](shutdown_atom, uint32_t grace_ms) -> caf::result<bool> {
       auto& st = self->state;
       if (st.stopped.pending()) {
-        st.also_stopped.push_back(self->make_response_promise<bool>());
+        st.also_stopped.push_back(self->template make_response_promise<bool>());
         return st.also_stopped.back();
       }
       st.stopping = true;
       st.stop_deadline = log::wall_clock_ms() + grace_ms;
-      st.stopped = self->make_response_promise<bool>();
+      st.stopped = self->template make_response_promise<bool>();
       log::info("shutting down: taking no new tasks, {} on hand, up to {} ms "
                 "to finish",
                 st.running.size(), grace_ms);
@@ -421,10 +440,17 @@ worker_node(self_ptr self, worker_options options, cluster_actor local_master) {
   };
 }
 
+} // namespace
+
 worker_node_actor spawn_worker_node(caf::actor_system& sys,
                                     worker_options options,
                                     cluster_actor local_master) {
-  return sys.middleman().spawn_broker(worker_node, std::move(options),
+  if (local_master)
+    return sys.spawn(
+      worker_node<worker_node_actor::stateful_base<worker_node_state>>,
+      std::move(options), std::move(local_master));
+  return sys.middleman().spawn_broker(worker_node<worker_node_broker>,
+                                      std::move(options),
                                       std::move(local_master));
 }
 

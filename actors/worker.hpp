@@ -75,22 +75,19 @@ struct worker_node_state {
   std::vector<caf::typed_response_promise<bool>> also_stopped;
 };
 
+/// The worker actor as a CAF typed broker: run by the middleman's network
+/// thread (see broker_of).
 using worker_node_broker
   = caf::stateful_actor<worker_node_state, broker_of<worker_node_actor>>;
 
-/// `local_master` is invalid unless master and worker share the process.
-worker_node_actor::behavior_type worker_node(worker_node_broker* self,
-                                             worker_options options,
-                                             cluster_actor local_master);
-
-/// Spawns the worker actor on the network thread (see broker_of).
+/// Spawns the worker actor and its executor. A worker process's run on its
+/// network thread (worker_node_broker): an assignment from the master reaches
+/// the worker, and its report is written, without waking a second thread.
+/// One that shares its process with the master (`local_master` set, the
+/// standalone daemon) runs on the actor thread with the master's actors, so
+/// that they hand each other messages on one thread too.
 worker_node_actor spawn_worker_node(caf::actor_system& sys,
                                     worker_options options,
                                     cluster_actor local_master);
-
-/// Runs attempts through a process_runner and reports each end to `parent`.
-executor_actor::behavior_type executor(broker_of<executor_actor>* self,
-                                       worker_node_actor parent,
-                                       runner_options options);
 
 } // namespace taskmaster

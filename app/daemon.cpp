@@ -159,18 +159,19 @@ void configure_actor_system(taskmaster_config& cfg) {
   // waiting for processes and messages.
   if (caf::get_if(&caf::content(cfg), "scheduler.policy") == nullptr)
     cfg.set("scheduler.policy", caf::atom("sharing"));
-  // One actor thread (CAF's default is at least 4). TaskMaster's own actors
-  // run on the network thread (see broker_of); this one runs CAF's helpers
-  // (connecting to a master, publishing). Measured on 2 cores, back when the
-  // scheduler ran here: with 4 threads a task cost the master about 10
-  // context switches and W1 ran at 0.71 of the spawn rate; with 1, about 5
-  // and 0.75. --scheduler.max-threads=N overrides it.
+  // One actor thread (CAF's default is at least 4). The scheduler is a single
+  // actor either way, and every other actor here does little per message:
+  // more threads only hand messages from thread to thread. Measured on 2
+  // cores: with 4 threads a task cost the master about 10 context switches
+  // and W1 ran at 0.71 of the spawn rate; with 1, about 5 and 0.75, and W6
+  // (200 workers) kept its latency. A worker process's actors run on its
+  // network thread instead (see spawn_worker_node). --scheduler.max-threads=N
+  // overrides it.
   if (caf::get_if(&caf::content(cfg), "scheduler.max-threads") == nullptr)
     cfg.set("scheduler.max-threads", size_t{1});
-  // An actor must not keep its thread for as long as its mailbox refills
-  // (CAF's default): under a flood of submissions the scheduler would starve
-  // the network thread it runs on (the network loop takes the same limit),
-  // and with it the workers' heartbeats.
+  // With one thread, an actor must not keep it for as long as its mailbox
+  // refills (CAF's default): under a flood of submissions the scheduler would
+  // starve the cluster endpoint, and with it the workers' heartbeats.
   if (caf::get_if(&caf::content(cfg), "scheduler.max-throughput") == nullptr)
     cfg.set("scheduler.max-throughput", size_t{100});
   // Messages from other nodes are deserialized on the network thread itself
@@ -263,20 +264,20 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   configure_actor_system(cfg);
   caf::actor_system sys{cfg};
   auto metrics = std::make_shared<task_metrics>();
-  auto monitor_handle = spawn_monitor(sys, metrics);
+  auto monitor_handle = sys.spawn(monitor, metrics);
   scheduler_options sched_opts;
   sched_opts.settings = cfg.scheduler_settings();
   // Its own worker dies with it, and the results it holds with it.
   sched_opts.answers_wait_for_disk = with_worker;
   sched_opts.heartbeat_interval_ms = static_cast<uint32_t>(
     millis(cfg.heartbeat_interval));
-  auto scheduler_handle = spawn_scheduler(sys, sched_opts, journal,
+  auto scheduler_handle = sys.spawn(scheduler, sched_opts, journal,
                                     std::move(restored), monitor_handle);
-  auto endpoint = spawn_cluster_endpoint(sys, scheduler_handle);
+  auto endpoint = sys.spawn(cluster_endpoint, scheduler_handle);
   // Stops the actors, then closes the journal, before the actor system goes
   // (made after the journal, it would go first): the journal writer's last
-  // callbacks send to the scheduler, and a message to an actor on the
-  // network thread reaches for the middleman. Runs once, on every way out.
+  // callbacks send to the scheduler, and must find the system they send
+  // through. Runs once, on every way out.
   bool actors_stopped = false;
   auto shutdown_actors = [&] {
     if (std::exchange(actors_stopped, true))

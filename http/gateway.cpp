@@ -9,8 +9,6 @@
 
 #include <fmt/format.h>
 
-#include <caf/io/middleman.hpp>
-
 #include "http/dashboard.hpp"
 #include "http/stream_bridge.hpp"
 
@@ -62,8 +60,7 @@ std::variant<uint16_t, std::string> gateway::start() {
       caf::anon_send(*bridge_handle, snapshot_atom::value, session, only,
                      topics);
     });
-  bridge_ = sys_.middleman().spawn_broker(stream_bridge, hub_.get(),
-                                         scheduler_, monitor_);
+  bridge_ = sys_.spawn(stream_bridge, hub_.get(), scheduler_, monitor_);
   *bridge_handle = bridge_;
   hub_->start();
   server_ = std::make_unique<gateway_server>(

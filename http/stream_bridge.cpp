@@ -24,7 +24,7 @@ std::shared_ptr<const std::string> shared(std::string text) {
 /// A stats message to every session that asked for stats: the summary, and
 /// the rates since the last tick. Only the tick (`new_window`) starts the
 /// next window: one sent in between would make it a few milliseconds long.
-void publish_stats(stream_bridge_broker* self,
+void publish_stats(gateway_actor::stateful_pointer<stream_bridge_state> self,
                    const cluster_summary& summary, bool new_window) {
   auto& st = self->state;
   if (st.hub->session_count() == 0)
@@ -49,7 +49,7 @@ void publish_stats(stream_bridge_broker* self,
 } // namespace
 
 gateway_actor::behavior_type
-stream_bridge(stream_bridge_broker* self,
+stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
               ws_hub* hub, scheduler_actor scheduler, monitor_actor monitor) {
   self->state.hub = hub;
   self->state.scheduler = std::move(scheduler);

@@ -21,12 +21,8 @@ struct stream_bridge_state {
   core::time_ms last_tick = 0;
 };
 
-using stream_bridge_broker
-  = caf::stateful_actor<stream_bridge_state, broker_of<gateway_actor>>;
-
-gateway_actor::behavior_type stream_bridge(stream_bridge_broker* self,
-                                           ws_hub* hub,
-                                           scheduler_actor scheduler,
-                                           monitor_actor monitor);
+gateway_actor::behavior_type
+stream_bridge(gateway_actor::stateful_pointer<stream_bridge_state> self,
+              ws_hub* hub, scheduler_actor scheduler, monitor_actor monitor);
 
 } // namespace taskmaster::http

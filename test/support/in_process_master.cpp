@@ -12,13 +12,13 @@ in_process_master::in_process_master(options opts) {
     throw std::runtime_error(error);
   auto restored = journal_->load();
   metrics_ = std::make_shared<task_metrics>();
-  monitor_ = spawn_monitor(*sys_, metrics_);
+  monitor_ = sys_->spawn(taskmaster::monitor, metrics_);
   scheduler_options sched;
   sched.settings = opts.settings;
   sched.ack_delay = opts.ack_delay;
-  scheduler_ = spawn_scheduler(*sys_, sched, journal_, std::move(restored),
-                               monitor_);
-  endpoint_ = spawn_cluster_endpoint(*sys_, scheduler_);
+  scheduler_ = sys_->spawn(taskmaster::scheduler, sched, journal_,
+                           std::move(restored), monitor_);
+  endpoint_ = sys_->spawn(cluster_endpoint, scheduler_);
   if (opts.worker_slots > 0) {
     worker_options w;
     w.info.id = "local";
@@ -61,7 +61,7 @@ in_process_master::~in_process_master() {
   scheduler_ = nullptr;
   monitor_ = nullptr;
   // Before the actor system goes: the journal's last callbacks send to the
-  // scheduler, and a message to a broker reaches for the middleman.
+  // scheduler, and must find the system they send through.
   journal_->close();
   sys_.reset();
 }
