@@ -17,8 +17,9 @@
 
 #include "actors/core/task.hpp"
 
-/// Runs task commands as child processes on one dedicated I/O thread, so no
-/// CAF scheduler thread ever blocks on a pipe or on waitpid.
+/// Runs task commands as child processes on one dedicated I/O thread, so the
+/// thread that runs the worker's actors never blocks on a pipe or on waitpid
+/// (except in the destructor, which waits for the killed children).
 ///
 /// At most `slots` children run at once. Attempts started beyond that wait in
 /// the runner in the master's queue order (lowest rank first) and start on
