@@ -240,12 +240,24 @@ void connect(Self* self) {
                               "run the same release on both",
                               protocol_version));
           check_shutdown(self);
+        } else if (err == caf::sec::disconnect_during_handshake) {
+          // What a TLS mismatch looks like from here: a plain worker at a TLS
+          // master, a certificate the master's CA did not sign, or the
+          // other way round. CAF says no more than this.
+          schedule_reconnect(
+            self, fmt::format("the master closed the connection during the "
+                              "handshake ({}): if the cluster uses mutual TLS, "
+                              "check that both sides have --tls-cert, "
+                              "--tls-key and the same --tls-ca, and that the "
+                              "CA signed this worker's certificate",
+                              self->state.options.tls ? "this worker uses TLS"
+                                                      : "this worker does "
+                                                        "not use TLS"));
         } else {
           schedule_reconnect(self, self->system().render(err));
         }
       });
 }
-
 
 /// Runs attempts through a process_runner and reports each end to `parent`.
 template <class Self>

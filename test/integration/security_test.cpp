@@ -327,6 +327,11 @@ TEST_CASE("with mutual TLS a worker from another CA and a plain worker are "
   auto plain = daemon::worker(dir, master->cluster_addr(), "plain", 1);
   REQUIRE(intruder->log_contains("cannot reach the master"));
   REQUIRE(plain->log_contains("cannot reach the master"));
+  // Each is told what to check (CAF says only "disconnect_during_handshake").
+  CHECK(intruder->log_contains("(this worker uses TLS): if the cluster uses "
+                               "mutual TLS"));
+  CHECK(plain->log_contains("(this worker does not use TLS): if the cluster "
+                            "uses mutual TLS"));
   auto good = daemon::worker(dir, master->cluster_addr(), "good", 1,
                              tls(certs, "good"));
   REQUIRE(wait_for_workers(api, 1));
