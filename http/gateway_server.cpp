@@ -230,29 +230,6 @@ void refuse(socket_t sock, std::string_view status_line, const api_error& err) {
 /// process_request returns.
 thread_local bool answered_with_body_unread = false;
 
-/// Closes a connection whose last request's body was left unread, after
-/// the answer went out. Closing a socket with unread data sends a reset,
-/// which can destroy the answer before the client reads it: stop writing,
-/// then read and drop what the client still sends, for a moment.
-void close_after_unread_body(socket_t sock) {
-  ::shutdown(sock, SHUT_WR);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  size_t budget = 4 * 1024 * 1024;
-  std::vector<char> sink(16 * 1024);
-  while (budget > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  deadline - std::chrono::steady_clock::now())
-                  .count();
-    if (left <= 0 || !wait_readable(sock, static_cast<int>(left)))
-      break;
-    auto n = ::recv(sock, sink.data(), sink.size(), 0);
-    if (n <= 0)
-      break;
-    budget -= std::min(budget, static_cast<size_t>(n));
-  }
-  ::close(sock);
-}
-
 } // namespace
 
 gateway_server::gateway_server(upgrade_handler on_upgrade,
@@ -269,6 +246,27 @@ void gateway_server::use_threads(size_t threads) {
     pool_ = pool;
     return pool;
   };
+}
+
+void gateway_server::close_after_unread_body(socket_t sock) {
+  // The answer is out; closing with unread data would send a reset, which
+  // can destroy it before the client reads it. Stop writing, then read and
+  // drop what the client still sends, for a moment, and not while another
+  // connection waits for this thread or the server stops.
+  ::shutdown(sock, SHUT_WR);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  size_t budget = 4 * 1024 * 1024;
+  std::vector<char> sink(16 * 1024);
+  while (budget > 0 && std::chrono::steady_clock::now() < deadline
+         && !others_waiting() && svr_sock_ != INVALID_SOCKET) {
+    if (!wait_readable(sock, 100))
+      continue;
+    auto n = ::recv(sock, sink.data(), sink.size(), 0);
+    if (n <= 0)
+      break;
+    budget -= std::min(budget, static_cast<size_t>(n));
+  }
+  ::close(sock);
 }
 
 bool gateway_server::others_waiting() const {
@@ -389,7 +387,7 @@ bool gateway_server::process_and_close_socket(socket_t sock) {
     ok = process_request(strm, count == 1 || stopping() || others_waiting(),
                          connection_closed, nullptr);
     if (answered_with_body_unread) {
-      // Refused on its head: the rest of the connection is that body.
+      // What follows may be part of this request: never a request.
       close_after_unread_body(sock);
       return ok;
     }

@@ -78,6 +78,10 @@ private:
   /// True when an accepted connection waits for a thread and none is idle.
   bool others_waiting() const;
 
+  /// Closes a connection whose last request may go on past what was read
+  /// (body_left_unread), after its answer.
+  void close_after_unread_body(socket_t sock);
+
   /// Replaces httplib's per-connection loop: peek at the request head; an
   /// upgrade goes to `on_upgrade_`, anything else runs the keep-alive loop
   /// through process_request.

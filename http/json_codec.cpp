@@ -4,7 +4,6 @@
 #include <cctype>
 #include <cmath>
 #include <iterator>
-#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -281,8 +280,11 @@ decode_submission(std::string_view body, const request_limits& limits,
   json doc;
   // nlohmann keeps the last of two equal keys in an object, silently: a
   // client that sends "command" twice would run a command it may not mean.
-  // The parser's callback sees every key; one set of keys per open object.
-  std::vector<std::unordered_set<std::string>> open_objects;
+  // The parser's callback sees every key: the keys of each open object are
+  // listed, and an object that ends with fewer members than keys had one
+  // twice. (Lists, not sets: clearing a list costs what was put in it,
+  // clearing a big set costs its buckets again for every small object.)
+  std::vector<std::vector<std::string>> open_objects;
   size_t depth = 0;
   std::string repeated;
   auto no_repeated_keys = [&](int, json::parse_event_t event, json& parsed) {
@@ -292,14 +294,20 @@ decode_submission(std::string_view body, const request_limits& limits,
           open_objects.emplace_back();
         open_objects[depth - 1].clear();
         break;
-      case json::parse_event_t::object_end:
+      case json::parse_event_t::key:
+        open_objects[depth - 1].push_back(parsed.get<std::string>());
+        break;
+      case json::parse_event_t::object_end: {
+        auto& keys = open_objects[depth - 1];
+        if (keys.size() != parsed.size() && repeated.empty()) {
+          std::sort(keys.begin(), keys.end());
+          auto twice = std::adjacent_find(keys.begin(), keys.end());
+          if (twice != keys.end())
+            repeated = *twice;
+        }
         --depth;
         break;
-      case json::parse_event_t::key:
-        if (!open_objects[depth - 1].insert(parsed.get<std::string>()).second
-            && repeated.empty())
-          repeated = parsed.get<std::string>();
-        break;
+      }
       default:
         break;
     }

@@ -1,5 +1,7 @@
 #include "http/request_guards.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <optional>
 
@@ -24,23 +26,63 @@ void send_error(httplib::Response& res, const api_error& err) {
 
 namespace {
 
-/// The Content-Length a request declares, if it declares one that reads as
-/// a number (httplib refuses the others itself).
-std::optional<uint64_t> declared_length(const httplib::Request& req) {
-  if (!req.has_header("Content-Length"))
-    return std::nullopt;
-  const auto& text = req.get_header_value("Content-Length");
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                   value);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    return std::nullopt;
-  return value;
+/// How a request's head frames its body. TaskMaster takes one
+/// Content-Length of digits, or one `Transfer-Encoding: chunked`, and
+/// nothing else: httplib reads `+60`, `60,60` or `6 0` as lengths (strtoull)
+/// and any casing of chunked, and a proxy in front may read them otherwise.
+/// Where two parties disagree on where a body ends, the rest of it is taken
+/// for the next request.
+struct body_framing {
+  /// The head names a body at all (Content-Length or Transfer-Encoding).
+  bool declared = false;
+  bool chunked = false;
+  uint64_t length = 0;
+  /// Why the framing is refused; empty when it is fine.
+  std::string problem;
+};
+
+std::string_view trimmed(std::string_view text) {
+  auto first = text.find_first_not_of(" \t");
+  if (first == std::string_view::npos)
+    return {};
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
 }
 
-bool chunked(const httplib::Request& req) {
-  return req.get_header_value("Transfer-Encoding").find("chunked")
-         != std::string::npos;
+body_framing framing_of(const httplib::Request& req) {
+  body_framing f;
+  auto lengths = req.get_header_value_count("Content-Length");
+  auto encodings = req.get_header_value_count("Transfer-Encoding");
+  f.declared = lengths > 0 || encodings > 0;
+  if (lengths > 1 || encodings > 1) {
+    f.problem = fmt::format("the request has {} {} headers; one is allowed",
+                            std::max(lengths, encodings),
+                            lengths > 1 ? "Content-Length"
+                                        : "Transfer-Encoding");
+  } else if (lengths == 1 && encodings == 1) {
+    f.problem = "the request has both Content-Length and Transfer-Encoding";
+  } else if (encodings == 1) {
+    // get_header_value returns a copy: keep it while its view is used.
+    auto header = req.get_header_value("Transfer-Encoding");
+    auto value = trimmed(header);
+    f.chunked = value.size() == 7
+                && std::equal(value.begin(), value.end(), "chunked",
+                              [](char a, char b) {
+                                return std::tolower(
+                                         static_cast<unsigned char>(a))
+                                       == b;
+                              });
+    if (!f.chunked)
+      f.problem = "Transfer-Encoding must be chunked, alone";
+  } else if (lengths == 1) {
+    auto header = req.get_header_value("Content-Length");
+    auto value = trimmed(header);
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(),
+                                     f.length);
+    bool digits = !value.empty() && (value[0] >= '0' && value[0] <= '9');
+    if (!digits || ec != std::errc{} || end != value.data() + value.size())
+      f.problem = "Content-Length must be a whole number of bytes";
+  }
+  return f;
 }
 
 /// Answers `err` on the request's head alone. Its body, if it has one, is
@@ -48,8 +90,7 @@ bool chunked(const httplib::Request& req) {
 void refuse(const httplib::Request& req, httplib::Response& res,
             const api_error& err) {
   send_error(res, err);
-  auto length = declared_length(req);
-  if ((length && *length > 0) || chunked(req))
+  if (framing_of(req).declared)
     res.set_header("Connection", "close");
 }
 
@@ -70,6 +111,11 @@ bool refused_on_head(const httplib::Request& req, httplib::Response& res,
                      0});
     return true;
   }
+  auto framing = framing_of(req);
+  if (!framing.problem.empty()) {
+    refuse(req, res, api_error{api_errc::invalid_request, framing.problem, 0});
+    return true;
+  }
   bool open = req.path == "/healthz"
               || (req.method == "GET" && req.path == "/");
   if (auth.enabled() && !open
@@ -84,12 +130,12 @@ bool refused_on_head(const httplib::Request& req, httplib::Response& res,
                      0});
     return true;
   }
-  if (auto length = declared_length(req); length && *length > max_body_bytes) {
+  if (framing.length > max_body_bytes) {
     refuse(req, res,
            api_error{api_errc::payload_too_large,
                      fmt::format("the request body is {} bytes; the limit is "
                                  "{} (--max-body-bytes)",
-                                 *length, max_body_bytes),
+                                 framing.length, max_body_bytes),
                      0});
     return true;
   }
@@ -115,13 +161,6 @@ void install_request_guards(httplib::Server& server, token_check auth,
                ? res.status
                : 100;
     });
-}
-
-bool body_left_unread(const httplib::Request& req) {
-  if (chunked(req))
-    return req.body.empty();
-  auto length = declared_length(req);
-  return length && *length > req.body.size();
 }
 
 void install_error_handlers(httplib::Server& server) {
@@ -187,6 +226,22 @@ void install_error_handlers(httplib::Server& server) {
     log::error("HTTP handler failed: {}", what);
     send_error(res, api_error{api_errc::internal, "internal error", 0});
   });
+}
+
+bool body_left_unread(const httplib::Request& req) {
+  // Before the headers were through (a request line or header httplib
+  // refused, a URI too long): nothing of the request is known, its body
+  // included. httplib sets REMOTE_ADDR once the headers are read.
+  if (!req.has_header("REMOTE_ADDR"))
+    return true;
+  auto framing = framing_of(req);
+  if (!framing.problem.empty())
+    return true;
+  // httplib reads a declared body before any handler runs, except for a
+  // refusal on the head and a GET or HEAD; what it read is in `body` (or
+  // `files`, for a multipart form).
+  bool nothing_read = req.body.empty() && req.files.empty();
+  return nothing_read && (framing.chunked || framing.length > 0);
 }
 
 } // namespace taskmaster::http

@@ -16,7 +16,9 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& body);
 void send_error(httplib::Response& res, const api_error& err);
 
 /// The checks every request passes before routing, on its head alone: the
-/// size of the head (431); when `auth` is enabled, the API token (401),
+/// size of the head (431); how it frames its body (400 for anything but one
+/// Content-Length of digits or one chunked Transfer-Encoding); when `auth`
+/// is enabled, the API token (401),
 /// except for /healthz and the dashboard page; and the body length it
 /// declares (413), before any of the body is read: httplib would read and
 /// drop a declared body in full, or wait its read timeout for a body that
@@ -25,9 +27,10 @@ void send_error(httplib::Response& res, const api_error& err);
 void install_request_guards(httplib::Server& server, token_check auth,
                             size_t max_header_bytes, size_t max_body_bytes);
 
-/// True when the request declared a body (a Content-Length above 0, or
-/// chunked) and httplib has not read all of it: a guard refused it on its
-/// head. What follows on its connection is that body, not a request.
+/// True when what follows the request on its connection may be part of it,
+/// not a request: it declared a body that was never read (a guard refused
+/// it on its head; a GET with a body), its framing was refused, or httplib
+/// refused it before its headers were through. Its connection must close.
 bool body_left_unread(const httplib::Request& req);
 
 /// JSON error bodies for httplib's own refusals (404 routes, 413 bodies, ...)

@@ -429,6 +429,32 @@ TEST_CASE("a request refused on its head is answered at once and its body "
   INFO(refused);
   CHECK(refused.rfind("HTTP/1.1 401", 0) == 0);
   CHECK(refused.find("HTTP/1.1", 1) == std::string::npos);
+  // Framings that parties may read differently are refused, and close: a
+  // signed or listed length (httplib reads "+N" as N), two lengths, a
+  // length beside chunked, another encoding.
+  for (const std::string& framing :
+       {fmt::format("Content-Length: +{}\r\n", smuggled.size()),
+        fmt::format("Content-Length: {0}\r\nContent-Length: {0}\r\n",
+                    smuggled.size()),
+        fmt::format("Content-Length: {0},{0}\r\n", smuggled.size()),
+        fmt::format("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+                    smuggled.size()),
+        std::string{"Transfer-Encoding: gzip, chunked\r\n"}}) {
+    auto answer = raw_request(m.url(), "POST /tasks HTTP/1.1\r\nHost: t\r\n"
+                                         + auth + framing + "\r\n" + smuggled);
+    INFO(framing << answer);
+    CHECK(answer.rfind("HTTP/1.1 400", 0) == 0);
+    CHECK(answer.find("HTTP/1.1", 1) == std::string::npos);
+  }
+  // httplib's own refusals before the headers are through (a URI over its
+  // 8 KiB) close too.
+  auto long_uri = raw_request(
+    m.url(), fmt::format("POST /tasks?{} HTTP/1.1\r\nHost: t\r\n"
+                         "Content-Length: {}\r\n\r\n{}",
+                         std::string(9000, 'a'), smuggled.size(), smuggled));
+  INFO(long_uri.substr(0, 200));
+  CHECK(long_uri.rfind("HTTP/1.1 414", 0) == 0);
+  CHECK(long_uri.find("HTTP/1.1", 1) == std::string::npos);
   // A request answered after its body was read keeps its connection.
   auto kept = raw_request(
     m.url(), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
