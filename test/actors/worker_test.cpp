@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <future>
+#include <map>
 
 #include "test/support/in_process_master.hpp"
 
@@ -160,6 +161,52 @@ core::assignment job(core::task_id id, std::string command) {
 }
 
 } // namespace
+
+TEST_CASE("a worker that reaches its master by address runs on the network "
+          "thread and does the same job",
+          "[actors][worker]") {
+  // What a worker process spawns (no master in its process): the worker and
+  // executor as brokers (see spawn_worker_node). The master here shares the
+  // actor system, so CAF hands the worker the actor itself; the worker's
+  // own side is the same as across nodes.
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor test{sys};
+  auto master = sys.spawn(
+    batch_master, caf::actor{test},
+    std::vector<core::assignment>{job(1, "echo over-the-network-thread"),
+                                  job(2, "echo oops >&2; exit 3")});
+  auto port = sys.middleman().publish(master, 0, "127.0.0.1");
+  REQUIRE(port);
+  worker_options options;
+  options.info.id = "by-address";
+  options.info.slots = 1;
+  options.info.incarnation = 7;
+  options.master_host = "127.0.0.1";
+  options.master_port = *port;
+  auto worker = spawn_worker_node(sys, options, cluster_actor{});
+  stop_at_end stop{worker, master};
+  std::map<core::task_id, core::attempt_result> results;
+  while (results.size() < 2) {
+    bool got = false;
+    test->receive(
+      [&](report_atom, const core::attempt_result& r) {
+        results[r.ref.task] = r;
+        got = true;
+      },
+      caf::after(10s) >> [] {});
+    REQUIRE(got);
+  }
+  CHECK(results[1].outcome == core::attempt_outcome::succeeded);
+  CHECK(results[1].stdout_tail == "over-the-network-thread\n");
+  CHECK(results[2].outcome == core::attempt_outcome::failed);
+  CHECK(results[2].exit_code == 3);
+  CHECK(results[2].stderr_tail == "oops\n");
+  // It stops as the worker of a process does.
+  test->request(worker, 10s, shutdown_atom::value, uint32_t{1000})
+    .receive([](bool stopped) { CHECK(stopped); },
+             [](caf::error& err) { FAIL(caf::to_string(err)); });
+}
 
 TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
           "back unstarted when it shuts down",
