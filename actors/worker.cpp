@@ -14,8 +14,8 @@ namespace taskmaster {
 
 namespace {
 
-/// The worker's helpers take either implementation of its actor (see
-/// spawn_worker_node): `Self` is the stateful actor type.
+// The helpers below take either implementation of the worker's actor (see
+// spawn_worker_node): `Self` is its stateful actor type.
 
 constexpr auto request_timeout = std::chrono::seconds(10);
 
@@ -423,7 +423,8 @@ worker_node(Self* self, worker_options options, cluster_actor local_master) {
     [self](shutdown_atom, uint32_t grace_ms) -> caf::result<bool> {
       auto& st = self->state;
       if (st.stopped.pending()) {
-        st.also_stopped.push_back(self->template make_response_promise<bool>());
+        st.also_stopped.push_back(
+          self->template make_response_promise<bool>());
         return st.also_stopped.back();
       }
       st.stopping = true;

@@ -387,8 +387,8 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   worker_node_actor local_worker;
   if (with_worker) {
     auto options = make_worker_options(cfg);
-    local_worker = spawn_worker_node(sys, options,
-                             caf::actor_cast<cluster_actor>(endpoint));
+    local_worker = spawn_worker_node(
+      sys, options, caf::actor_cast<cluster_actor>(endpoint));
   }
   fmt::print("taskmasterd: {} ready\n"
              "  API and dashboard: http://{}:{}/{}\n"

@@ -224,9 +224,9 @@ void refuse(socket_t sock, std::string_view status_line, const api_error& err) {
   ::close(sock);
 }
 
-/// Whether the request answered last on this thread left part of its body
-/// unread (body_left_unread). httplib's logger hook sets it once the answer
-/// is written; the connection loop, on the same thread, reads it as soon as
+/// Whether what follows the request answered last on this thread may be
+/// part of it (body_left_unread). httplib's logger hook sets it once the
+/// answer is written; the connection loop, on the same thread, reads it as soon as
 /// process_request returns.
 thread_local bool answered_with_body_unread = false;
 

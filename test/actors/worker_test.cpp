@@ -160,6 +160,21 @@ core::assignment job(core::task_id id, std::string command) {
   return work;
 }
 
+using results_by_task = std::map<core::task_id, core::attempt_result>;
+
+/// Waits up to `limit` for one result a batch_master passed on.
+bool collect_result(caf::scoped_actor& test, results_by_task& results,
+                    std::chrono::milliseconds limit) {
+  bool got = false;
+  test->receive(
+    [&](report_atom, const core::attempt_result& r) {
+      results[r.ref.task] = r;
+      got = true;
+    },
+    caf::after(limit) >> [] {});
+  return got;
+}
+
 } // namespace
 
 TEST_CASE("a worker that reaches its master by address runs on the network "
@@ -186,17 +201,9 @@ TEST_CASE("a worker that reaches its master by address runs on the network "
   options.master_port = *port;
   auto worker = spawn_worker_node(sys, options, cluster_actor{});
   stop_at_end stop{worker, master};
-  std::map<core::task_id, core::attempt_result> results;
-  while (results.size() < 2) {
-    bool got = false;
-    test->receive(
-      [&](report_atom, const core::attempt_result& r) {
-        results[r.ref.task] = r;
-        got = true;
-      },
-      caf::after(10s) >> [] {});
-    REQUIRE(got);
-  }
+  results_by_task results;
+  while (results.size() < 2)
+    REQUIRE(collect_result(test, results, 10s));
   CHECK(results[1].outcome == core::attempt_outcome::succeeded);
   CHECK(results[1].stdout_tail == "over-the-network-thread\n");
   CHECK(results[2].outcome == core::attempt_outcome::failed);
@@ -223,16 +230,9 @@ TEST_CASE("a worker holds prefetched attempts up to a bound and hands them "
                                   job(4, "echo never"), job(5, "echo never")});
   auto worker = spawn_worker(sys, master);
   stop_at_end stop{worker, master};
-  std::map<core::task_id, core::attempt_result> results;
+  results_by_task results;
   auto collect = [&](std::chrono::milliseconds limit) {
-    bool got = false;
-    test->receive(
-      [&](report_atom, const core::attempt_result& r) {
-        results[r.ref.task] = r;
-        got = true;
-      },
-      caf::after(limit) >> [] {});
-    return got;
+    return collect_result(test, results, limit);
   };
   REQUIRE(collect(5s));
   REQUIRE(results.count(5) == 1);
