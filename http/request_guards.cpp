@@ -86,10 +86,10 @@ body_framing framing_of(const httplib::Request& req) {
 
 /// Answers `err` on the request's head alone. Its body, if it has one, is
 /// never read: the connection closes after the answer (see gateway_server).
-void refuse(const httplib::Request& req, httplib::Response& res,
+void refuse(const body_framing& framing, httplib::Response& res,
             const api_error& err) {
   send_error(res, err);
-  if (framing_of(req).declared)
+  if (framing.declared)
     res.set_header("Connection", "close");
 }
 
@@ -98,11 +98,12 @@ void refuse(const httplib::Request& req, httplib::Response& res,
 bool refused_on_head(const httplib::Request& req, httplib::Response& res,
                      const token_check& auth, size_t max_header_bytes,
                      size_t max_body_bytes) {
+  auto framing = framing_of(req);
   size_t head = req.method.size() + req.target.size() + req.version.size();
   for (const auto& [key, value] : req.headers)
     head += key.size() + value.size() + 4;
   if (head > max_header_bytes) {
-    refuse(req, res,
+    refuse(framing, res,
            api_error{api_errc::headers_too_large,
                      fmt::format("the request head is {} bytes; the limit is "
                                  "{} (--max-header-bytes)",
@@ -110,9 +111,9 @@ bool refused_on_head(const httplib::Request& req, httplib::Response& res,
                      0});
     return true;
   }
-  auto framing = framing_of(req);
   if (!framing.problem.empty()) {
-    refuse(req, res, api_error{api_errc::invalid_request, framing.problem, 0});
+    refuse(framing, res,
+           api_error{api_errc::invalid_request, framing.problem, 0});
     return true;
   }
   bool open = req.path == "/healthz"
@@ -120,7 +121,7 @@ bool refused_on_head(const httplib::Request& req, httplib::Response& res,
   if (auth.enabled() && !open
       && !auth.accepts_header(req.get_header_value("Authorization"))) {
     res.set_header("WWW-Authenticate", "Bearer realm=\"taskmaster\"");
-    refuse(req, res,
+    refuse(framing, res,
            api_error{api_errc::unauthorized,
                      req.has_header("Authorization")
                        ? "the API token is wrong"
@@ -130,7 +131,7 @@ bool refused_on_head(const httplib::Request& req, httplib::Response& res,
     return true;
   }
   if (framing.length > max_body_bytes) {
-    refuse(req, res,
+    refuse(framing, res,
            api_error{api_errc::payload_too_large,
                      fmt::format("the request body is {} bytes; the limit is "
                                  "{} (--max-body-bytes)",
