@@ -481,12 +481,28 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
   auto flags = take_flag_values(list, custom_options_);
   if (!flags.error.empty())
     return flags.error + " (see --help)";
+  flags_given_false_.clear();
+  for (const auto* opt : flags.off) {
+    auto name = opt->long_name();
+    auto category = opt->category();
+    std::string key{name.begin(), name.end()};
+    if (category != "global")
+      key = std::string{category.begin(), category.end()} + "." + key;
+    flags_given_false_.push_back(std::move(key));
+  }
   if (auto err = parse(std::move(list)))
     return describe(err, file, custom_options_);
   unset_flags(flags);
   if (!remainder.empty())
     return fmt::format("unexpected argument '{}' (see --help)", remainder[0]);
   return {};
+}
+
+caf::settings taskmaster_config::dump_content() const {
+  auto result = actor_system_config::dump_content();
+  for (const auto& key : flags_given_false_)
+    caf::put(result, key, false);
+  return result;
 }
 
 bool taskmaster_config::cluster_port_chosen() const {

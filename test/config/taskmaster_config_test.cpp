@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
 
@@ -110,6 +111,24 @@ TEST_CASE("a true/false option takes =true and =false, on the command line "
   taskmaster_config from_file;
   REQUIRE(from_file.parse_args({"--config-file=" + file}).empty());
   CHECK(from_file.journal_fsync);
+  // --dump-config shows what the daemon would run with, the override too.
+  auto dumped = [&](std::vector<std::string> args) {
+    std::ostringstream captured;
+    auto* previous = std::cout.rdbuf(captured.rdbuf());
+    taskmaster_config dumping;
+    args.push_back("--dump-config");
+    auto err = dumping.parse_args(args);
+    std::cout.rdbuf(previous);
+    CHECK(err.empty());
+    CHECK(dumping.cli_helptext_printed);
+    return captured.str();
+  };
+  auto overridden_dump = dumped({"--config-file=" + file,
+                                 "--journal-fsync=false", "--insecure"});
+  CHECK_THAT(overridden_dump, Catch::Contains("journal-fsync = false"));
+  CHECK_THAT(overridden_dump, Catch::Contains("insecure = true"));
+  CHECK_THAT(dumped({"--config-file=" + file}),
+             Catch::Contains("journal-fsync = true"));
   std::remove(file.c_str());
   taskmaster_config bad;
   CHECK(bad.parse_args({"--journal-fsync=maybe"})
