@@ -552,10 +552,11 @@ void process_runner::finish(child& c) {
   r.stderr_tail = std::move(c.err);
   r.stdout_bytes = c.out_bytes;
   r.stderr_bytes = c.err_bytes;
-  if (WIFEXITED(c.wait_status)) {
+  // A process left unreaped at shutdown (see reap_killed) has no status.
+  if (c.exited && WIFEXITED(c.wait_status)) {
     r.has_exit_code = true;
     r.exit_code = WEXITSTATUS(c.wait_status);
-  } else if (WIFSIGNALED(c.wait_status)) {
+  } else if (c.exited && WIFSIGNALED(c.wait_status)) {
     // Shell convention: 128 + signal number.
     r.has_exit_code = true;
     r.exit_code = 128 + WTERMSIG(c.wait_status);
@@ -739,21 +740,65 @@ void process_runner::run() {
     end_unstarted(w.work, core::attempt_outcome::returned,
                   "the worker shut down before it started");
   waiting_.clear();
+  for (auto& [ref, cp] : children_)
+    if (!cp->exited)
+      ::kill(-cp->pid, SIGKILL);
+  reap_killed(steady::now() + stop_reap_limit);
   for (auto& [ref, cp] : children_) {
     auto& c = *cp;
-    if (!c.exited) {
-      ::kill(-c.pid, SIGKILL);
-      ::waitpid(c.pid, &c.wait_status, 0);
-      c.exited = true;
-    }
     if (c.forced == core::attempt_outcome::running) {
       c.forced = core::attempt_outcome::returned;
       c.reason = "the worker shut down";
     }
+    if (!c.exited)
+      c.reason += fmt::format("; its process had not ended {} s after SIGKILL "
+                              "and was left running",
+                              std::chrono::duration_cast<std::chrono::seconds>(
+                                stop_reap_limit)
+                                .count());
     finish(c);
   }
   children_.clear();
   flush_reports();
+}
+
+void process_runner::reap_killed(steady::time_point give_up_at) {
+  bool woke_for_nothing = false;
+  for (;;) {
+    std::vector<pollfd> fds;
+    size_t pending = 0;
+    bool reaped_any = false;
+    for (auto& [ref, cp] : children_) {
+      auto& c = *cp;
+      if (c.exited)
+        continue;
+      int status = 0;
+      auto r = ::waitpid(c.pid, &status, WNOHANG);
+      if (r == c.pid || (r < 0 && errno == ECHILD)) {
+        c.exited = true;
+        c.wait_status = status;
+        c.finished_at = wall_now();
+        reaped_any = true;
+        continue;
+      }
+      ++pending;
+      if (c.pidfd >= 0)
+        fds.push_back({c.pidfd, POLLIN, 0});
+    }
+    auto now = steady::now();
+    if (pending == 0 || now >= give_up_at)
+      return;
+    auto left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     give_up_at - now)
+                     .count();
+    auto slice_ms = static_cast<int>(std::clamp<int64_t>(left_ms + 1, 1, 10));
+    // Without a pidfd for each, or when a readable pidfd's process could not
+    // be reaped (a tracer gets it first): short sleeps, not a spin.
+    if (fds.size() < pending || (woke_for_nothing && !reaped_any))
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(slice_ms, 5)));
+    else
+      woke_for_nothing = ::poll(fds.data(), fds.size(), slice_ms) > 0;
+  }
 }
 
 } // namespace taskmaster

@@ -19,7 +19,8 @@
 
 /// Runs task commands as child processes on one dedicated I/O thread, so the
 /// thread that runs the worker's actors never blocks on a pipe or on waitpid
-/// (except in the destructor, which waits for the killed children).
+/// (except in the destructor, which waits a bounded time for the killed
+/// children: see stop_reap_limit).
 ///
 /// At most `slots` children run at once. Attempts started beyond that wait in
 /// the runner in the master's queue order (lowest rank first) and start on
@@ -65,6 +66,14 @@ public:
   /// one or more at a time (see `runner_options::report_hold`); every
   /// assignment's result comes exactly once.
   using exit_handler = std::function<void(std::vector<core::attempt_result>)>;
+
+  /// How long the destructor waits for shells killed with SIGKILL. One in
+  /// uninterruptible sleep (a hung network file system) dies only when the
+  /// sleep ends, and one traced by a debugger goes to its tracer first: a
+  /// worker's shutdown does not wait on them for good. Such an attempt is
+  /// reported as returned without an exit code, and its process is left to
+  /// the system.
+  static constexpr std::chrono::seconds stop_reap_limit{2};
 
   /// Throws std::runtime_error when the runner cannot be set up (bad
   /// `run_as` user, no eventfd).
@@ -124,6 +133,9 @@ private:
   void signal_group(child& c, int sig);
   /// Reaps the shell if it exited (killing its group first); true if so.
   bool reap(child& c);
+  /// At shutdown, after SIGKILL to every group: reaps the shells until all
+  /// are, or until `give_up_at`.
+  void reap_killed(std::chrono::steady_clock::time_point give_up_at);
   void finish(child& c);
   /// Queues a result for the next report.
   void report(core::attempt_result r);

@@ -2,11 +2,16 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <fstream>
+#include <future>
 #include <mutex>
+
+#include <fmt/format.h>
 
 #include "actors/process_runner.hpp"
 #include "test/support/temp_dir.hpp"
@@ -209,6 +214,69 @@ TEST_CASE("stopping the runner ends what runs as returned",
   }
   auto r = c.wait(1);
   CHECK(r.outcome == core::attempt_outcome::returned);
+}
+
+TEST_CASE("stopping the runner does not wait for good on a process that "
+          "SIGKILL does not end",
+          "[actors][runner]") {
+  // A process its tracer reaps first stands in for one in uninterruptible
+  // sleep: killed, but not reapable by the runner until the tracer lets go.
+  taskmaster::test::temp_dir dir;
+  collector c;
+  auto runner = std::make_unique<process_runner>(runner_options{}, c.handler());
+  runner->start(work(1, fmt::format("echo $$ > {0}.tmp && mv {0}.tmp {0} && "
+                                    "exec sleep 60",
+                                    dir / "pid")));
+  pid_t pid = 0;
+  REQUIRE(taskmaster::test::eventually([&] {
+    std::ifstream in{dir / "pid"};
+    return static_cast<bool>(in >> pid);
+  }));
+  int report[2];
+  int hold[2];
+  REQUIRE(::pipe(report) == 0);
+  REQUIRE(::pipe(hold) == 0);
+  pid_t tracer = ::fork();
+  REQUIRE(tracer >= 0);
+  if (tracer == 0) {
+    ::close(report[0]);
+    ::close(hold[1]);
+    char seized = ::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) == 0 ? 'y' : 'n';
+    [[maybe_unused]] auto w = ::write(report[1], &seized, 1);
+    char ignored;
+    while (::read(hold[0], &ignored, 1) > 0) {
+    }
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  ::close(hold[0]);
+  char seized = 'n';
+  [[maybe_unused]] auto got = ::read(report[0], &seized, 1);
+  ::close(report[0]);
+  auto let_go = [&] {
+    ::close(hold[1]);
+    ::waitpid(tracer, nullptr, 0);
+  };
+  if (seized != 'y') {
+    WARN("ptrace is not permitted here: the case is skipped");
+    let_go();
+    return;
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto stopped = std::async(std::launch::async, [&] { runner.reset(); });
+  bool in_time = stopped.wait_for(30s) == std::future_status::ready;
+  auto took = std::chrono::steady_clock::now() - start;
+  // The tracer's exit hands the killed process back to us, its parent.
+  let_go();
+  stopped.get();
+  CHECK(in_time);
+  CHECK(took >= process_runner::stop_reap_limit - 100ms);
+  auto r = c.wait(1);
+  CHECK(r.outcome == core::attempt_outcome::returned);
+  CHECK_FALSE(r.has_exit_code);
+  CHECK_THAT(r.reason, Catch::Contains("left running"));
+  CHECK(taskmaster::test::eventually(
+    [&] { return ::waitpid(pid, nullptr, WNOHANG) == pid; }));
 }
 
 TEST_CASE("tasks inherit no descriptor of the daemon but stdin, stdout and "
