@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,9 @@ struct exec_request {
   size_t reset_count;
   int stdout_fd;
   int stderr_fd;
+  /// The daemon's pid, to tell whether it died before the child asked to
+  /// die with it (see die_with_daemon).
+  pid_t daemon_pid;
   /// Where to stop closing descriptors one by one if close_range fails.
   int max_fd;
   /// Set by the child when it cannot exec (the memory is shared).
@@ -113,8 +117,22 @@ void reset_signals(const int* signals, size_t count) {
     ::sigaction(signals[i], &dfl, nullptr);
 }
 
+/// Asks the kernel to SIGKILL the calling child when the thread that
+/// started it ends: the runner's thread ends only after killing its children
+/// itself, so this acts when the daemon dies without a word (kill -9, the
+/// OOM killer). Its tasks then run again elsewhere; a shell left running
+/// would make that a second copy, working at once and reporting to no one.
+/// A command the shell execs (`sh -c "cmd args"`) keeps the request; what a
+/// shell script started as further processes does not get it. Returns false
+/// when the daemon was already gone.
+bool die_with_daemon(pid_t daemon_pid) {
+  return ::prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && ::getppid() == daemon_pid;
+}
+
 int exec_shell(void* arg) {
   auto* r = static_cast<exec_request*>(arg);
+  if (!die_with_daemon(r->daemon_pid))
+    ::_exit(127);
   // The daemon's handlers mean nothing in the task: default dispositions.
   reset_signals(r->reset_signals, r->reset_count);
   int devnull = ::open("/dev/null", O_RDONLY);
@@ -433,7 +451,7 @@ void process_runner::spawn(core::assignment work) {
     // ours runs there on the shared memory. The binary is linked with
     // -z now: no lazy symbol binding runs in the child either.
     exec_request request{argv,   envp.data(), reset_.data(), reset_.size(),
-                         out[1], err[1],      max_fd_};
+                         out[1], err[1],      ::getpid(),   max_fd_};
     sigset_t all;
     sigset_t previous;
     sigfillset(&all);
@@ -469,6 +487,7 @@ void process_runner::spawn(core::assignment work) {
     auto uid = *uid_;
     auto gid = *gid_;
     auto max_fd = max_fd_;
+    auto daemon_pid = ::getpid();
     pid = ::fork();
     if (pid == 0) {
       ::setpgid(0, 0);
@@ -485,6 +504,9 @@ void process_runner::spawn(core::assignment work) {
         [[maybe_unused]] auto n = ::write(2, msg, sizeof(msg) - 1);
         ::_exit(126);
       }
+      // After the switch of user, which clears the request.
+      if (!die_with_daemon(daemon_pid))
+        ::_exit(127);
       ::execve("/bin/sh", argv, envp.data());
       ::_exit(127);
     }

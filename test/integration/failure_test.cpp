@@ -326,6 +326,46 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
   CHECK(m["taskmaster_workers_lost_total"] == 1);
 }
 
+TEST_CASE("kill -9 of a worker or a standalone daemon takes the command its "
+          "task's shell runs with it",
+          "[integration][failure]") {
+  // Left running, it would be a second copy beside the one run again.
+  temp_dir dir;
+  auto pid_file = dir / "task.pid";
+  auto command = "echo $$ > " + pid_file + ".tmp && mv " + pid_file + ".tmp "
+                 + pid_file + " && exec sleep 60";
+  auto command_pid = [&] {
+    std::vector<long> pids;
+    REQUIRE(eventually([&] {
+      pids = read_pids(pid_file);
+      return pids.size() == 1;
+    }));
+    ::unlink(pid_file.c_str());
+    return pids[0];
+  };
+  SECTION("a worker") {
+    auto master = daemon::master(dir, "master", fast_liveness);
+    auto doomed = daemon::worker(dir, master->cluster_addr(), "doomed", 1,
+                                 fast_liveness);
+    auto api = master->api();
+    REQUIRE(wait_for_workers(api, 1));
+    submit_batch(api, json::array({json{{"command", command}}}));
+    auto pid = command_pid();
+    REQUIRE(pid_alive(pid));
+    doomed->proc().signal(SIGKILL);
+    CHECK(eventually([&] { return !pid_alive(pid); }, 5s));
+  }
+  SECTION("a standalone daemon") {
+    auto standalone = daemon::master(dir, "standalone", {}, true);
+    auto api = standalone->api();
+    submit_batch(api, json::array({json{{"command", command}}}));
+    auto pid = command_pid();
+    REQUIRE(pid_alive(pid));
+    standalone->proc().signal(SIGKILL);
+    CHECK(eventually([&] { return !pid_alive(pid); }, 5s));
+  }
+}
+
 TEST_CASE("kill -9 of the master with 300 queued tasks and no worker: after "
           "a restart on the same data all 300 succeed",
           "[integration][failure][durability]") {
