@@ -123,16 +123,20 @@ void reset_signals(const int* signals, size_t count) {
 /// OOM killer). Its tasks then run again elsewhere; a shell left running
 /// would make that a second copy, working at once and reporting to no one.
 /// A command the shell execs (`sh -c "cmd args"`) keeps the request; what a
-/// shell script started as further processes does not get it. Returns false
-/// when the daemon was already gone.
-bool die_with_daemon(pid_t daemon_pid) {
-  return ::prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && ::getppid() == daemon_pid;
+/// shell script started as further processes does not get it. Returns 0,
+/// errno, or ESRCH when the daemon was already gone.
+int die_with_daemon(pid_t daemon_pid) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    return errno;
+  return ::getppid() == daemon_pid ? 0 : ESRCH;
 }
 
 int exec_shell(void* arg) {
   auto* r = static_cast<exec_request*>(arg);
-  if (!die_with_daemon(r->daemon_pid))
+  if (int e = die_with_daemon(r->daemon_pid); e != 0) {
+    r->error = e;
     ::_exit(127);
+  }
   // The daemon's handlers mean nothing in the task: default dispositions.
   reset_signals(r->reset_signals, r->reset_count);
   int devnull = ::open("/dev/null", O_RDONLY);
@@ -505,7 +509,7 @@ void process_runner::spawn(core::assignment work) {
         ::_exit(126);
       }
       // After the switch of user, which clears the request.
-      if (!die_with_daemon(daemon_pid))
+      if (die_with_daemon(daemon_pid) != 0)
         ::_exit(127);
       ::execve("/bin/sh", argv, envp.data());
       ::_exit(127);
