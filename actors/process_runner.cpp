@@ -171,10 +171,19 @@ struct process_runner::child {
   core::time_ms started_at = 0;
   std::optional<steady::time_point> deadline;
   std::optional<steady::time_point> kill_at;
+  /// After SIGKILL: when the runner stops waiting for the shell to end (see
+  /// process_runner::stop_reap_limit).
+  std::optional<steady::time_point> abandon_at;
   /// After the shell exited: read what is left in the pipes until then.
   std::optional<steady::time_point> drain_until;
+  /// The runner is done waiting for the shell: it exited, or was abandoned.
   bool exited = false;
+  /// wait_status holds the shell's status (not so for an abandoned shell).
+  bool has_status = false;
   int wait_status = 0;
+  /// Readiness of the pidfd that did not come with an exit the runner could
+  /// reap (a tracer reaps the process first), in a row.
+  int unreapable_wakeups = 0;
   core::time_ms finished_at = 0;
   /// Set when the runner ended the attempt (timeout, kill request).
   core::attempt_outcome forced = core::attempt_outcome::running;
@@ -555,6 +564,7 @@ bool process_runner::reap(child& c) {
   int status = 0;
   ::waitpid(c.pid, &status, 0);
   c.exited = true;
+  c.has_status = true;
   --live_;
   c.wait_status = status;
   c.finished_at = wall_now();
@@ -578,11 +588,11 @@ void process_runner::finish(child& c) {
   r.stderr_tail = std::move(c.err);
   r.stdout_bytes = c.out_bytes;
   r.stderr_bytes = c.err_bytes;
-  // A process left unreaped at shutdown (see reap_killed) has no status.
-  if (c.exited && WIFEXITED(c.wait_status)) {
+  // An abandoned shell (see abandon) has no status.
+  if (c.has_status && WIFEXITED(c.wait_status)) {
     r.has_exit_code = true;
     r.exit_code = WEXITSTATUS(c.wait_status);
-  } else if (c.exited && WIFSIGNALED(c.wait_status)) {
+  } else if (c.has_status && WIFSIGNALED(c.wait_status)) {
     // Shell convention: 128 + signal number.
     r.has_exit_code = true;
     r.exit_code = 128 + WTERMSIG(c.wait_status);
@@ -590,6 +600,9 @@ void process_runner::finish(child& c) {
   if (c.forced != core::attempt_outcome::running) {
     r.outcome = c.forced;
     r.reason = c.reason;
+  } else if (!c.has_status) {
+    r.outcome = core::attempt_outcome::failed;
+    r.reason = "the shell's exit status could not be read";
   } else if (WIFEXITED(c.wait_status) && WEXITSTATUS(c.wait_status) == 0) {
     r.outcome = core::attempt_outcome::succeeded;
   } else {
@@ -669,6 +682,11 @@ void process_runner::run() {
       if (t && (!next || *t < *next))
         next = t;
     };
+    if (!abandoned_.empty()) {
+      reap_abandoned();
+      if (!abandoned_.empty())
+        consider(now + std::chrono::seconds(1));
+    }
     if (!held_.empty())
       consider(held_since_ + options_.report_hold);
     for (const auto& w : waiting_)
@@ -685,7 +703,10 @@ void process_runner::run() {
       if (!c.exited && c.kill_at && now >= *c.kill_at) {
         signal_group(c, SIGKILL);
         c.kill_at.reset();
+        c.abandon_at = now + stop_reap_limit;
       }
+      if (!c.exited && c.abandon_at && now >= *c.abandon_at)
+        abandon(c);
       // Without a pidfd (kernels before 5.3) exits are found by polling.
       if (!c.exited && c.pidfd < 0 && reap(c))
         consider(now); // a slot is free: start what waits at once
@@ -698,6 +719,7 @@ void process_runner::run() {
         if (c.forced == core::attempt_outcome::running)
           consider(c.deadline);
         consider(c.kill_at);
+        consider(c.abandon_at);
         if (c.pidfd < 0)
           consider(now + std::chrono::milliseconds(10));
       }
@@ -742,7 +764,12 @@ void process_runner::run() {
         continue;
       }
       if (stream == 0) {
-        reap(*c);
+        // Readable again and again without an exit to reap: a tracer holds
+        // the process. Polling every 10 ms then, not spinning on the pidfd.
+        if (reap(*c))
+          c->unreapable_wakeups = 0;
+        else if (++c->unreapable_wakeups >= 2)
+          close_fd(c->pidfd);
         continue;
       }
       // One read per readiness: poll said it will not block, and what is
@@ -777,15 +804,35 @@ void process_runner::run() {
       c.reason = "the worker shut down";
     }
     if (!c.exited)
-      c.reason += fmt::format("; its process had not ended {} s after SIGKILL "
-                              "and was left running",
-                              std::chrono::duration_cast<std::chrono::seconds>(
-                                stop_reap_limit)
-                                .count());
+      abandon(c);
     finish(c);
   }
   children_.clear();
   flush_reports();
+}
+
+void process_runner::abandon(child& c) {
+  c.exited = true;
+  --live_;
+  c.finished_at = wall_now();
+  c.reason += fmt::format("; its process had not ended {} s after SIGKILL and "
+                          "was left running",
+                          std::chrono::duration_cast<std::chrono::seconds>(
+                            stop_reap_limit)
+                            .count());
+  close_fd(c.pidfd);
+  // What it writes from now on is not waited for.
+  c.drain_until = steady::now();
+  abandoned_.push_back(c.pid);
+}
+
+void process_runner::reap_abandoned() {
+  abandoned_.erase(std::remove_if(abandoned_.begin(), abandoned_.end(),
+                                  [](pid_t pid) {
+                                    auto r = ::waitpid(pid, nullptr, WNOHANG);
+                                    return r == pid || (r < 0 && errno == ECHILD);
+                                  }),
+                   abandoned_.end());
 }
 
 void process_runner::reap_killed(steady::time_point give_up_at) {
@@ -802,6 +849,7 @@ void process_runner::reap_killed(steady::time_point give_up_at) {
       auto r = ::waitpid(c.pid, &status, WNOHANG);
       if (r == c.pid || (r < 0 && errno == ECHILD)) {
         c.exited = true;
+        c.has_status = r == c.pid;
         c.wait_status = status;
         c.finished_at = wall_now();
         reaped_any = true;

@@ -67,12 +67,13 @@ public:
   /// assignment's result comes exactly once.
   using exit_handler = std::function<void(std::vector<core::attempt_result>)>;
 
-  /// How long the destructor waits for shells killed with SIGKILL. One in
-  /// uninterruptible sleep (a hung network file system) dies only when the
-  /// sleep ends, and one traced by a debugger goes to its tracer first: a
-  /// worker's shutdown does not wait on them for good. Such an attempt is
-  /// reported as returned without an exit code, and its process is left to
-  /// the system.
+  /// How long the runner waits for a shell it killed with SIGKILL (after a
+  /// timeout, a kill request or at shutdown). One in uninterruptible sleep
+  /// (a stuck disk or FUSE file system) dies only when the sleep ends, and
+  /// one traced by a debugger goes to its tracer first: neither holds a
+  /// slot, a cancellation or a worker's shutdown for good. The attempt then
+  /// ends as it was to end, without an exit code, and the process is left
+  /// running (reaped when it ends, while the runner lives).
   static constexpr std::chrono::seconds stop_reap_limit{2};
 
   /// Throws std::runtime_error when the runner cannot be set up (bad
@@ -136,6 +137,12 @@ private:
   /// At shutdown, after SIGKILL to every group: reaps the shells until all
   /// are, or until `give_up_at`.
   void reap_killed(std::chrono::steady_clock::time_point give_up_at);
+  /// Stops waiting for a shell that SIGKILL has not ended in
+  /// stop_reap_limit: its attempt ends without an exit code, its slot is
+  /// free, and its pid goes to abandoned_.
+  void abandon(child& c);
+  /// Reaps what of abandoned_ has ended by now.
+  void reap_abandoned();
   void finish(child& c);
   /// Queues a result for the next report.
   void report(core::attempt_result r);
@@ -166,6 +173,8 @@ private:
   std::map<core::attempt_ref, std::unique_ptr<child>> children_;
   /// Children whose shell has not exited yet (each holds a slot).
   uint32_t live_ = 0;
+  /// Shells given up on (see abandon), reaped when they end at last.
+  std::vector<pid_t> abandoned_;
   struct waiting_attempt {
     core::assignment work;
     /// When it goes back unstarted (from `work.start_within_ms`).

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -216,58 +217,91 @@ TEST_CASE("stopping the runner ends what runs as returned",
   CHECK(r.outcome == core::attempt_outcome::returned);
 }
 
+/// A process that another process traces stands in for one in
+/// uninterruptible sleep: once killed, its parent cannot reap it until the
+/// tracer lets go (when the tracer exits).
+class tracer {
+public:
+  explicit tracer(pid_t pid) {
+    int report[2];
+    int hold[2];
+    REQUIRE(::pipe(report) == 0);
+    REQUIRE(::pipe(hold) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::close(report[0]);
+      ::close(hold[1]);
+      char seized = ::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) == 0 ? 'y'
+                                                                       : 'n';
+      [[maybe_unused]] auto w = ::write(report[1], &seized, 1);
+      char ignored;
+      while (::read(hold[0], &ignored, 1) > 0) {
+      }
+      ::_exit(0);
+    }
+    ::close(report[1]);
+    ::close(hold[0]);
+    hold_ = hold[1];
+    char seized = 'n';
+    [[maybe_unused]] auto got = ::read(report[0], &seized, 1);
+    ::close(report[0]);
+    attached_ = seized == 'y';
+    if (!attached_)
+      WARN("ptrace is not permitted here: the case is skipped");
+  }
+
+  ~tracer() {
+    let_go();
+  }
+
+  bool attached() const {
+    return attached_;
+  }
+
+  void let_go() {
+    if (hold_ < 0)
+      return;
+    ::close(hold_);
+    hold_ = -1;
+    ::waitpid(pid_, nullptr, 0);
+  }
+
+private:
+  pid_t pid_ = -1;
+  int hold_ = -1;
+  bool attached_ = false;
+};
+
+/// Starts a task that execs `sleep 60` and returns the pid it runs as.
+pid_t start_sleeper(process_runner& runner, const std::string& pid_file) {
+  runner.start(work(1, fmt::format("echo $$ > {0}.tmp && mv {0}.tmp {0} && "
+                                   "exec sleep 60",
+                                   pid_file)));
+  pid_t pid = 0;
+  REQUIRE(taskmaster::test::eventually([&] {
+    std::ifstream in{pid_file};
+    return static_cast<bool>(in >> pid);
+  }));
+  return pid;
+}
+
 TEST_CASE("stopping the runner does not wait for good on a process that "
           "SIGKILL does not end",
           "[actors][runner]") {
-  // A process its tracer reaps first stands in for one in uninterruptible
-  // sleep: killed, but not reapable by the runner until the tracer lets go.
   taskmaster::test::temp_dir dir;
   collector c;
   auto runner = std::make_unique<process_runner>(runner_options{}, c.handler());
-  runner->start(work(1, fmt::format("echo $$ > {0}.tmp && mv {0}.tmp {0} && "
-                                    "exec sleep 60",
-                                    dir / "pid")));
-  pid_t pid = 0;
-  REQUIRE(taskmaster::test::eventually([&] {
-    std::ifstream in{dir / "pid"};
-    return static_cast<bool>(in >> pid);
-  }));
-  int report[2];
-  int hold[2];
-  REQUIRE(::pipe(report) == 0);
-  REQUIRE(::pipe(hold) == 0);
-  pid_t tracer = ::fork();
-  REQUIRE(tracer >= 0);
-  if (tracer == 0) {
-    ::close(report[0]);
-    ::close(hold[1]);
-    char seized = ::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) == 0 ? 'y' : 'n';
-    [[maybe_unused]] auto w = ::write(report[1], &seized, 1);
-    char ignored;
-    while (::read(hold[0], &ignored, 1) > 0) {
-    }
-    ::_exit(0);
-  }
-  ::close(report[1]);
-  ::close(hold[0]);
-  char seized = 'n';
-  [[maybe_unused]] auto got = ::read(report[0], &seized, 1);
-  ::close(report[0]);
-  auto let_go = [&] {
-    ::close(hold[1]);
-    ::waitpid(tracer, nullptr, 0);
-  };
-  if (seized != 'y') {
-    WARN("ptrace is not permitted here: the case is skipped");
-    let_go();
+  auto pid = start_sleeper(*runner, dir / "pid");
+  tracer holder{pid};
+  if (!holder.attached())
     return;
-  }
   auto start = std::chrono::steady_clock::now();
   auto stopped = std::async(std::launch::async, [&] { runner.reset(); });
   bool in_time = stopped.wait_for(30s) == std::future_status::ready;
   auto took = std::chrono::steady_clock::now() - start;
   // The tracer's exit hands the killed process back to us, its parent.
-  let_go();
+  holder.let_go();
   stopped.get();
   CHECK(in_time);
   CHECK(took >= process_runner::stop_reap_limit - 100ms);
@@ -277,6 +311,48 @@ TEST_CASE("stopping the runner does not wait for good on a process that "
   CHECK_THAT(r.reason, Catch::Contains("left running"));
   CHECK(taskmaster::test::eventually(
     [&] { return ::waitpid(pid, nullptr, WNOHANG) == pid; }));
+}
+
+TEST_CASE("a kill request ends an attempt whose process SIGKILL does not end "
+          "within a bounded time, and frees its slot",
+          "[actors][runner]") {
+  taskmaster::test::temp_dir dir;
+  collector c;
+  auto options = one_slot();
+  options.kill_grace = 100ms;
+  process_runner runner{options, c.handler()};
+  auto pid = start_sleeper(runner, dir / "pid");
+  tracer holder{pid};
+  if (!holder.attached())
+    return;
+  auto cpu_seconds = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec)
+           + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  auto cpu_before = cpu_seconds();
+  auto start = std::chrono::steady_clock::now();
+  runner.kill({1, 1}, core::attempt_outcome::cancelled, "cancelled");
+  runner.start(work(2, "echo next"));
+  auto r = c.wait(1, 30s);
+  auto took = std::chrono::steady_clock::now() - start;
+  // Waiting on the killed, traced process did not spin on its pidfd.
+  CHECK(cpu_seconds() - cpu_before < 0.5);
+  CHECK(r.outcome == core::attempt_outcome::cancelled);
+  CHECK_FALSE(r.has_exit_code);
+  CHECK_THAT(r.reason, Catch::StartsWith("cancelled; ")
+                         && Catch::Contains("left running"));
+  CHECK(took >= options.kill_grace + process_runner::stop_reap_limit - 100ms);
+  CHECK(took < options.kill_grace + process_runner::stop_reap_limit + 5s);
+  // The slot went to the next attempt.
+  CHECK(c.wait(2).stdout_tail == "next\n");
+  // Reaped when the tracer lets go (the runner's thread reaps it; the test
+  // finds it gone).
+  holder.let_go();
+  CHECK(taskmaster::test::eventually([&] {
+    return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD;
+  }));
 }
 
 TEST_CASE("tasks inherit no descriptor of the daemon but stdin, stdout and "
