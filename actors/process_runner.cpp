@@ -518,8 +518,11 @@ void process_runner::spawn(core::assignment work) {
         ::_exit(126);
       }
       // After the switch of user, which clears the request.
-      if (die_with_daemon(daemon_pid) != 0)
-        ::_exit(127);
+      if (die_with_daemon(daemon_pid) != 0) {
+        static const char msg[] = "taskmaster: cannot ask to die with the worker\n";
+        [[maybe_unused]] auto n = ::write(2, msg, sizeof(msg) - 1);
+        ::_exit(126);
+      }
       ::execve("/bin/sh", argv, envp.data());
       ::_exit(127);
     }
