@@ -184,6 +184,8 @@ struct process_runner::child {
   /// Readiness of the pidfd that did not come with an exit the runner could
   /// reap (a tracer reaps the process first), in a row.
   int unreapable_wakeups = 0;
+  /// Its group's entry in the orphan guard (-1: none).
+  int guard_entry = -1;
   core::time_ms finished_at = 0;
   /// Set when the runner ended the attempt (timeout, kill request).
   core::attempt_outcome forced = core::attempt_outcome::running;
@@ -538,6 +540,8 @@ void process_runner::spawn(core::assignment work) {
   }
   ++live_;
   c->pid = pid;
+  if (options_.guard != nullptr)
+    c->guard_entry = options_.guard->add(pid);
   c->pidfd = pidfd >= 0 ? pidfd
                         : static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   c->out_fd = out[0];
@@ -564,6 +568,7 @@ bool process_runner::reap(child& c) {
   // The shell exited but is not reaped yet, so its pid (the group id) cannot
   // be reused: kill what it left in its group, then reap it.
   ::kill(-c.pid, SIGKILL);
+  unguard(c);
   int status = 0;
   ::waitpid(c.pid, &status, 0);
   c.exited = true;
@@ -814,6 +819,12 @@ void process_runner::run() {
   flush_reports();
 }
 
+void process_runner::unguard(child& c) {
+  if (options_.guard != nullptr)
+    options_.guard->remove(c.guard_entry);
+  c.guard_entry = -1;
+}
+
 void process_runner::abandon(child& c) {
   c.exited = true;
   --live_;
@@ -826,14 +837,20 @@ void process_runner::abandon(child& c) {
   close_fd(c.pidfd);
   // What it writes from now on is not waited for.
   c.drain_until = steady::now();
-  abandoned_.push_back(c.pid);
+  // Still listed with the orphan guard until it is reaped.
+  abandoned_.emplace_back(c.pid, c.guard_entry);
+  c.guard_entry = -1;
 }
 
 void process_runner::reap_abandoned() {
   abandoned_.erase(std::remove_if(abandoned_.begin(), abandoned_.end(),
-                                  [](pid_t pid) {
-                                    auto r = ::waitpid(pid, nullptr, WNOHANG);
-                                    return r == pid || (r < 0 && errno == ECHILD);
+                                  [&](const std::pair<pid_t, int>& a) {
+                                    auto r = ::waitpid(a.first, nullptr, WNOHANG);
+                                    bool gone = r == a.first
+                                                || (r < 0 && errno == ECHILD);
+                                    if (gone && options_.guard != nullptr)
+                                      options_.guard->remove(a.second);
+                                    return gone;
                                   }),
                    abandoned_.end());
 }
@@ -851,6 +868,7 @@ void process_runner::reap_killed(steady::time_point give_up_at) {
       int status = 0;
       auto r = ::waitpid(c.pid, &status, WNOHANG);
       if (r == c.pid || (r < 0 && errno == ECHILD)) {
+        unguard(c);
         c.exited = true;
         c.has_status = r == c.pid;
         c.wait_status = status;

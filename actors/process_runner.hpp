@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actors/core/task.hpp"
+#include "actors/orphan_guard.hpp"
 
 /// Runs task commands as child processes on one dedicated I/O thread, so the
 /// thread that runs the worker's actors never blocks on a pipe or on waitpid
@@ -58,6 +59,10 @@ struct runner_options {
   /// Results go out at once when nothing waits (an idle worker's latency is
   /// untouched). Zero: every result at once.
   std::chrono::milliseconds report_hold{2};
+  /// Where the runner lists its children's process groups, so they die
+  /// with the daemon (see orphan_guard); not owned, outlives the runner.
+  /// None: a daemon that dies leaves them running.
+  orphan_guard* guard = nullptr;
 };
 
 class process_runner {
@@ -143,6 +148,8 @@ private:
   void abandon(child& c);
   /// Reaps what of abandoned_ has ended by now.
   void reap_abandoned();
+  /// Takes the child's group off the orphan guard (before it is reaped).
+  void unguard(child& c);
   void finish(child& c);
   /// Queues a result for the next report.
   void report(core::attempt_result r);
@@ -173,8 +180,9 @@ private:
   std::map<core::attempt_ref, std::unique_ptr<child>> children_;
   /// Children whose shell has not exited yet (each holds a slot).
   uint32_t live_ = 0;
-  /// Shells given up on (see abandon), reaped when they end at last.
-  std::vector<pid_t> abandoned_;
+  /// Shells given up on (see abandon) and their orphan_guard entries,
+  /// reaped when they end at last.
+  std::vector<std::pair<pid_t, int>> abandoned_;
   struct waiting_attempt {
     core::assignment work;
     /// When it goes back unstarted (from `work.start_within_ms`).

@@ -200,7 +200,8 @@ void configure_actor_system(taskmaster_config& cfg) {
     log::warn("{}", w);
 }
 
-worker_options make_worker_options(const taskmaster_config& cfg) {
+worker_options make_worker_options(const taskmaster_config& cfg,
+                                   orphan_guard* guard) {
   worker_options o;
   o.info.id = cfg.effective_worker_id();
   char host[256] = {0};
@@ -219,6 +220,7 @@ worker_options make_worker_options(const taskmaster_config& cfg) {
   o.runner.run_as = cfg.run_as;
   // Task environments never carry the daemon's own secrets.
   o.runner.hidden_env = {"TASKMASTER_API_TOKEN"};
+  o.runner.guard = guard;
   return o;
 }
 
@@ -249,7 +251,7 @@ void stop_worker(caf::actor_system& sys, const worker_node_actor& worker,
   self->send_exit(worker, caf::exit_reason::user_shutdown);
 }
 
-int run_master(taskmaster_config& cfg, bool with_worker) {
+int run_master(taskmaster_config& cfg, bool with_worker, orphan_guard* guard) {
   std::string error;
   std::shared_ptr<store::task_journal> journal = store::task_journal::open(
     cfg.data_dir, store::journal_options{
@@ -386,7 +388,7 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   auto http_port = std::get<uint16_t>(bound);
   worker_node_actor local_worker;
   if (with_worker) {
-    auto options = make_worker_options(cfg);
+    auto options = make_worker_options(cfg, guard);
     local_worker = spawn_worker_node(
       sys, options, caf::actor_cast<cluster_actor>(endpoint));
   }
@@ -437,10 +439,10 @@ int run_master(taskmaster_config& cfg, bool with_worker) {
   return 0;
 }
 
-int run_worker(taskmaster_config& cfg) {
+int run_worker(taskmaster_config& cfg, orphan_guard* guard) {
   configure_actor_system(cfg);
   caf::actor_system sys{cfg};
-  auto options = make_worker_options(cfg);
+  auto options = make_worker_options(cfg, guard);
   auto worker = spawn_worker_node(sys, options, cluster_actor{});
   fmt::print("taskmasterd: worker {} ({} slot{}{}{}) for the master at {}:{}\n",
              options.info.id, options.info.slots,
@@ -482,9 +484,18 @@ void block_shutdown_signals() {
 }
 
 int run_daemon(taskmaster_config& cfg) {
+  // A daemon that runs tasks starts its orphan guard first, while it is one
+  // small thread (see orphan_guard).
+  if (cfg.role == "master")
+    return run_master(cfg, false, nullptr);
+  orphan_guard guard;
+  if (!guard.active())
+    log::warn("no orphan guard ({}): if this daemon dies without stopping "
+              "its tasks, their processes will run on",
+              std::strerror(errno));
   if (cfg.role == "worker")
-    return run_worker(cfg);
-  return run_master(cfg, cfg.role == "standalone");
+    return run_worker(cfg, &guard);
+  return run_master(cfg, true, &guard);
 }
 
 } // namespace taskmaster

@@ -326,22 +326,29 @@ TEST_CASE("kill -9 of a worker: its tasks finish on the other worker, each "
   CHECK(m["taskmaster_workers_lost_total"] == 1);
 }
 
-TEST_CASE("kill -9 of a worker or a standalone daemon takes the command its "
-          "task's shell runs with it",
+TEST_CASE("kill -9 of a worker or a standalone daemon takes its tasks' "
+          "processes with it",
           "[integration][failure]") {
-  // Left running, it would be a second copy beside the one run again.
+  // Left running, they would be a second copy beside the attempt run again.
+  // A shell with a command of its own in the background and one it waits
+  // for: the guard kills the whole group, not only the shell.
   temp_dir dir;
-  auto pid_file = dir / "task.pid";
-  auto command = "echo $$ > " + pid_file + ".tmp && mv " + pid_file + ".tmp "
-                 + pid_file + " && exec sleep 60";
-  auto command_pid = [&] {
+  auto pid_file = dir / "task.pids";
+  auto command = "sleep 300 & echo \"$$ $!\" > " + pid_file + ".tmp && mv "
+                 + pid_file + ".tmp " + pid_file + " && sleep 300";
+  auto task_pids = [&] {
     std::vector<long> pids;
     REQUIRE(eventually([&] {
       pids = read_pids(pid_file);
-      return pids.size() == 1;
+      return pids.size() == 2;
     }));
     ::unlink(pid_file.c_str());
-    return pids[0];
+    return pids;
+  };
+  auto all_gone = [](const std::vector<long>& pids) {
+    return eventually([&] {
+      return std::none_of(pids.begin(), pids.end(), pid_alive);
+    }, 5s);
   };
   SECTION("a worker") {
     auto master = daemon::master(dir, "master", fast_liveness);
@@ -350,19 +357,20 @@ TEST_CASE("kill -9 of a worker or a standalone daemon takes the command its "
     auto api = master->api();
     REQUIRE(wait_for_workers(api, 1));
     submit_batch(api, json::array({json{{"command", command}}}));
-    auto pid = command_pid();
-    REQUIRE(pid_alive(pid));
+    auto pids = task_pids();
+    REQUIRE(pid_alive(pids[0]));
+    REQUIRE(pid_alive(pids[1]));
     doomed->proc().signal(SIGKILL);
-    CHECK(eventually([&] { return !pid_alive(pid); }, 5s));
+    CHECK(all_gone(pids));
   }
   SECTION("a standalone daemon") {
     auto standalone = daemon::master(dir, "standalone", {}, true);
     auto api = standalone->api();
     submit_batch(api, json::array({json{{"command", command}}}));
-    auto pid = command_pid();
-    REQUIRE(pid_alive(pid));
+    auto pids = task_pids();
+    REQUIRE(pid_alive(pids[0]));
     standalone->proc().signal(SIGKILL);
-    CHECK(eventually([&] { return !pid_alive(pid); }, 5s));
+    CHECK(all_gone(pids));
   }
 }
 
