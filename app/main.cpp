@@ -37,7 +37,8 @@ void print_help(const taskmaster::taskmaster_config& cfg) {
     "\n"
     "daemon options (also in a file with --config-file=PATH, INI, section "
     "[global];\n"
-    "config/taskmasterd.ini lists them all):\n"
+    "config/taskmasterd.ini lists them all; --dump-config prints the values\n"
+    "the daemon would run with):\n"
     "{}"
     "  --config-file=PATH                   read options from PATH\n",
     version, cfg.options_help());

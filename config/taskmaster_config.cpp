@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -481,28 +482,37 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
   auto flags = take_flag_values(list, custom_options_);
   if (!flags.error.empty())
     return flags.error + " (see --help)";
-  flags_given_false_.clear();
-  for (const auto* opt : flags.off) {
-    auto name = opt->long_name();
-    auto category = opt->category();
-    std::string key{name.begin(), name.end()};
-    if (category != "global")
-      key = std::string{category.begin(), category.end()} + "." + key;
-    flags_given_false_.push_back(std::move(key));
-  }
+  // CAF's own --dump-config prints its settings before the command line's
+  // `=false` options apply, and CAF's defaults, several of which the daemon
+  // changes: this prints what the daemon would run with instead.
+  auto dump = std::find(list.begin(), list.end(), "--dump-config");
+  bool dump_config = dump != list.end();
+  if (dump_config)
+    list.erase(dump);
   if (auto err = parse(std::move(list)))
     return describe(err, file, custom_options_);
   unset_flags(flags);
   if (!remainder.empty())
     return fmt::format("unexpected argument '{}' (see --help)", remainder[0]);
+  if (dump_config && !cli_helptext_printed) {
+    // A config file the daemon reads back, the secret aside.
+    std::string text = "[global]\n";
+    for (auto [name, value] : option_values()) {
+      if (name == "api-token" && value != "\"\"") {
+        text += "; api-token is set (not shown)\n";
+        continue;
+      }
+      // CAF writes whole days as "7d", which it does not read.
+      if (value.size() > 1 && value.back() == 'd'
+          && std::all_of(value.begin(), value.end() - 1,
+                         [](char c) { return std::isdigit(c) != 0; }))
+        value = std::to_string(std::stoull(value) * 24) + "h";
+      text += fmt::format("{}={}\n", name, value);
+    }
+    std::cout << text << std::flush;
+    cli_helptext_printed = true;
+  }
   return {};
-}
-
-caf::settings taskmaster_config::dump_content() const {
-  auto result = actor_system_config::dump_content();
-  for (const auto& key : flags_given_false_)
-    caf::put(result, key, false);
-  return result;
 }
 
 bool taskmaster_config::cluster_port_chosen() const {

@@ -128,16 +128,6 @@ public:
 
   /// The slot count, or the number of cores when none was given.
   uint32_t effective_slots() const;
-
-protected:
-  /// What --dump-config prints: CAF's view, with the true/false options given
-  /// as `=false` on the command line (see take_flag_values), which CAF's
-  /// parse, the one that prints, has not seen.
-  caf::settings dump_content() const override;
-
-private:
-  /// Settings keys of the options parse_args() found given as false.
-  std::vector<std::string> flags_given_false_;
 };
 
 /// The first "--name" given more than once in `args` ("--name=value" or

@@ -124,11 +124,27 @@ TEST_CASE("a true/false option takes =true and =false, on the command line "
     return captured.str();
   };
   auto overridden_dump = dumped({"--config-file=" + file,
-                                 "--journal-fsync=false", "--insecure"});
-  CHECK_THAT(overridden_dump, Catch::Contains("journal-fsync = false"));
-  CHECK_THAT(overridden_dump, Catch::Contains("insecure = true"));
+                                 "--journal-fsync=false", "--insecure",
+                                 "--retention=336h"});
+  CHECK_THAT(overridden_dump, Catch::Contains("\njournal-fsync=false\n"));
+  CHECK_THAT(overridden_dump, Catch::Contains("\ninsecure=true\n"));
   CHECK_THAT(dumped({"--config-file=" + file}),
-             Catch::Contains("journal-fsync = true"));
+             Catch::Contains("\njournal-fsync=true\n"));
+  // Days as hours (CAF reads no "d" in a file), no secret, and the daemon
+  // reads it back to the same values.
+  CHECK_THAT(overridden_dump, Catch::Contains("\nretention=336h\n"));
+  auto with_token = dumped({"--api-token=" + std::string(32, 'k')});
+  CHECK_THAT(with_token, !Catch::Contains("kkkk"));
+  CHECK_THAT(with_token, Catch::Contains("\n; api-token is set (not shown)\n"));
+  {
+    std::ofstream out{file};
+    out << overridden_dump;
+  }
+  taskmaster_config reread;
+  REQUIRE(reread.parse_args({"--config-file=" + file}).empty());
+  CHECK(reread.journal_fsync == false);
+  CHECK(reread.insecure);
+  CHECK(dumped({"--config-file=" + file}) == overridden_dump);
   std::remove(file.c_str());
   taskmaster_config bad;
   CHECK(bad.parse_args({"--journal-fsync=maybe"})
