@@ -13,10 +13,13 @@ namespace taskmaster {
 
 namespace {
 
-/// The guard process. The daemon had threads when it forked: only system
-/// calls from here on.
-[[noreturn]] void guard_main(int lifeline, const pid_t* table, size_t capacity,
-                             pid_t daemon) {
+/// The guard process. The daemon may have had threads when it forked: only
+/// system calls from here on.
+[[noreturn]] void guard_main(int lifeline, int daemons_end, const pid_t* table,
+                             size_t capacity, pid_t daemon) {
+  // The daemon's end of the lifeline, held here too, would never let it
+  // close (whatever number it has: stdout and stderr may have been closed).
+  ::close(daemons_end);
   ::prctl(PR_SET_NAME, "tm.orphan-guard");
   // What is meant for the daemon is not for its guard: a Ctrl-C to the
   // terminal's process group, a SIGTERM to the group from a supervisor.
@@ -63,7 +66,7 @@ orphan_guard::orphan_guard(size_t capacity) : capacity_(capacity) {
   auto daemon = ::getpid();
   guard_pid_ = ::fork();
   if (guard_pid_ == 0)
-    guard_main(pipe_fds[0], table_, capacity_, daemon);
+    guard_main(pipe_fds[0], pipe_fds[1], table_, capacity_, daemon);
   ::close(pipe_fds[0]);
   if (guard_pid_ < 0) {
     ::close(pipe_fds[1]);
@@ -78,9 +81,14 @@ orphan_guard::orphan_guard(size_t capacity) : capacity_(capacity) {
 orphan_guard::~orphan_guard() {
   if (lifeline_ >= 0)
     ::close(lifeline_);
-  if (guard_pid_ > 0)
-    while (::waitpid(guard_pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
+  // It kills what is still listed and exits at once; a guard stopped or held
+  // by a debugger does not hold the daemon's exit for more than 2 s.
+  for (int i = 0; guard_pid_ > 0 && i < 200; ++i) {
+    auto r = ::waitpid(guard_pid_, nullptr, WNOHANG);
+    if (r == guard_pid_ || (r < 0 && errno != EINTR))
+      break;
+    ::usleep(10'000);
+  }
   if (table_ != nullptr)
     ::munmap(table_, capacity_ * sizeof(pid_t));
 }

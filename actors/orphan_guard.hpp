@@ -35,7 +35,8 @@ public:
   /// and listing does nothing.
   explicit orphan_guard(size_t capacity = 65536);
 
-  /// Lets the guard process go (it kills what is still listed) and reaps it.
+  /// Lets the guard process go (it kills what is still listed) and reaps it
+  /// (waiting 2 s at most).
   ~orphan_guard();
 
   orphan_guard(const orphan_guard&) = delete;

@@ -845,9 +845,19 @@ void process_runner::abandon(child& c) {
 void process_runner::reap_abandoned() {
   abandoned_.erase(std::remove_if(abandoned_.begin(), abandoned_.end(),
                                   [&](const std::pair<pid_t, int>& a) {
-                                    auto r = ::waitpid(a.first, nullptr, WNOHANG);
-                                    bool gone = r == a.first
-                                                || (r < 0 && errno == ECHILD);
+                                    siginfo_t info{};
+                                    auto r = ::waitid(P_PID,
+                                                      static_cast<id_t>(a.first),
+                                                      &info,
+                                                      WEXITED | WNOHANG | WNOWAIT);
+                                    bool gone = r < 0 && errno == ECHILD;
+                                    if (r == 0 && info.si_pid == a.first) {
+                                      // Off the list, then reaped.
+                                      if (options_.guard != nullptr)
+                                        options_.guard->remove(a.second);
+                                      ::waitpid(a.first, nullptr, 0);
+                                      return true;
+                                    }
                                     if (gone && options_.guard != nullptr)
                                       options_.guard->remove(a.second);
                                     return gone;
@@ -865,9 +875,18 @@ void process_runner::reap_killed(steady::time_point give_up_at) {
       auto& c = *cp;
       if (c.exited)
         continue;
+      // Off the orphan guard's list while its group id is still taken.
+      siginfo_t info{};
       int status = 0;
-      auto r = ::waitpid(c.pid, &status, WNOHANG);
-      if (r == c.pid || (r < 0 && errno == ECHILD)) {
+      pid_t r = ::waitid(P_PID, static_cast<id_t>(c.pid), &info,
+                         WEXITED | WNOHANG | WNOWAIT);
+      if (r == 0 && info.si_pid == c.pid) {
+        unguard(c);
+        r = ::waitpid(c.pid, &status, 0);
+      } else if (r == 0) {
+        r = -2; // not yet
+      }
+      if (r == c.pid || (r == -1 && errno == ECHILD)) {
         unguard(c);
         c.exited = true;
         c.has_status = r == c.pid;

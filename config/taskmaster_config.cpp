@@ -497,17 +497,11 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
   if (dump_config && !cli_helptext_printed) {
     // A config file the daemon reads back, the secret aside.
     std::string text = "[global]\n";
-    for (auto [name, value] : option_values()) {
-      if (name == "api-token" && value != "\"\"") {
+    for (const auto& [name, value] : option_values()) {
+      if (name == "api-token" && value != "\"\"")
         text += "; api-token is set (not shown)\n";
-        continue;
-      }
-      // CAF writes whole days as "7d", which it does not read.
-      if (value.size() > 1 && value.back() == 'd'
-          && std::all_of(value.begin(), value.end() - 1,
-                         [](char c) { return std::isdigit(c) != 0; }))
-        value = std::to_string(std::stoull(value) * 24) + "h";
-      text += fmt::format("{}={}\n", name, value);
+      else
+        text += fmt::format("{}={}\n", name, value);
     }
     std::cout << text << std::flush;
     cli_helptext_printed = true;
@@ -659,22 +653,52 @@ std::vector<std::string> taskmaster_config::warnings() const {
   return result;
 }
 
+namespace {
+
+/// An option's value as a config file writes it, for CAF to read back.
+/// CAF's own rendering does not always: it writes whole days as "7d" (a
+/// unit it does not read) and, in 0.17.6, any even number of hours as
+/// days rounded down (12h as "0d"); and it leaves a string that starts
+/// with a quote unquoted.
+std::string file_form(const caf::config_option& opt) {
+  auto v = opt.get();
+  if (!v)
+    return {};
+  if (const auto* t = caf::get_if<caf::timespan>(&*v)) {
+    auto ns = t->count();
+    static constexpr std::pair<int64_t, const char*> units[] = {
+      {int64_t{3'600'000'000'000}, "h"}, {int64_t{60'000'000'000}, "min"},
+      {int64_t{1'000'000'000}, "s"},     {int64_t{1'000'000}, "ms"},
+      {int64_t{1'000}, "us"},            {int64_t{1}, "ns"}};
+    if (ns == 0)
+      return "0s";
+    for (const auto& [size, name] : units)
+      if (ns % size == 0)
+        return fmt::format("{}{}", ns / size, name);
+  }
+  if (const auto* text = caf::get_if<std::string>(&*v)) {
+    std::string quoted = "\"";
+    for (char c : *text) {
+      if (c == '"' || c == '\\')
+        quoted += '\\';
+      quoted += c;
+    }
+    return quoted + "\"";
+  }
+  return caf::to_string(*v);
+}
+
+} // namespace
+
 std::string taskmaster_config::options_help() const {
   std::string result;
   for (const auto& opt : custom_options_) {
     if (opt.category() != "global" || is_builtin(opt.long_name()))
       continue;
     std::string name{opt.long_name().begin(), opt.long_name().end()};
-    std::string type{opt.type_name().begin(), opt.type_name().end()};
-    std::string value;
-    if (auto v = opt.get())
-      value = caf::to_string(*v);
+    auto value = file_form(opt);
     if (name == "api-token" && value != "\"\"")
       value = "\"***\"";
-    // CAF prints whole days as "7d" but does not parse that unit back.
-    if (type == "timespan" && value.size() > 1 && value.back() == 'd'
-        && value.find_first_not_of("0123456789") == value.size() - 1)
-      value = std::to_string(std::stoll(value) * 24) + "h";
     std::string desc{opt.description().begin(), opt.description().end()};
     auto left = fmt::format("--{}={}", name, value);
     result += fmt::format("  {:<36} {}\n", left, desc);
@@ -696,10 +720,9 @@ taskmaster_config::option_values() const {
   for (const auto& opt : custom_options_) {
     if (opt.category() != "global" || is_builtin(opt.long_name()))
       continue;
-    auto v = opt.get();
     result.emplace_back(std::string{opt.long_name().begin(),
                                     opt.long_name().end()},
-                        v ? caf::to_string(*v) : std::string{});
+                        file_form(opt));
   }
   return result;
 }

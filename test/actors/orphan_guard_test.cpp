@@ -100,6 +100,7 @@ TEST_CASE("the orphan guard kills the groups still listed when its daemon "
   ::kill(guard_pid, SIGTERM);
   ::kill(guard_pid, SIGINT);
   std::this_thread::sleep_for(100ms);
+  CHECK(::waitpid(guard_pid, nullptr, WNOHANG) == 0);
   CHECK(group_alive(listed));
   // The daemon's end: its end of the lifeline closes.
   guard.reset();

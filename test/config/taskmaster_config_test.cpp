@@ -125,7 +125,8 @@ TEST_CASE("a true/false option takes =true and =false, on the command line "
   };
   auto overridden_dump = dumped({"--config-file=" + file,
                                  "--journal-fsync=false", "--insecure",
-                                 "--retention=336h"});
+                                 "--retention=336h", "--kill-grace=12h",
+                                 "--shutdown-grace=36h"});
   CHECK_THAT(overridden_dump, Catch::Contains("\njournal-fsync=false\n"));
   CHECK_THAT(overridden_dump, Catch::Contains("\ninsecure=true\n"));
   CHECK_THAT(dumped({"--config-file=" + file}),
@@ -133,6 +134,9 @@ TEST_CASE("a true/false option takes =true and =false, on the command line "
   // Days as hours (CAF reads no "d" in a file), no secret, and the daemon
   // reads it back to the same values.
   CHECK_THAT(overridden_dump, Catch::Contains("\nretention=336h\n"));
+  // CAF 0.17.6 writes an even number of hours as days, rounded down.
+  CHECK_THAT(overridden_dump, Catch::Contains("\nkill-grace=12h\n"));
+  CHECK_THAT(overridden_dump, Catch::Contains("\nshutdown-grace=36h\n"));
   auto with_token = dumped({"--api-token=" + std::string(32, 'k')});
   CHECK_THAT(with_token, !Catch::Contains("kkkk"));
   CHECK_THAT(with_token, Catch::Contains("\n; api-token is set (not shown)\n"));
@@ -145,6 +149,19 @@ TEST_CASE("a true/false option takes =true and =false, on the command line "
   CHECK(reread.journal_fsync == false);
   CHECK(reread.insecure);
   CHECK(dumped({"--config-file=" + file}) == overridden_dump);
+  // A string that starts with a quote reads back too.
+  {
+    std::ofstream out{file};
+    out << "[global]\nworker-id=\"\\\"odd\\\\name\"\n";
+  }
+  auto quoted_dump = dumped({"--config-file=" + file});
+  {
+    std::ofstream out{file};
+    out << quoted_dump;
+  }
+  taskmaster_config quoted;
+  REQUIRE(quoted.parse_args({"--config-file=" + file}).empty());
+  CHECK(quoted.worker_id == "\"odd\\name");
   std::remove(file.c_str());
   taskmaster_config bad;
   CHECK(bad.parse_args({"--journal-fsync=maybe"})

@@ -369,6 +369,7 @@ TEST_CASE("kill -9 of a worker or a standalone daemon takes its tasks' "
     submit_batch(api, json::array({json{{"command", command}}}));
     auto pids = task_pids();
     REQUIRE(pid_alive(pids[0]));
+    REQUIRE(pid_alive(pids[1]));
     standalone->proc().signal(SIGKILL);
     CHECK(all_gone(pids));
   }
