@@ -336,19 +336,21 @@ TEST_CASE("kill -9 of a worker or a standalone daemon takes its tasks' "
   auto pid_file = dir / "task.pids";
   auto command = "sleep 300 & echo \"$$ $!\" > " + pid_file + ".tmp && mv "
                  + pid_file + ".tmp " + pid_file + " && sleep 300";
-  auto task_pids = [&] {
+  // Runs the task through `api`, kills `runner` (the daemon that runs it)
+  // with SIGKILL and checks the shell and its child are gone.
+  auto killed_with = [&](auto& api, taskmaster::test::daemon& runner) {
+    submit_batch(api, json::array({json{{"command", command}}}));
     std::vector<long> pids;
     REQUIRE(eventually([&] {
       pids = read_pids(pid_file);
       return pids.size() == 2;
     }));
-    ::unlink(pid_file.c_str());
-    return pids;
-  };
-  auto all_gone = [](const std::vector<long>& pids) {
-    return eventually([&] {
+    REQUIRE(pid_alive(pids[0]));
+    REQUIRE(pid_alive(pids[1]));
+    runner.proc().signal(SIGKILL);
+    CHECK(eventually([&] {
       return std::none_of(pids.begin(), pids.end(), pid_alive);
-    }, 5s);
+    }, 5s));
   };
   SECTION("a worker") {
     auto master = daemon::master(dir, "master", fast_liveness);
@@ -356,22 +358,12 @@ TEST_CASE("kill -9 of a worker or a standalone daemon takes its tasks' "
                                  fast_liveness);
     auto api = master->api();
     REQUIRE(wait_for_workers(api, 1));
-    submit_batch(api, json::array({json{{"command", command}}}));
-    auto pids = task_pids();
-    REQUIRE(pid_alive(pids[0]));
-    REQUIRE(pid_alive(pids[1]));
-    doomed->proc().signal(SIGKILL);
-    CHECK(all_gone(pids));
+    killed_with(api, *doomed);
   }
   SECTION("a standalone daemon") {
     auto standalone = daemon::master(dir, "standalone", {}, true);
     auto api = standalone->api();
-    submit_batch(api, json::array({json{{"command", command}}}));
-    auto pids = task_pids();
-    REQUIRE(pid_alive(pids[0]));
-    REQUIRE(pid_alive(pids[1]));
-    standalone->proc().signal(SIGKILL);
-    CHECK(all_gone(pids));
+    killed_with(api, *standalone);
   }
 }
 
