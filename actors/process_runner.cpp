@@ -122,9 +122,10 @@ void reset_signals(const int* signals, size_t count) {
 /// itself, so this acts when the daemon dies without a word (kill -9, the
 /// OOM killer). Its tasks then run again elsewhere; a shell left running
 /// would make that a second copy, working at once and reporting to no one.
-/// A command the shell execs (`sh -c "cmd args"`) keeps the request; what a
-/// shell script started as further processes does not get it. Returns 0,
-/// errno, or ESRCH when the daemon was already gone.
+/// Only the shell gets it (and a command it execs, `exec cmd`): the rest of
+/// the group is the orphan guard's (see orphan_guard), this is the second
+/// line for a shell the guard never saw listed. Returns 0, errno, or ESRCH
+/// when the daemon was already gone.
 int die_with_daemon(pid_t daemon_pid) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
     return errno;

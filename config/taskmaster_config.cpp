@@ -484,7 +484,8 @@ std::string taskmaster_config::parse_args(const std::vector<std::string>& args) 
     return flags.error + " (see --help)";
   // CAF's own --dump-config prints its settings before the command line's
   // `=false` options apply, and CAF's defaults, several of which the daemon
-  // changes: this prints what the daemon would run with instead.
+  // changes: this prints TaskMaster's options as the file and the command
+  // line set them instead (unchecked: validate() comes after).
   auto dump = std::find(list.begin(), list.end(), "--dump-config");
   bool dump_config = dump != list.end();
   if (dump_config)
