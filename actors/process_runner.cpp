@@ -821,9 +821,33 @@ void process_runner::run() {
 }
 
 void process_runner::unguard(child& c) {
+  unguard(c.guard_entry);
+}
+
+void process_runner::unguard(int& guard_entry) {
   if (options_.guard != nullptr)
-    options_.guard->remove(c.guard_entry);
-  c.guard_entry = -1;
+    options_.guard->remove(guard_entry);
+  guard_entry = -1;
+}
+
+process_runner::reap_outcome process_runner::reap_if_exited(pid_t pid,
+                                                            int& guard_entry,
+                                                            int& status) {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info,
+               WEXITED | WNOHANG | WNOWAIT)
+      != 0) {
+    if (errno != ECHILD)
+      return reap_outcome::not_yet;
+    unguard(guard_entry);
+    return reap_outcome::gone;
+  }
+  if (info.si_pid != pid)
+    return reap_outcome::not_yet;
+  // Off the orphan guard's list while its group id is still taken.
+  unguard(guard_entry);
+  ::waitpid(pid, &status, 0);
+  return reap_outcome::reaped;
 }
 
 void process_runner::abandon(child& c) {
@@ -845,23 +869,11 @@ void process_runner::abandon(child& c) {
 
 void process_runner::reap_abandoned() {
   abandoned_.erase(std::remove_if(abandoned_.begin(), abandoned_.end(),
-                                  [&](const std::pair<pid_t, int>& a) {
-                                    siginfo_t info{};
-                                    auto r = ::waitid(P_PID,
-                                                      static_cast<id_t>(a.first),
-                                                      &info,
-                                                      WEXITED | WNOHANG | WNOWAIT);
-                                    bool gone = r < 0 && errno == ECHILD;
-                                    if (r == 0 && info.si_pid == a.first) {
-                                      // Off the list, then reaped.
-                                      if (options_.guard != nullptr)
-                                        options_.guard->remove(a.second);
-                                      ::waitpid(a.first, nullptr, 0);
-                                      return true;
-                                    }
-                                    if (gone && options_.guard != nullptr)
-                                      options_.guard->remove(a.second);
-                                    return gone;
+                                  [&](std::pair<pid_t, int>& a) {
+                                    int status = 0;
+                                    return reap_if_exited(a.first, a.second,
+                                                          status)
+                                           != reap_outcome::not_yet;
                                   }),
                    abandoned_.end());
 }
@@ -876,21 +888,11 @@ void process_runner::reap_killed(steady::time_point give_up_at) {
       auto& c = *cp;
       if (c.exited)
         continue;
-      // Off the orphan guard's list while its group id is still taken.
-      siginfo_t info{};
       int status = 0;
-      pid_t r = ::waitid(P_PID, static_cast<id_t>(c.pid), &info,
-                         WEXITED | WNOHANG | WNOWAIT);
-      if (r == 0 && info.si_pid == c.pid) {
-        unguard(c);
-        r = ::waitpid(c.pid, &status, 0);
-      } else if (r == 0) {
-        r = -2; // not yet
-      }
-      if (r == c.pid || (r == -1 && errno == ECHILD)) {
-        unguard(c);
+      auto outcome = reap_if_exited(c.pid, c.guard_entry, status);
+      if (outcome != reap_outcome::not_yet) {
         c.exited = true;
-        c.has_status = r == c.pid;
+        c.has_status = outcome == reap_outcome::reaped;
         c.wait_status = status;
         c.finished_at = wall_now();
         reaped_any = true;

@@ -150,6 +150,11 @@ private:
   void reap_abandoned();
   /// Takes the child's group off the orphan guard (before it is reaped).
   void unguard(child& c);
+  void unguard(int& guard_entry);
+  enum class reap_outcome { not_yet, reaped, gone };
+  /// Reaps `pid` if it has exited, taking `guard_entry` off the orphan
+  /// guard first; `gone` when it is no child of ours any more.
+  reap_outcome reap_if_exited(pid_t pid, int& guard_entry, int& status);
   void finish(child& c);
   /// Queues a result for the next report.
   void report(core::attempt_result r);
